@@ -1,0 +1,22 @@
+/*
+ * mm/arch.h - the few privileged x86_64 operations the mapper needs.
+ *
+ * In the kernel these are implemented by mm/arch_x86.c with inline
+ * assembly.  The host tests link tests/host/arch_host.c instead, which
+ * emulates CR3 and counts TLB flushes, so the mapper runs unchanged in a
+ * normal process.
+ */
+#ifndef MM_ARCH_H
+#define MM_ARCH_H
+
+#include <mm/types.h>
+
+phys_addr_t arch_read_cr3(void);          /* physical address of the top table */
+void arch_write_cr3(phys_addr_t pml4_pa);  /* switch tables, flushes non-global TLB */
+void arch_invlpg(virt_addr_t va);          /* flush one page on this CPU */
+void arch_flush_tlb_all(void);             /* flush everything incl. global pages */
+bool arch_has_1g_pages(void);              /* CPUID.80000001H:EDX.Page1GB[26] */
+bool arch_has_nx(void);                    /* CPUID.80000001H:EDX.NX[20] */
+uint64_t arch_read_tsc(void);              /* cycle counter for timing logs */
+
+#endif

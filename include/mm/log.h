@@ -1,0 +1,33 @@
+/*
+ * mm/log.h - formatted output and panics for mm/, on top of the platform
+ * console hook.  The formatter (mm_vsnprintf) is exported so a kernel can
+ * build its own printk on it.
+ *
+ * Formats: %d %i %u %x %X %o %p %s %c %%, flags '-' '0' and width, and the
+ * length modifiers l, ll, z.  %p prints 0x followed by 16 hex digits.
+ */
+#ifndef MM_LOG_H
+#define MM_LOG_H
+
+#include <stdarg.h>
+#include <mm/types.h>
+
+int mm_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
+int mm_snprintf(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Print to the console via mm_platform_puts (lines up to 256 bytes). */
+void mm_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Broken internal invariant: format the message and call the platform panic. */
+_Noreturn void mm_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Panic naming the function when cond is false. */
+#define MM_BUG_ON(cond)                                                       \
+    do {                                                                      \
+        if (__builtin_expect(!!(cond), 0))                                    \
+            mm_panic("%s: invariant broken: %s (%s:%d)", __func__, #cond,     \
+                     __FILE__, __LINE__);                                     \
+    } while (0)
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * arch_x86.c - privileged x86_64 operations for the mapper (see mm/arch.h).
+ * Only built for the kernel; the host tests use an emulation instead.
+ */
+#include <mm/arch.h>
+
+phys_addr_t arch_read_cr3(void)
+{
+    uint64_t cr3;
+    __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+    return PA(cr3 & UINT64_C(0x000ffffffffff000));
+}
+
+void arch_write_cr3(phys_addr_t pml4_pa)
+{
+    __asm__ volatile("mov %0, %%cr3" : : "r"(pml4_pa.raw) : "memory");
+}
+
+void arch_invlpg(virt_addr_t va)
+{
+    __asm__ volatile("invlpg (%0)" : : "r"(va.raw) : "memory");
+}
+
+void arch_flush_tlb_all(void)
+{
+    /* Toggling CR4.PGE flushes global entries too (SDM vol. 3, 4.10.4.1). */
+    uint64_t cr4;
+    __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+    if (cr4 & (1u << 7)) {
+        __asm__ volatile("mov %0, %%cr4" : : "r"(cr4 & ~(uint64_t)(1u << 7)) : "memory");
+        __asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
+    } else {
+        arch_write_cr3(arch_read_cr3());
+    }
+}
+
+static uint32_t cpuid_edx(uint32_t leaf)
+{
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(leaf), "c"(0));
+    return d;
+}
+
+static uint32_t cpuid_max_ext(void)
+{
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000000u), "c"(0));
+    return a;
+}
+
+bool arch_has_1g_pages(void)
+{
+    return cpuid_max_ext() >= 0x80000001u && (cpuid_edx(0x80000001u) & (1u << 26));
+}
+
+bool arch_has_nx(void)
+{
+    return cpuid_max_ext() >= 0x80000001u && (cpuid_edx(0x80000001u) & (1u << 20));
+}
+
+uint64_t arch_read_tsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}

@@ -1,0 +1,187 @@
+/*
+ * log.c - a small printf-style formatter and the mm_printf/mm_panic helpers.
+ *
+ * mm/ has no libc, so it formats text itself and hands finished lines to
+ * mm_platform_puts().  The formatter writes at most size-1 characters and
+ * always NUL-terminates (when size > 0); it returns the length the full
+ * output would have had, like C's vsnprintf.  No locking: all state is on
+ * the caller's stack.
+ */
+#include <mm/log.h>
+#include <mm/platform.h>
+
+struct out {
+    char *buf;
+    size_t size;
+    size_t len;
+};
+
+static void out_char(struct out *o, char c)
+{
+    if (o->len + 1 < o->size)
+        o->buf[o->len] = c;
+    o->len++;
+}
+
+static void out_pad(struct out *o, char c, int n)
+{
+    while (n-- > 0)
+        out_char(o, c);
+}
+
+/* Emit digits of v in base (2..16) with width/zero/left-justify handling. */
+static void out_number(struct out *o, uint64_t v, unsigned base, bool negative,
+                       bool upper, int width, bool zero, bool left)
+{
+    const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    char tmp[24];
+    int n = 0;
+
+    do {
+        tmp[n++] = digits[v % base];
+        v /= base;
+    } while (v);
+
+    int len = n + (negative ? 1 : 0);
+    if (!left && !zero)
+        out_pad(o, ' ', width - len);
+    if (negative)
+        out_char(o, '-');
+    if (!left && zero)
+        out_pad(o, '0', width - len);
+    while (n)
+        out_char(o, tmp[--n]);
+    if (left)
+        out_pad(o, ' ', width - len);
+}
+
+int mm_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
+{
+    struct out o = { buf, size, 0 };
+
+    for (const char *p = fmt; *p; p++) {
+        if (*p != '%') {
+            out_char(&o, *p);
+            continue;
+        }
+        p++;
+        bool left = false, zero = false;
+        for (;; p++) {
+            if (*p == '-')
+                left = true;
+            else if (*p == '0')
+                zero = true;
+            else
+                break;
+        }
+        int width = 0;
+        while (*p >= '0' && *p <= '9')
+            width = width * 10 + (*p++ - '0');
+        int lng = 0;             /* 0 = int, 1 = long, 2 = long long/size_t */
+        while (*p == 'l' || *p == 'z') {
+            lng += (*p == 'z') ? 2 : 1;
+            p++;
+        }
+
+        switch (*p) {
+        case 'd':
+        case 'i': {
+            int64_t v = lng ? va_arg(ap, long long) : va_arg(ap, int);
+            uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+            out_number(&o, mag, 10, v < 0, false, width, zero, left);
+            break;
+        }
+        case 'u':
+        case 'x':
+        case 'X':
+        case 'o': {
+            uint64_t v = lng ? va_arg(ap, unsigned long long) : va_arg(ap, unsigned);
+            unsigned base = *p == 'u' ? 10 : *p == 'o' ? 8 : 16;
+            out_number(&o, v, base, false, *p == 'X', width, zero, left);
+            break;
+        }
+        case 'p': {
+            uint64_t v = (uint64_t)(uintptr_t)va_arg(ap, void *);
+            out_char(&o, '0');
+            out_char(&o, 'x');
+            out_number(&o, v, 16, false, false, 16, true, false);
+            break;
+        }
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            if (!s)
+                s = "(null)";
+            int len = 0;
+            while (s[len])
+                len++;
+            if (!left)
+                out_pad(&o, ' ', width - len);
+            for (int i = 0; i < len; i++)
+                out_char(&o, s[i]);
+            if (left)
+                out_pad(&o, ' ', width - len);
+            break;
+        }
+        case 'c':
+            out_char(&o, (char)va_arg(ap, int));
+            break;
+        case '%':
+            out_char(&o, '%');
+            break;
+        case '\0':
+            p--;            /* lone '%' at the end: stop */
+            break;
+        default:            /* unknown conversion: print it verbatim */
+            out_char(&o, '%');
+            out_char(&o, *p);
+            break;
+        }
+    }
+    if (size)
+        buf[o.len < size ? o.len : size - 1] = '\0';
+    return (int)o.len;
+}
+
+int mm_snprintf(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = mm_vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+void mm_printf(const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    mm_vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    mm_platform_puts(line);
+}
+
+_Noreturn void mm_panic(const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    mm_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    mm_platform_panic(msg);
+}
+
+const char *mm_strerror(int err)
+{
+    switch (err < 0 ? -err : err) {
+    case 0:         return "success";
+    case MM_EPERM:  return "operation not permitted";
+    case MM_ENOENT: return "not mapped or not allocated";
+    case MM_ENOMEM: return "out of memory";
+    case MM_EFAULT: return "address outside managed range";
+    case MM_EBUSY:  return "busy";
+    case MM_EEXIST: return "already exists";
+    case MM_EINVAL: return "invalid argument";
+    default:        return "unknown error";
+    }
+}

@@ -1,0 +1,27 @@
+/*
+ * arch_host.c - emulation of mm/arch.h for host tests: CR3 is a variable,
+ * TLB flushes are counted, CPU features are switches the tests can flip.
+ */
+#include <mm/arch.h>
+
+phys_addr_t host_cr3;
+unsigned long host_invlpg_count, host_flush_all_count, host_cr3_writes;
+bool host_has_1g = true;
+
+phys_addr_t arch_read_cr3(void) { return host_cr3; }
+void arch_write_cr3(phys_addr_t pml4_pa) { host_cr3 = pml4_pa; host_cr3_writes++; }
+void arch_invlpg(virt_addr_t va) { (void)va; host_invlpg_count++; }
+void arch_flush_tlb_all(void) { host_flush_all_count++; }
+bool arch_has_1g_pages(void) { return host_has_1g; }
+bool arch_has_nx(void) { return true; }
+
+uint64_t arch_read_tsc(void)
+{
+#if defined(__x86_64__)
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,117 @@
+/*
+ * harness.c - the host side of the platform interface, simulated physical
+ * memory and the test runner for the host tests (see harness.h).
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <pthread.h>
+#include <sys/mman.h>
+#include <mm/frame.h>
+#include <mm/platform.h>
+
+int harness_failed, harness_total_failed, harness_count;
+jmp_buf *harness_panic_jmp;
+char harness_panic_msg[256];
+int harness_quiet;
+unsigned long harness_log_lines;
+
+uint64_t mm_direct_map_offset;
+
+static void *sim_base;
+static uint64_t sim_size;
+
+void harness_run(const char *name, void (*fn)(void))
+{
+    harness_failed = 0;
+    fn();
+    harness_count++;
+    if (harness_failed) {
+        harness_total_failed++;
+        printf("not ok %d - %s\n", harness_count, name);
+    } else {
+        printf("ok %d - %s\n", harness_count, name);
+    }
+    fflush(stdout);
+}
+
+int harness_finish(void)
+{
+    printf("1..%d\n", harness_count);
+    printf("# %d passed, %d failed\n", harness_count - harness_total_failed,
+           harness_total_failed);
+    return harness_total_failed ? 1 : 0;
+}
+
+void mm_platform_puts(const char *s)
+{
+    harness_log_lines++;
+    if (!harness_quiet)
+        fprintf(stderr, "  [mm] %s", s);
+}
+
+_Noreturn void mm_platform_panic(const char *msg)
+{
+    snprintf(harness_panic_msg, sizeof(harness_panic_msg), "%s", msg);
+    if (harness_panic_jmp)
+        longjmp(*harness_panic_jmp, 1);
+    fprintf(stderr, "PANIC: %s\n", msg);
+    abort();
+}
+
+/* Threads in SMP-style host tests set their own id through this variable. */
+__thread unsigned harness_cpu_id;
+
+unsigned mm_platform_cpu_id(void)
+{
+    return harness_cpu_id;
+}
+
+static __thread unsigned long irq_depth_flag = 1;   /* 1 = "enabled" */
+
+unsigned long mm_platform_irq_save(void)
+{
+    unsigned long old = irq_depth_flag;
+    irq_depth_flag = 0;
+    return old;
+}
+
+void mm_platform_irq_restore(unsigned long flags)
+{
+    irq_depth_flag = flags;
+}
+
+unsigned long harness_shootdowns;
+
+void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
+{
+    (void)va;
+    (void)npages;
+    __atomic_fetch_add(&harness_shootdowns, 1, __ATOMIC_RELAXED);
+}
+
+void *sim_mem_init(uint64_t size)
+{
+    sim_base = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (sim_base == MAP_FAILED) {
+        perror("sim_mem_init: mmap");
+        exit(2);
+    }
+    sim_size = size;
+    mm_direct_map_offset = (uint64_t)(uintptr_t)sim_base;
+    return sim_base;
+}
+
+void sim_mem_fini(void)
+{
+    if (sim_base)
+        munmap(sim_base, sim_size);
+    sim_base = NULL;
+    sim_size = 0;
+}
+
+uint64_t sim_mem_size(void)
+{
+    return sim_size;
+}

@@ -1,0 +1,102 @@
+/*
+ * harness.h - tiny host test framework for mm/ (built with ASan/UBSan).
+ *
+ * Each tests/host/test_*.c is its own program with a main() that calls
+ * RUN(test_fn) for each test.  CHECK failures print file:line and the
+ * expression and mark the test failed; the program exits non-zero if any
+ * test failed.  Output is TAP so the summary script can count results.
+ *
+ * The harness also provides a simulated physical memory (sim_mem_*) and
+ * a panic trap: EXPECT_PANIC(stmt) asserts that stmt calls mm_panic.
+ */
+#ifndef HOST_HARNESS_H
+#define HOST_HARNESS_H
+
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <mm/types.h>
+
+extern int harness_failed;      /* failures in the current test */
+extern int harness_total_failed;
+extern int harness_count;
+
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "  CHECK failed at %s:%d: %s\n", __FILE__,        \
+                    __LINE__, #cond);                                         \
+            harness_failed++;                                                 \
+        }                                                                     \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                        \
+    do {                                                                      \
+        long long _a = (long long)(a), _b = (long long)(b);                   \
+        if (_a != _b) {                                                       \
+            fprintf(stderr, "  CHECK_EQ failed at %s:%d: %s == %s "           \
+                    "(%lld vs %lld, 0x%llx vs 0x%llx)\n", __FILE__, __LINE__, \
+                    #a, #b, _a, _b, _a, _b);                                  \
+            harness_failed++;                                                 \
+        }                                                                     \
+    } while (0)
+
+/* Like CHECK but stops the test (returns from the test function). */
+#define REQUIRE(cond)                                                         \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "  REQUIRE failed at %s:%d: %s\n", __FILE__,      \
+                    __LINE__, #cond);                                         \
+            harness_failed++;                                                 \
+            return;                                                           \
+        }                                                                     \
+    } while (0)
+
+void harness_run(const char *name, void (*fn)(void));
+int harness_finish(void);        /* prints the plan, returns exit status */
+#define RUN(fn) harness_run(#fn, fn)
+
+/* Panic trapping: mm_platform_panic longjmps here while armed. */
+extern jmp_buf *harness_panic_jmp;
+extern char harness_panic_msg[256];
+#define EXPECT_PANIC(stmt)                                                    \
+    do {                                                                      \
+        jmp_buf _jb;                                                          \
+        harness_panic_jmp = &_jb;                                             \
+        if (setjmp(_jb) == 0) {                                               \
+            stmt;                                                             \
+            harness_panic_jmp = NULL;                                         \
+            fprintf(stderr, "  expected a panic at %s:%d: %s\n", __FILE__,    \
+                    __LINE__, #stmt);                                         \
+            harness_failed++;                                                 \
+        }                                                                     \
+        harness_panic_jmp = NULL;                                             \
+    } while (0)
+
+/* Quiet mode: mm_platform_puts output is swallowed (counted) when set. */
+extern int harness_quiet;
+extern unsigned long harness_log_lines;   /* lines printed through the hook */
+
+/*
+ * Simulated physical memory: a lazily-backed anonymous mapping of `size`
+ * bytes that plays the role of physical addresses 0..size-1.  Sets
+ * mm_direct_map_offset so pa_to_ptr() works.  Only touched pages cost RAM.
+ */
+void *sim_mem_init(uint64_t size);
+void sim_mem_fini(void);
+uint64_t sim_mem_size(void);
+
+/* Deterministic PRNG (xorshift64*) for random operation sequences. */
+static inline uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * UINT64_C(2685821657736338717);
+}
+
+#endif
