@@ -1,5 +1,5 @@
-# Build of the test kernel, its ISO, libmm.a and the host tests.
-# `make help` lists the targets.
+# Makefile - builds the test kernel, its bootable ISO, libmm.a and the host
+# tests, and runs them.  `make help` lists the targets and variables.
 
 BUILD    ?= build
 MEM      ?= 512M
@@ -7,9 +7,103 @@ SMP      ?= 1
 CPU      ?= max
 FIRMWARE ?= bios
 ACCEL    ?= tcg
-TIMEOUT  ?= 120
+TIMEOUT  ?= 180
+INJECT   ?=
+PREFIX   ?= /usr/local
 
-# ---------------------------------------------------------------- host tests
+# ------------------------------------------------------------- toolchain
+# A cross compiler is used when present; the host gcc works too with the
+# freestanding flags below.
+ifneq ($(shell command -v x86_64-elf-gcc 2>/dev/null),)
+  KCC := x86_64-elf-gcc
+  KAR := x86_64-elf-ar
+else
+  KCC := gcc
+  KAR := ar
+endif
+NASM ?= nasm
+
+KCFLAGS := -std=c11 -ffreestanding -mcmodel=kernel -mno-red-zone -mgeneral-regs-only \
+           -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables \
+           -fno-omit-frame-pointer -O2 -g -Wall -Wextra -Werror -Iinclude -Ikernel
+ifneq ($(INJECT),)
+  KCFLAGS += -DKTEST_INJECT_$(INJECT)
+endif
+KLDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=0x1000 \
+            -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -T linker.ld
+
+MM_SRCS      := $(sort $(wildcard mm/*.c))
+KERNEL_CSRCS := $(sort $(wildcard kernel/*.c)) $(sort $(wildcard tests/kernel/*.c))
+KERNEL_ASRCS := $(sort $(wildcard boot/*.asm kernel/*.asm))
+KHEADERS     := $(wildcard include/mm/*.h kernel/*.h)
+
+KOBJ_DIR := $(BUILD)/kobj$(if $(INJECT),-$(INJECT))
+MM_OBJS  := $(patsubst %.c,$(BUILD)/lobj/%.o,$(MM_SRCS))
+K_OBJS   := $(patsubst %.c,$(KOBJ_DIR)/%.o,$(KERNEL_CSRCS)) \
+            $(patsubst %.asm,$(KOBJ_DIR)/%.o,$(KERNEL_ASRCS))
+
+KERNEL_ELF := $(BUILD)/kernel$(if $(INJECT),-$(INJECT)).elf
+KERNEL_ISO := $(BUILD)/kernel$(if $(INJECT),-$(INJECT)).iso
+LIBMM      := $(BUILD)/libmm.a
+
+.PHONY: all
+all: $(BUILD)/kernel.iso $(LIBMM)
+
+$(BUILD)/lobj/%.o: %.c $(KHEADERS)
+	@mkdir -p $(dir $@)
+	$(KCC) $(KCFLAGS) -c $< -o $@
+
+$(KOBJ_DIR)/%.o: %.c $(KHEADERS)
+	@mkdir -p $(dir $@)
+	$(KCC) $(KCFLAGS) -c $< -o $@
+
+$(KOBJ_DIR)/%.o: %.asm
+	@mkdir -p $(dir $@)
+	$(NASM) -f elf64 -g -F dwarf -o $@ $<
+
+$(LIBMM): $(MM_OBJS)
+	@rm -f $@
+	$(KAR) rcs $@ $^
+
+$(KERNEL_ELF): $(K_OBJS) $(LIBMM) linker.ld
+	$(KCC) $(KLDFLAGS) -o $@ $(K_OBJS) $(LIBMM)
+
+$(KERNEL_ISO): $(KERNEL_ELF) tools/grub.cfg
+	@rm -rf $@.dir && mkdir -p $@.dir/boot/grub
+	cp $(KERNEL_ELF) $@.dir/boot/kernel.elf
+	cp tools/grub.cfg $@.dir/boot/grub/grub.cfg
+	grub-mkrescue -o $@ $@.dir 2>$(BUILD)/grub-mkrescue.log || \
+	    { cat $(BUILD)/grub-mkrescue.log; exit 1; }
+
+.PHONY: kernel iso lib deps
+kernel: $(KERNEL_ELF)
+iso: $(KERNEL_ISO)
+lib: $(LIBMM)
+deps:
+	@tools/install-deps.sh
+
+# ---------------------------------------------------------------- running
+QEMU_VARS = MEM=$(MEM) SMP=$(SMP) CPU=$(CPU) FIRMWARE=$(FIRMWARE) ACCEL=$(ACCEL) TIMEOUT=$(TIMEOUT)
+
+.PHONY: run test-kernel debug
+run:
+	@tools/install-deps.sh --quiet
+	@$(MAKE) --no-print-directory iso
+	@$(QEMU_VARS) tools/run-qemu.sh run $(KERNEL_ISO)
+
+test-kernel:
+	@tools/install-deps.sh --quiet
+	@$(MAKE) --no-print-directory iso
+	@$(QEMU_VARS) tools/run-qemu.sh test $(KERNEL_ISO)
+
+debug:
+	@tools/install-deps.sh --quiet
+	@$(MAKE) --no-print-directory iso
+	@echo "QEMU is halted with a gdb stub on :1234; in another terminal run:"
+	@echo "    gdb -x tools/gdbinit $(KERNEL_ELF)"
+	@$(QEMU_VARS) tools/run-qemu.sh debug $(KERNEL_ISO)
+
+# ------------------------------------------------------------- host tests
 HOST_CC      ?= gcc
 FUZZ_CC      ?= clang
 HOST_CFLAGS  := -std=c11 -Wall -Wextra -Werror -g -O1 -Iinclude -Itests/host \
@@ -17,13 +111,14 @@ HOST_CFLAGS  := -std=c11 -Wall -Wextra -Werror -g -O1 -Iinclude -Itests/host \
                 -fno-sanitize-recover=undefined -pthread
 BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -g -O2 -Iinclude -Itests/host -DMM_HOST -pthread
 
-MM_SRCS      := $(sort $(wildcard mm/*.c))
 MM_HOST_SRCS := $(filter-out mm/arch_x86.c,$(MM_SRCS))
 HARNESS_SRCS := tests/host/harness.c tests/host/arch_host.c
 HOST_TESTS   := $(patsubst tests/host/%.c,$(BUILD)/host/%,$(sort $(wildcard tests/host/test_*.c)))
 FUZZERS      := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard tests/bench/bench_*.c)))
 HOST_DEPS    := $(MM_HOST_SRCS) $(HARNESS_SRCS) $(wildcard include/mm/*.h tests/host/*.h)
+FUZZ_TIME    ?= 10
+FUZZ_LONG    ?= 300
 
 $(BUILD)/host/%: tests/host/%.c $(HOST_DEPS)
 	@mkdir -p $(dir $@)
@@ -38,7 +133,46 @@ $(BUILD)/bench/%: tests/bench/%.c $(HOST_DEPS)
 	@mkdir -p $(dir $@)
 	$(HOST_CC) $(BENCH_CFLAGS) -o $@ $< $(MM_HOST_SRCS) $(HARNESS_SRCS) -lm
 
-.PHONY: host-build test-host
-host-build: $(HOST_TESTS)
+.PHONY: test-host fuzz fuzz-short bench
 test-host: $(HOST_TESTS)
 	@tools/run-host-tests.sh $(HOST_TESTS)
+
+fuzz-short: $(FUZZERS)
+	@tools/run-fuzz.sh $(FUZZ_TIME) $(FUZZERS)
+
+fuzz: $(FUZZERS)
+	@tools/run-fuzz.sh $(FUZZ_LONG) $(FUZZERS)
+
+bench: $(BENCHES)
+	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+
+# ------------------------------------------------------------------ test
+# Everything unattended; ends with one summary line.
+.PHONY: test
+test:
+	@tools/install-deps.sh --quiet
+	@tools/test-all.sh
+
+# ------------------------------------------------------------- install
+.PHONY: install clean help
+install: $(LIBMM)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/mm
+	install -m 644 $(LIBMM) $(DESTDIR)$(PREFIX)/lib/libmm.a
+	install -m 644 include/mm/*.h $(DESTDIR)$(PREFIX)/include/mm/
+
+clean:
+	rm -rf $(BUILD)
+
+help:
+	@echo "make            build build/kernel.elf, build/kernel.iso and build/libmm.a"
+	@echo "make run        boot the ISO in QEMU, serial console on this terminal"
+	@echo "make test       host tests + fuzz smoke runs + boot tests (BIOS, UEFI, ...)"
+	@echo "make test-host  host unit tests under ASan/UBSan"
+	@echo "make test-kernel boot once and run the in-kernel self-tests"
+	@echo "make fuzz       long libFuzzer runs (FUZZ_LONG=$(FUZZ_LONG) s each)"
+	@echo "make bench      host micro-benchmarks"
+	@echo "make debug      QEMU halted with a gdb stub (gdb -x tools/gdbinit)"
+	@echo "make lib        build/libmm.a;  make install PREFIX=..."
+	@echo "make clean"
+	@echo "Variables: MEM=$(MEM) SMP=$(SMP) CPU=$(CPU) FIRMWARE=bios|uefi ACCEL=tcg|kvm TIMEOUT=$(TIMEOUT)"
+	@echo "           INJECT=fail|panic|triple|hang (deliberately broken kernel)"

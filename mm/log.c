@@ -65,10 +65,12 @@ int mm_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
             continue;
         }
         p++;
-        bool left = false, zero = false;
+        bool left = false, zero = false, alt = false;
         for (;; p++) {
             if (*p == '-')
                 left = true;
+            else if (*p == '#')
+                alt = true;
             else if (*p == '0')
                 zero = true;
             else
@@ -97,6 +99,10 @@ int mm_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
         case 'o': {
             uint64_t v = lng ? va_arg(ap, unsigned long long) : va_arg(ap, unsigned);
             unsigned base = *p == 'u' ? 10 : *p == 'o' ? 8 : 16;
+            if (alt && base == 16) {
+                out_char(&o, '0');
+                out_char(&o, 'x');
+            }
             out_number(&o, v, base, false, *p == 'X', width, zero, left);
             break;
         }

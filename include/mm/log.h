@@ -3,7 +3,7 @@
  * console hook.  The formatter (mm_vsnprintf) is exported so a kernel can
  * build its own printk on it.
  *
- * Formats: %d %i %u %x %X %o %p %s %c %%, flags '-' '0' and width, and the
+ * Formats: %d %i %u %x %X %o %p %s %c %%, flags '-' '0' '#' (0x prefix) and width, and the
  * length modifiers l, ll, z.  %p prints 0x followed by 16 hex digits.
  */
 #ifndef MM_LOG_H

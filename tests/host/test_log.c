@@ -12,6 +12,8 @@ static void test_formats(void)
     CHECK(strcmp(buf, "ffff800000000000 18446744073709551615 123 0x0000000000001000") == 0);
     mm_snprintf(buf, sizeof buf, "[%s] [%6s] [%-6s] %c %%", "ab", "ab", "ab", 'z');
     CHECK(strcmp(buf, "[ab] [    ab] [ab    ] z %") == 0);
+    mm_snprintf(buf, sizeof buf, "%#lx %#x", 0x1000ul, 0u);
+    CHECK(strcmp(buf, "0x1000 0x0") == 0);
     mm_snprintf(buf, sizeof buf, "%ld", (long)INT64_MIN);
     CHECK(strcmp(buf, "-9223372036854775808") == 0);
 }

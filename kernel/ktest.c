@@ -1,0 +1,143 @@
+/*
+ * ktest.c - runs the self-test suites collected in .ktest_suites and prints
+ * KTAP version 1 (the format of Linux's KUnit):
+ *
+ *   KTAP version 1
+ *   1..<suites>
+ *       KTAP version 1
+ *       # Subtest: <suite>
+ *       1..<cases + 1>
+ *       ok 1 <case>
+ *       not ok 2 <case>
+ *       ok 3 <case> # SKIP <reason>
+ *       ok 4 accounting
+ *   ok 1 <suite>
+ *   # Totals: pass:P fail:F skip:S total:T
+ *
+ * Each suite ends with an "accounting" case: the frame allocator's free
+ * count and the MMIO pool must be exactly as before the suite (nothing
+ * leaked), and free + used must equal total.
+ */
+#include "kernel.h"
+#include "ktest.h"
+#include "trap.h"
+#include <mm/log.h>
+
+extern const struct ktest_suite __ktest_suites_start[], __ktest_suites_end[];
+
+static int totals_pass, totals_fail, totals_skip;
+
+void ktest_fail(struct ktest *t, const char *file, int line, const char *expr)
+{
+    t->failures++;
+    printk("        # %s: EXPECTATION FAILED at %s:%d: %s\n", t->name, file, line, expr);
+}
+
+void ktest_fail_eq(struct ktest *t, const char *file, int line, const char *a_expr,
+                   const char *b_expr, uint64_t a, uint64_t b)
+{
+    t->failures++;
+    printk("        # %s: EXPECTATION FAILED at %s:%d: %s == %s (%#lx vs %#lx)\n",
+           t->name, file, line, a_expr, b_expr, a, b);
+}
+
+_Noreturn void ktest_abort(struct ktest *t)
+{
+    klongjmp(t->abort_ctx, 1);
+}
+
+_Noreturn void ktest_skip(struct ktest *t, const char *reason)
+{
+    t->skipped = true;
+    t->skip_reason = reason;
+    klongjmp(t->abort_ctx, 1);
+}
+
+void ktest_log(struct ktest *t, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    mm_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    printk("        # %s: %s\n", t->name, msg);
+}
+
+static void report_case(int n, const char *name, const struct ktest *t)
+{
+    if (t->skipped) {
+        totals_skip++;
+        printk("        ok %d %s # SKIP %s\n", n, name, t->skip_reason);
+    } else if (t->failures) {
+        totals_fail++;
+        printk("        not ok %d %s\n", n, name);
+    } else {
+        totals_pass++;
+        printk("        ok %d %s\n", n, name);
+    }
+}
+
+static bool check_accounting(struct ktest *t, const struct ktest_accounting *before)
+{
+    struct ktest_accounting after;
+    kernel_accounting(&after);
+    if (!before->valid || !after.valid) {
+        t->skipped = true;
+        t->skip_reason = "allocators not initialised";
+        return true;
+    }
+    KEXPECT_EQ(t, after.frames_free + after.frames_used, after.frames_total);
+    KEXPECT_EQ(t, after.frames_free, before->frames_free);
+    KEXPECT_EQ(t, after.mmio_free_bytes, before->mmio_free_bytes);
+    return t->failures == 0;
+}
+
+/* Run one case; KASSERT and KSKIP jump back here. */
+static void run_case(const struct ktest_case *c, struct ktest *t)
+{
+    struct kjmp_buf jb;
+    t->abort_ctx = &jb;
+    if (ksetjmp(&jb) == 0)
+        c->run(t);
+    t->abort_ctx = NULL;
+}
+
+/* Run one suite; returns true if every case passed or was skipped. */
+static bool run_suite(int index, const struct ktest_suite *s)
+{
+    int failed = 0;
+    struct ktest_accounting before;
+
+    printk("    KTAP version 1\n    # Subtest: %s\n    1..%lu\n", s->name,
+           (unsigned long)s->ncases + 1);
+    kernel_accounting(&before);
+    for (size_t i = 0; i < s->ncases; i++) {
+        struct ktest t = { .name = s->cases[i].name };
+        run_case(&s->cases[i], &t);
+        report_case((int)i + 1, s->cases[i].name, &t);
+        if (t.failures)
+            failed++;
+    }
+    struct ktest acct = { .name = "accounting" };
+    check_accounting(&acct, &before);
+    report_case((int)s->ncases + 1, "accounting", &acct);
+    if (acct.failures)
+        failed++;
+
+    printk("%sok %d %s\n", failed ? "not " : "", index, s->name);
+    return failed == 0;
+}
+
+int ktest_run_all(void)
+{
+    const struct ktest_suite *s;
+    int nsuites = (int)(__ktest_suites_end - __ktest_suites_start);
+    int index = 0;
+
+    printk("KTAP version 1\n1..%d\n", nsuites);
+    for (s = __ktest_suites_start; s < __ktest_suites_end; s++)
+        run_suite(++index, s);
+    printk("# Totals: pass:%d fail:%d skip:%d total:%d\n", totals_pass, totals_fail,
+           totals_skip, totals_pass + totals_fail + totals_skip);
+    return totals_fail;
+}

@@ -1,0 +1,25 @@
+/* trap.h - the register frame built by kernel/isr.asm, and setjmp. */
+#ifndef KERNEL_TRAP_H
+#define KERNEL_TRAP_H
+
+#include <stdint.h>
+
+struct trap_frame {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+    uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+    uint64_t vector, error_code;
+    uint64_t rip, cs, rflags, rsp, ss;
+};
+
+struct kjmp_buf {
+    uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip, rflags;
+};
+
+int ksetjmp(struct kjmp_buf *b) __attribute__((returns_twice));
+_Noreturn void klongjmp(struct kjmp_buf *b, int value);
+
+/* Handlers for non-exception vectors (IPIs); NULL = unexpected. */
+typedef void (*irq_handler_t)(struct trap_frame *tf);
+void irq_register(uint8_t vector, irq_handler_t handler);
+
+#endif

@@ -1,0 +1,85 @@
+#!/bin/bash
+# run-qemu.sh MODE ISO - boot the kernel ISO in QEMU.
+#   MODE run:   serial console on this terminal (Ctrl-A X quits)
+#   MODE test:  unattended, serial log in build/, hard timeout, and a
+#               verdict from QEMU's exit status
+#   MODE debug: halted at start with a gdb stub on :1234
+# Environment: MEM SMP CPU FIRMWARE=bios|uefi ACCEL=tcg|kvm TIMEOUT (s)
+#   LOG (serial log path), EXTRA (more QEMU arguments)
+set -u
+mode=$1
+iso=$2
+MEM=${MEM:-512M}
+SMP=${SMP:-1}
+CPU=${CPU:-max}
+FIRMWARE=${FIRMWARE:-bios}
+ACCEL=${ACCEL:-tcg}
+TIMEOUT=${TIMEOUT:-180}
+build=$(dirname "$iso")
+LOG=${LOG:-$build/serial-$FIRMWARE-$MEM-smp$SMP-$CPU.log}
+
+args=(-cdrom "$iso" -boot d -m "$MEM" -smp "$SMP" -cpu "$CPU" -accel "$ACCEL"
+      -device isa-debug-exit,iobase=0xf4,iosize=0x04 -no-reboot)
+case "$FIRMWARE" in
+    bios) ;;
+    uefi)
+        code=/usr/share/OVMF/OVMF_CODE_4M.fd
+        vars_tmpl=/usr/share/OVMF/OVMF_VARS_4M.fd
+        if [ ! -e "$code" ]; then
+            echo "run-qemu: OVMF not found ($code); run tools/install-deps.sh" >&2
+            exit 2
+        fi
+        vars=$(mktemp "$build/ovmf-vars.XXXXXX")
+        cp "$vars_tmpl" "$vars"
+        trap 'rm -f "$vars"' EXIT
+        args+=(-drive "if=pflash,format=raw,readonly=on,file=$code"
+               -drive "if=pflash,format=raw,file=$vars")
+        ;;
+    *) echo "run-qemu: FIRMWARE must be bios or uefi, not '$FIRMWARE'" >&2; exit 2 ;;
+esac
+# shellcheck disable=SC2206
+args+=(${EXTRA:-})
+
+case "$mode" in
+run)
+    exec qemu-system-x86_64 "${args[@]}" -display none -serial mon:stdio
+    ;;
+debug)
+    exec qemu-system-x86_64 "${args[@]}" -display none -serial mon:stdio -s -S
+    ;;
+test)
+    ;;
+*)
+    echo "run-qemu: unknown mode '$mode'" >&2; exit 2 ;;
+esac
+
+desc="FIRMWARE=$FIRMWARE MEM=$MEM SMP=$SMP CPU=$CPU"
+rm -f "$LOG"
+start=$(date +%s)
+timeout --foreground -k 5 "$TIMEOUT" qemu-system-x86_64 "${args[@]}" \
+    -display none -serial "file:$LOG" -monitor none </dev/null
+status=$?
+secs=$(( $(date +%s) - start ))
+
+# Show the self-test results from the log.
+if [ -f "$LOG" ]; then
+    grep -E '^(KTAP|# Totals|ok |not ok |mm:|smp:|mm-kernel:)|not ok|EXPECTATION FAILED|PANIC|EXCEPTION|boot: error' "$LOG" |
+        sed 's/\r$//' | sed 's/^/  | /'
+fi
+
+verdict=""
+case $status in
+    33) echo "PASS: boot test ($desc) in ${secs}s; log: $LOG"; exit 0 ;;
+    35) verdict="self-test case(s) failed (QEMU status 35)" ;;
+    37) verdict="kernel panic or unexpected exception (QEMU status 37)" ;;
+    99) verdict="the boot stub refused to start (QEMU status 99)" ;;
+    0)  verdict="the guest reset or triple-faulted (QEMU status 0)" ;;
+    124|137) verdict="timeout: no result after ${TIMEOUT}s (hang?)" ;;
+    *)  verdict="QEMU exited with unexpected status $status" ;;
+esac
+echo "FAIL: boot test ($desc): $verdict; log: $LOG"
+if [ -f "$LOG" ]; then
+    echo "  last lines of the serial log:"
+    tail -n 15 "$LOG" | sed 's/\r$//' | sed 's/^/  > /'
+fi
+exit 1
