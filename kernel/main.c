@@ -8,6 +8,7 @@
 #include "ktest.h"
 #include "smp.h"
 #include "trap.h"
+#include <mm/init.h>
 #include <mm/log.h>
 
 #define MB2_LOADER_MAGIC 0x36d76289u
@@ -15,6 +16,36 @@
 void kernel_accounting(struct ktest_accounting *a)
 {
     memset(a, 0, sizeof(*a));
+    struct buddy *b = mm_buddy();
+    if (!b)
+        return;
+    struct buddy_usage u;
+    buddy_usage(b, &u);
+    a->frames_free = u.free_npages;
+    a->frames_used = u.used_npages;
+    a->frames_total = u.total_npages;
+    struct mmio_stats ms;
+    mmio_pool_stats(mm_mmio_pool(), &ms);
+    a->mmio_free_bytes = ms.free_bytes;
+    a->valid = true;
+}
+
+static void memory_init(uint64_t mbi_pa)
+{
+    static struct mm_boot_params p;
+    p.mbi_pa = PA(mbi_pa);
+    p.image_pa_start = PA((uint64_t)__kernel_phys_start);
+    p.image_pa_end = PA(align_up_u64((uint64_t)__kernel_phys_end, PAGE_SIZE));
+    p.image_va_offset = KERNEL_VMA;
+    p.sections[0] = (struct mm_image_section){ "kernel text", VA(__text_start),
+        (uint64_t)(__text_end - __text_start), PTE_KERNEL_TEXT };
+    p.sections[1] = (struct mm_image_section){ "kernel rodata", VA(__rodata_start),
+        (uint64_t)(__rodata_end - __rodata_start), PTE_KERNEL_RO };
+    p.sections[2] = (struct mm_image_section){ "kernel data+bss", VA(__data_start),
+        (uint64_t)(__bss_end - __data_start), PTE_KERNEL_RW };
+    p.nsections = 3;
+    p.low_identity_map = true;
+    mm_init(&p, NULL);
 }
 
 /*
@@ -46,6 +77,9 @@ void kmain(uint32_t magic, uint64_t mbi_pa)
         panic("kmain: bad multiboot2 magic %#x", magic);
 
     write_cr4(read_cr4() | CR4_PGE);
+    memory_init(mbi_pa);
+    /* No application processors yet: nothing needs the low identity map. */
+    mm_remove_low_identity();
     inject_failure();
 
     int failed = ktest_run_all();

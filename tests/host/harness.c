@@ -16,8 +16,6 @@ char harness_panic_msg[256];
 int harness_quiet;
 unsigned long harness_log_lines;
 
-uint64_t mm_direct_map_offset;
-
 static void *sim_base;
 static uint64_t sim_size;
 

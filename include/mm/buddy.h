@@ -1,0 +1,116 @@
+/*
+ * mm/buddy.h - the buddy frame allocator (4 KiB .. 1 GiB blocks).
+ *
+ * Owns all physical RAM that the boot-time bump allocator did not use.  A
+ * block of order k is 2^k contiguous frames, aligned to 2^k frames.  Every
+ * public call takes the allocator's interrupt-safe spinlock, so one
+ * instance can be shared by all CPUs and by interrupt handlers.
+ *
+ * Counting convention: "total" is the number of frames handed to the
+ * buddy minus the frames it keeps for its own metadata (bitmaps and list
+ * pages, carved out at init).  free + used == total at every moment.
+ *
+ * See mm/buddy.c for the algorithm and the invariants.
+ */
+#ifndef MM_BUDDY_H
+#define MM_BUDDY_H
+
+#include <mm/frame.h>
+#include <mm/memmap.h>
+#include <mm/spinlock.h>
+#include <mm/types.h>
+
+#define BUDDY_MAX_ORDER   18                       /* 2^18 frames = 1 GiB */
+#define BUDDY_NR_ORDERS   (BUDDY_MAX_ORDER + 1)
+#define BUDDY_MAX_NPAGES  (UINT64_C(1) << BUDDY_MAX_ORDER)
+
+/* Usage in 4 KiB pages.  free + used == total. */
+struct buddy_usage {
+    uint64_t total_npages;   /* managed frames, metadata excluded */
+    uint64_t used_npages;    /* frames currently allocated to callers */
+    uint64_t free_npages;    /* frames in the free lists */
+    uint64_t meta_npages;    /* frames kept for bitmaps and list pages */
+};
+
+/*
+ * The allocator state.  Treat as opaque; it is public only so callers can
+ * embed it statically.  Every field below `lock` is protected by `lock`.
+ */
+struct buddy {
+    mm_spinlock_t lock;
+    struct frame_allocator fa;          /* adapter, see buddy_frame_allocator */
+
+    uint64_t base_pfn;                  /* first frame of the span (1 GiB aligned) */
+    uint64_t span_npages;               /* span length, a multiple of 2^18 */
+
+    /* Per order: one bit per block of that order over the span. */
+    uint64_t *free_bits[BUDDY_NR_ORDERS];   /* block is in the free lists */
+    uint64_t *alloc_bits[BUDDY_NR_ORDERS];  /* block was handed out whole */
+
+    /* Per order: top list page (partially filled) of the page-list stack. */
+    phys_addr_t list_top[BUDDY_NR_ORDERS];  /* PA(0) = list empty */
+    uint64_t nfree_blocks[BUDDY_NR_ORDERS];
+    uint32_t nonempty_mask;             /* bit k set iff nfree_blocks[k] != 0 */
+
+    /* Reserved list pages: a bump index plus a stack of returned pages. */
+    phys_addr_t list_pool_base;         /* first reserved list page */
+    uint64_t list_pool_npages;          /* how many were reserved */
+    uint64_t list_pool_next;            /* pages [0, next) have been used once */
+    phys_addr_t list_pool_free;         /* stack of empty pages, PA(0) = none */
+    uint64_t list_pages_in_use;
+
+    phys_addr_t meta_start, meta_end;   /* the carved metadata range */
+    uint64_t total_npages;              /* managed frames, metadata excluded */
+    uint64_t free_npages;
+
+    struct mm_area_list ranges;         /* managed ranges (for foreign frees) */
+    bool ready;
+};
+
+/*
+ * Take ownership of the frames in free_ranges (sorted, disjoint,
+ * page-aligned; see mm/memmap.h).  The metadata is carved from the end of
+ * the smallest range that can hold it; everything else is seeded as the
+ * largest aligned blocks.  Cost O(areas + metadata size).
+ * Returns 0, -MM_EINVAL for a malformed list or a span over 16 TiB, or
+ * -MM_ENOMEM if no single range can hold the metadata.
+ */
+int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
+
+/*
+ * Allocate npages contiguous frames aligned to npages * 4 KiB.
+ * npages must be a power of two in 1 .. BUDDY_MAX_NPAGES.
+ * Returns 0 and sets *pa_out, -MM_EINVAL for a bad count (logged), or
+ * -MM_ENOMEM when no block is large enough (not logged, state unchanged).
+ */
+int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out);
+
+/*
+ * Return a block obtained from buddy_alloc with the same npages.
+ * Returns 0; or, with one log line and no state change:
+ * -MM_EINVAL (bad count or pa not aligned to npages frames),
+ * -MM_EFAULT (pa outside the managed ranges),
+ * -MM_ENOENT (not an allocated block of that size: double free, partial
+ * free, wrong size).
+ */
+int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages);
+
+void buddy_usage(struct buddy *b, struct buddy_usage *u);
+
+/* Number of free blocks of each order (like /proc/buddyinfo). */
+void buddy_free_blocks(struct buddy *b, uint64_t counts[BUDDY_NR_ORDERS]);
+
+/* Print one line: free block counts per order and the usage. */
+void buddy_dump(struct buddy *b);
+
+/*
+ * Walk every free list and bitmap and verify all invariants; panics with
+ * the values on the first inconsistency.  O(free blocks + bitmap size):
+ * for tests and debugging only.
+ */
+void buddy_check(struct buddy *b);
+
+/* A one-frame allocator view of b, for the page-table mapper. */
+struct frame_allocator *buddy_frame_allocator(struct buddy *b);
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * mm/init.h - one call that brings up the whole memory subsystem, and the
+ * kernel-wide instances it creates.
+ *
+ * mm_init() runs on the boot CPU, interrupts off, before any other CPU is
+ * started.  Its preconditions, which the boot stub (boot/boot.asm) meets:
+ *   - paging is on with NX enabled (EFER.NXE) and CR0.WP set;
+ *   - the early page table maps all physical memory below 4 GiB at
+ *     MM_DIRECT_MAP_BASE (0xffff800000000000) and the kernel image at its
+ *     link address;
+ *   - the multiboot2 information and the image are below 4 GiB.
+ * Steps (each logged):
+ *   1. parse the multiboot2 information, print the firmware memory map;
+ *   2. usable RAM = type-1 RAM minus the low 1 MiB, the kernel image, the
+ *      boot information, modules and params->reserved;
+ *   3. a bump allocator over that RAM builds a new kernel page table:
+ *      a direct map of all RAM (1 GiB pages if the CPU has them, else
+ *      2 MiB, 4 KiB at unaligned edges) and the kernel image with W^X;
+ *   4. CR3 is switched to the new table;
+ *   5. the buddy allocator takes every frame bump did not use;
+ *   6. the kernel mapper (and its lock) is set up on the new table; if
+ *      asked, a temporary read+execute identity map of [4 KiB, 1 MiB) is
+ *      added for AP start-up, removed later with mm_remove_low_identity();
+ *   7. the MMIO pool is initialised; the page table is dumped with its
+ *      W+X count and a summary line is printed.
+ * Malformed boot information is a panic that names the problem and the
+ * offset: without a memory map the kernel cannot go on.
+ */
+#ifndef MM_INIT_H
+#define MM_INIT_H
+
+#include <mm/buddy.h>
+#include <mm/kmapper.h>
+#include <mm/mmio.h>
+#include <mm/multiboot2.h>
+
+#define MM_MAX_SECTIONS 8
+
+/* One part of the kernel image and the leaf flags it gets (PTE_KERNEL_*). */
+struct mm_image_section {
+    const char *name;
+    virt_addr_t va;          /* 4 KiB aligned */
+    uint64_t size;           /* multiple of 4 KiB */
+    uint64_t flags;
+};
+
+struct mm_boot_params {
+    phys_addr_t mbi_pa;                  /* multiboot2 information */
+    phys_addr_t image_pa_start;          /* whole kernel image, reserved */
+    phys_addr_t image_pa_end;
+    uint64_t image_va_offset;            /* va = pa + offset for the sections */
+    unsigned nsections;
+    struct mm_image_section sections[MM_MAX_SECTIONS];
+    unsigned nreserved;                  /* more ranges to keep out of RAM */
+    struct mb2_reserved reserved[4];
+    bool low_identity_map;               /* see step 6 */
+    bool quiet;                          /* skip the map table and ptdump */
+};
+
+struct mm_init_report {
+    uint64_t usable_bytes;
+    unsigned nareas;
+    uint64_t table_pages;                /* page-table frames of the kernel table */
+    uint64_t direct_pages[4];            /* direct-map leaves by level (1..3) */
+    uint64_t bump_frames;                /* frames bump handed out */
+    uint64_t wx_pages;                   /* W+X 4 KiB units: must be 0 */
+    uint64_t cycles;                     /* TSC cycles spent in mm_init */
+    bool used_1g;
+};
+
+/* Bring everything up (see above).  Returns 0; panics on broken input. */
+void mm_init(const struct mm_boot_params *params, struct mm_init_report *report);
+
+/* Remove the temporary low identity map (no-op if there is none). */
+int mm_remove_low_identity(void);
+bool mm_has_low_identity(void);
+
+/* The kernel-wide instances (NULL / not ready before mm_init). */
+struct buddy *mm_buddy(void);
+struct frame_allocator *mm_buddy_frames(void);
+struct mmio_pool *mm_mmio_pool(void);
+
+/*
+ * ioremap/iounmap on the kernel table: take the kernel mapper lock, then
+ * use the MMIO pool.  Returns NULL / a negative MM_E* code on failure
+ * (-MM_EPERM when called while this CPU already holds the mapper lock).
+ */
+void *mm_ioremap(phys_addr_t pa, uint64_t size);
+int mm_iounmap(void *va);
+
+/* Print the kernel page table (coalesced) and the W+X line. */
+void mm_dump_kernel_table(void);
+
+#endif

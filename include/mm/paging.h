@@ -1,0 +1,305 @@
+/*
+ * mm/paging.h - x86_64 4-level page tables and the mapper that edits them.
+ *
+ * A page table is a tree of 4 KiB tables of 512 entries.  Level 4 is the
+ * top table (PML4, the one CR3 points at), level 1 is the last (PT).  An
+ * entry at level 3 or 2 with PTE_HUGE set is a leaf mapping 1 GiB or 2 MiB;
+ * every other present entry above level 1 points at the next table.
+ *
+ * The mapper reaches every table through the direct map (pa_to_ptr()), so
+ * it works on the live table, on a table being built and, in the host
+ * tests, on tables in simulated memory.  It takes frames for new tables
+ * from a struct frame_allocator and gives frames of emptied tables back to
+ * the same allocator.
+ *
+ * Errors.  Every call validates first and changes nothing unless it can
+ * finish: bad input returns -MM_EINVAL (alignment, non-canonical address,
+ * flag bits that are not permission/cache bits), -MM_EEXIST (something is
+ * already mapped there, including a huge page over a table or a small page
+ * under a huge page), -MM_ENOENT (nothing mapped), -MM_EPERM (read-only
+ * mapper).  Running out of frames returns -MM_ENOMEM with the tables
+ * exactly as before: the mapper counts the tables a call needs, takes them
+ * all from the allocator up front and hands them back if one is missing,
+ * so no empty intermediate table is ever left behind by a failed call.
+ *
+ * Flush obligations.  Every call that changes an entry reports which TLB
+ * entries may now be stale in a struct pt_flush token written through its
+ * last parameter.  The caller must discharge the token exactly once:
+ *   pt_flush(&tok)         this CPU and a shootdown to the others;
+ *   pt_flush_local(&tok)   this CPU only (table not yet seen by others);
+ *   pt_flush_ignore(&tok)  nothing (table not loaded on any CPU);
+ *   pt_flush_batch_add()   merge into a batch flushed once later.
+ * Two guards make a forgotten flush hard to write:
+ *  - the int result of every mutating call is warn_unused_result, so a
+ *    call used as a statement does not build with -Werror: the caller must
+ *    look at the error, and the token sits right next to it;
+ *  - a token declared with PT_FLUSH_SCOPED panics when it goes out of
+ *    scope still holding an obligation (GCC/Clang cleanup attribute), the
+ *    C counterpart of a must-use destructor.  Recommended for new code.
+ * A failed call always leaves the token empty (PT_FLUSH_NONE), so error
+ * paths need no flush.  x86 does not cache not-present entries, so the
+ * tokens of map calls could be ignored on this CPU; the API still hands
+ * them out so callers do not depend on that detail.
+ *
+ * Locking: none inside.  One mapper (one table tree) must be edited by one
+ * CPU at a time; the kernel mapper lock provides that for the kernel table.
+ * Reads (pt_translate, pt_get_*) may race with writers only if the caller
+ * accepts a stale answer.
+ */
+#ifndef MM_PAGING_H
+#define MM_PAGING_H
+
+#include <mm/frame.h>
+#include <mm/types.h>
+
+/* ------------------------------------------------------------ entry bits */
+
+#define PTE_PRESENT     (UINT64_C(1) << 0)
+#define PTE_WRITE       (UINT64_C(1) << 1)
+#define PTE_USER        (UINT64_C(1) << 2)
+#define PTE_PWT         (UINT64_C(1) << 3)   /* write-through */
+#define PTE_PCD         (UINT64_C(1) << 4)   /* cache disable */
+#define PTE_ACCESSED    (UINT64_C(1) << 5)
+#define PTE_DIRTY       (UINT64_C(1) << 6)   /* leaves only */
+#define PTE_HUGE        (UINT64_C(1) << 7)   /* PS: leaf at level 3 or 2 */
+#define PTE_GLOBAL      (UINT64_C(1) << 8)   /* leaves only */
+#define PTE_NX          (UINT64_C(1) << 63)  /* needs EFER.NXE */
+
+/* Physical address bits of an entry: 12..51 (52-bit physical addresses). */
+#define PTE_PHYS_BITS   52
+#define PTE_ADDR_MASK   (((UINT64_C(1) << PTE_PHYS_BITS) - 1) & ~(PAGE_SIZE - 1))
+
+/* Bits a caller may pass as leaf flags (PTE_PRESENT is implied, PTE_HUGE
+ * is set by the mapper, the PAT bits are not supported). */
+#define PTE_FLAGS_ALLOWED (PTE_PRESENT | PTE_WRITE | PTE_USER | PTE_PWT |     \
+                           PTE_PCD | PTE_ACCESSED | PTE_DIRTY | PTE_GLOBAL |  \
+                           PTE_NX)
+
+/* Ready-made leaf flag sets. */
+#define PTE_KERNEL_RW   (PTE_PRESENT | PTE_WRITE | PTE_NX | PTE_GLOBAL)
+#define PTE_KERNEL_RO   (PTE_PRESENT | PTE_NX | PTE_GLOBAL)
+#define PTE_KERNEL_TEXT (PTE_PRESENT | PTE_GLOBAL)
+#define PTE_MMIO        (PTE_PRESENT | PTE_WRITE | PTE_PCD | PTE_PWT |        \
+                         PTE_NX | PTE_GLOBAL)
+/* Entries that point at a table: leaves alone decide NX and read-only. */
+#define PTE_TABLE       (PTE_PRESENT | PTE_WRITE)
+
+typedef struct pt_entry { uint64_t raw; } pt_entry_t;
+
+static inline bool pte_present(pt_entry_t e) { return (e.raw & PTE_PRESENT) != 0; }
+static inline phys_addr_t pte_pa(pt_entry_t e) { return PA(e.raw & PTE_ADDR_MASK); }
+static inline uint64_t pte_flags(pt_entry_t e) { return e.raw & ~PTE_ADDR_MASK; }
+static inline pt_entry_t pte_make(phys_addr_t pa, uint64_t flags)
+{
+    return (pt_entry_t){ (pa.raw & PTE_ADDR_MASK) | (flags & ~PTE_ADDR_MASK) };
+}
+/* A present entry at `level` is a leaf (maps memory) rather than a table. */
+static inline bool pte_is_leaf(pt_entry_t e, unsigned level)
+{
+    return level == 1 || (e.raw & PTE_HUGE) != 0;
+}
+
+/* ----------------------------------------------------------------- levels */
+
+#define PT_LEVEL_PT     1u    /* entries map 4 KiB */
+#define PT_LEVEL_PD     2u    /* entries map 2 MiB or point to a PT */
+#define PT_LEVEL_PDPT   3u    /* entries map 1 GiB or point to a PD */
+#define PT_LEVEL_PML4   4u    /* the top table */
+#define PT_LEVELS       4u
+
+#define PT_VA_BITS      48    /* canonical addresses sign-extend bit 47 */
+
+/* log2 of the memory one entry at `level` covers: 12, 21, 30, 39. */
+static inline unsigned pt_level_shift(unsigned level)
+{
+    return PAGE_SHIFT + (level - 1) * PT_ENTRY_BITS;
+}
+/* Bytes one entry at `level` covers (the page size of a leaf there). */
+static inline uint64_t pt_level_size(unsigned level)
+{
+    return UINT64_C(1) << pt_level_shift(level);
+}
+/* Index of the entry for va in the table at `level`. */
+static inline unsigned pt_index(virt_addr_t va, unsigned level)
+{
+    return (unsigned)(va.raw >> pt_level_shift(level)) & (PT_ENTRIES - 1);
+}
+/* Bits 63..47 all equal. */
+static inline bool pt_va_is_canonical(virt_addr_t va)
+{
+    uint64_t top = va.raw >> (PT_VA_BITS - 1);
+    return top == 0 || top == (UINT64_MAX >> (PT_VA_BITS - 1));
+}
+/* Sign-extend bit 47 (turns a table-walk position into a usable va). */
+static inline virt_addr_t pt_va_canonicalize(uint64_t raw)
+{
+    return VA((uint64_t)((int64_t)(raw << (64 - PT_VA_BITS)) >> (64 - PT_VA_BITS)));
+}
+/* Level of a leaf of this size: 1, 2 or 3; 0 if size is not a page size. */
+static inline unsigned pt_level_of_size(uint64_t page_size)
+{
+    return page_size == PAGE_SIZE ? 1 : page_size == PAGE_2M_SIZE ? 2
+         : page_size == PAGE_1G_SIZE ? 3 : 0;
+}
+
+/* ------------------------------------------------------------ flush tokens */
+
+enum pt_flush_kind {
+    PT_FLUSH_NONE = 0,      /* nothing to do (also: already discharged) */
+    PT_FLUSH_ONE_PAGE,      /* the one page (of any size) containing va */
+    PT_FLUSH_RANGE,         /* npages 4 KiB pages from va */
+    PT_FLUSH_ALL,           /* everything, global pages included */
+};
+
+struct pt_flush {
+    virt_addr_t va;
+    uint64_t npages;        /* 4 KiB pages covered (ONE_PAGE: size/4K) */
+    int kind;               /* enum pt_flush_kind */
+};
+
+#define PT_FLUSH_INIT { { 0 }, 0, PT_FLUSH_NONE }
+
+/* Above this many 4 KiB pages a range flush becomes a full flush. */
+#define PT_FLUSH_MAX_INVLPG 64
+
+/* Discharge a token on this CPU and shoot down the other CPUs. */
+void pt_flush(struct pt_flush *tok);
+/* Discharge on this CPU only: the table is not in use on any other CPU. */
+void pt_flush_local(struct pt_flush *tok);
+/* Discharge without flushing: the table is not loaded anywhere. */
+void pt_flush_ignore(struct pt_flush *tok);
+/* The obligation has not been discharged yet. */
+static inline bool pt_flush_pending(const struct pt_flush *tok)
+{
+    return tok->kind != PT_FLUSH_NONE;
+}
+
+/* Cleanup hook of PT_FLUSH_SCOPED: panics if the token is still pending. */
+void pt_flush_check_discharged(struct pt_flush *tok);
+/* Declare a token that must be discharged before it goes out of scope:
+ *     struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;            */
+#define PT_FLUSH_SCOPED __attribute__((cleanup(pt_flush_check_discharged)))
+
+/*
+ * A batch merges many tokens into one flush: each added page is invalidated
+ * with invlpg, unless the batch grows past PT_FLUSH_MAX_INVLPG pages or
+ * PT_FLUSH_BATCH_SLOTS separate ranges, when it turns into one full flush.
+ * Other CPUs get a single shootdown covering the whole batch.
+ */
+#define PT_FLUSH_BATCH_SLOTS 16
+
+struct pt_flush_batch {
+    unsigned nslots;
+    bool all;               /* merged into a full flush */
+    uint64_t npages;        /* 4 KiB pages over all slots */
+    struct pt_flush slot[PT_FLUSH_BATCH_SLOTS];
+};
+
+void pt_flush_batch_init(struct pt_flush_batch *b);
+/* Move the obligation of tok into b (tok becomes PT_FLUSH_NONE). */
+void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok);
+/* Discharge the whole batch: this CPU + shootdown, or this CPU only. */
+void pt_flush_batch_flush(struct pt_flush_batch *b);
+void pt_flush_batch_flush_local(struct pt_flush_batch *b);
+
+/* ------------------------------------------------------------------ mapper */
+
+struct pt_mapper {
+    phys_addr_t top_pa;             /* the level-4 table */
+    struct frame_allocator *fa;     /* source and sink of table frames */
+    bool readonly;                  /* mutating calls return -MM_EPERM */
+};
+
+/* What a leaf maps (pt_translate, pt_unmap_phys). */
+struct pt_mapping {
+    phys_addr_t pa;         /* translate: pa of va itself (offset kept);
+                               unmap_phys: start of the unmapped page */
+    uint64_t flags;         /* leaf bits without address and PTE_HUGE */
+    unsigned level;         /* 1, 2 or 3 */
+    uint64_t page_size;     /* 4 KiB, 2 MiB or 1 GiB */
+};
+
+#define PT_MUST_CHECK __attribute__((warn_unused_result))
+
+/* Allocate and zero a new top table.  0, -MM_ENOMEM. */
+PT_MUST_CHECK int pt_mapper_create(struct frame_allocator *fa, struct pt_mapper *m_out);
+/* Free every table frame of m (not the mapped frames); m must not be the
+ * current table.  0, -MM_EBUSY (current), -MM_EPERM (read-only). */
+PT_MUST_CHECK int pt_mapper_destroy(struct pt_mapper *m);
+/* The table CR3 points at now (CR3 flag/PCID bits dropped). */
+struct pt_mapper pt_mapper_current(struct frame_allocator *fa);
+/* Load m into CR3 (flushes the non-global TLB entries of this CPU). */
+void pt_mapper_make_current(const struct pt_mapper *m);
+bool pt_mapper_is_current(const struct pt_mapper *m);
+
+/*
+ * Map one 4 KiB page va -> pa.  va and pa 4 KiB aligned, va canonical,
+ * flags within PTE_FLAGS_ALLOWED (PTE_PRESENT is added).  New intermediate
+ * entries get PTE_TABLE, plus PTE_USER if flags has it.
+ * 0, -MM_EINVAL, -MM_EEXIST, -MM_ENOMEM, -MM_EPERM.
+ */
+PT_MUST_CHECK int pt_map_phys(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
+                              uint64_t flags, struct pt_flush *flush_out);
+/* Take a frame from m->fa, zero it and map it at va (as pt_map_phys).
+ * The frame is returned to m->fa if mapping fails.  *pa_out may be NULL. */
+PT_MUST_CHECK int pt_map(struct pt_mapper *m, virt_addr_t va, uint64_t flags,
+                         phys_addr_t *pa_out, struct pt_flush *flush_out);
+/* Map one page of page_size (PAGE_SIZE, PAGE_2M_SIZE or PAGE_1G_SIZE)
+ * va -> pa, both aligned to page_size.  1 GiB needs arch_has_1g_pages(),
+ * else -MM_EINVAL.  A huge page where a table exists is -MM_EEXIST, even
+ * if the table is empty.  Errors as pt_map_phys. */
+PT_MUST_CHECK int pt_map_huge(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
+                              uint64_t page_size, uint64_t flags,
+                              struct pt_flush *flush_out);
+/*
+ * Map [va, va+size) -> [pa, pa+size) with the largest pages that fit:
+ * 1 GiB where va and pa are both 1 GiB aligned and max_page_size allows it
+ * and the CPU has 1 GiB pages, then 2 MiB, 4 KiB at unaligned edges.
+ * max_page_size: PAGE_SIZE, PAGE_2M_SIZE or PAGE_1G_SIZE (1 GiB silently
+ * falls back to 2 MiB on CPUs without 1 GiB pages).  va, pa, size 4 KiB
+ * aligned, size > 0, the range canonical and in one half.  All or nothing:
+ * on any error nothing is mapped and no table is added.  The token is a
+ * RANGE over the whole area.  Errors as pt_map_phys.
+ */
+PT_MUST_CHECK int pt_map_range(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
+                               uint64_t size, uint64_t flags, uint64_t max_page_size,
+                               struct pt_flush *flush_out);
+
+/*
+ * Remove the leaf that maps va; va must be aligned to that leaf's page
+ * size.  The old page (start pa, flags, size) goes to *old_out (may be
+ * NULL).  With free_tables, each intermediate table left without entries is
+ * unlinked and given back to m->fa, level by level upwards; the top table
+ * is never freed.  Only free kernel-half tables when no other top table
+ * links them.  0, -MM_ENOENT (nothing mapped), -MM_EINVAL, -MM_EPERM.
+ */
+PT_MUST_CHECK int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
+                                struct pt_mapping *old_out, struct pt_flush *flush_out);
+/* pt_unmap_phys of a 4 KiB page (huge: -MM_EINVAL) that also gives the
+ * mapped frame back to m->fa: the inverse of pt_map. */
+PT_MUST_CHECK int pt_unmap(struct pt_mapper *m, virt_addr_t va, bool free_tables,
+                           struct pt_flush *flush_out);
+/* Unmap every leaf inside [va, va+size) (frames are not freed).  Every
+ * 4 KiB page of the range must be mapped and huge leaves must lie wholly
+ * inside it, else nothing changes: -MM_ENOENT / -MM_EINVAL. */
+PT_MUST_CHECK int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size,
+                                 bool free_tables, struct pt_flush *flush_out);
+
+/* Replace the flags of the leaf that maps va (va aligned to its page size;
+ * any page size).  Errors: -MM_ENOENT, -MM_EINVAL, -MM_EPERM. */
+PT_MUST_CHECK int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags,
+                           struct pt_flush *flush_out);
+
+/* Look va up.  0 and *out filled, -MM_ENOENT, -MM_EINVAL (non-canonical). */
+PT_MUST_CHECK int pt_translate(const struct pt_mapper *m, virt_addr_t va,
+                               struct pt_mapping *out);
+/* Physical address of the table at `level` (4..1) on the walk for va.
+ * -MM_ENOENT if the walk stops above it (missing entry or huge leaf). */
+PT_MUST_CHECK int pt_get_table(const struct pt_mapper *m, virt_addr_t va, unsigned level,
+                               phys_addr_t *table_pa_out);
+/* The entry for va in the table at `level` (may be empty: raw 0).
+ * -MM_ENOENT if that table does not exist. */
+PT_MUST_CHECK int pt_get_entry(const struct pt_mapper *m, virt_addr_t va, unsigned level,
+                               pt_entry_t *entry_out);
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * kmapper.c - the per-CPU recursive lock around the kernel page table
+ * (see mm/kmapper.h for the rules).
+ *
+ * Acquire ordering on the CAS and release ordering on the store that frees
+ * the lock make the table edits of one holder visible to the next.
+ */
+#include <mm/kmapper.h>
+#include <mm/log.h>
+#include <mm/spinlock.h>
+
+static struct pt_mapper kernel_table;      /* set once by kmapper_setup */
+
+/*
+ * Lock word: owner CPU in the high 32 bits, depth in the low 32.  The
+ * outermost acquisition sets both with one CAS, so an interrupt arriving
+ * right after it already sees this CPU as owner at depth 1.  Only the
+ * owner modifies the word afterwards; a nested acquisition interrupted
+ * between its load and store finds the word restored by the time it
+ * resumes, because nested holders release before returning.
+ */
+#define LOCK_FREE    ((uint64_t)MM_NO_CPU << 32)
+static uint64_t lock_word = LOCK_FREE;
+
+static inline unsigned word_owner(uint64_t w) { return (unsigned)(w >> 32); }
+static inline unsigned word_depth(uint64_t w) { return (unsigned)w; }
+
+void kmapper_setup(phys_addr_t top_pa, struct frame_allocator *fa)
+{
+    kernel_table.top_pa = top_pa;
+    kernel_table.fa = fa;
+    kernel_table.readonly = false;
+}
+
+bool kmapper_lock(struct kmapper *km)
+{
+    unsigned me = mm_platform_cpu_id();
+    uint64_t w = __atomic_load_n(&lock_word, __ATOMIC_RELAXED);
+
+    if (word_owner(w) == me) {
+        /* Re-entry on this CPU: plain store, no atomic RMW needed. */
+        __atomic_store_n(&lock_word, w + 1, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        km->depth = word_depth(w) + 1;
+    } else {
+        uint64_t mine = ((uint64_t)me << 32) | 1;
+        uint64_t spins = 0;
+        for (;;) {
+            uint64_t expected = LOCK_FREE;
+            if (__atomic_compare_exchange_n(&lock_word, &expected, mine, false,
+                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                break;
+            mm_cpu_relax();
+            if (++spins == KMAPPER_SPIN_WARN) {
+                w = __atomic_load_n(&lock_word, __ATOMIC_RELAXED);
+                mm_printf("kmapper_lock: cpu %u still waiting after %lu spins; "
+                          "owner cpu %u, depth %u\n", me, (unsigned long)spins,
+                          word_owner(w), word_depth(w));
+            }
+        }
+        km->depth = 1;
+    }
+    km->mapper = kernel_table;
+    km->mapper.readonly = km->depth > 1;
+    return !km->mapper.readonly;
+}
+
+void kmapper_unlock(struct kmapper *km)
+{
+    unsigned me = mm_platform_cpu_id();
+    unsigned long flags = mm_platform_irq_save();
+    uint64_t w = __atomic_load_n(&lock_word, __ATOMIC_RELAXED);
+
+    if (word_owner(w) != me)
+        mm_panic("kmapper_unlock: cpu %u does not hold the kernel mapper lock "
+                 "(owner cpu %d, depth %u)", me, (int)word_owner(w), word_depth(w));
+    if (km->depth != word_depth(w))
+        mm_panic("kmapper_unlock: cpu %u releases depth %u but the lock is at "
+                 "depth %u (unlock order broken)", me, km->depth, word_depth(w));
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (word_depth(w) == 1)
+        __atomic_store_n(&lock_word, LOCK_FREE, __ATOMIC_RELEASE);
+    else
+        __atomic_store_n(&lock_word, w - 1, __ATOMIC_RELAXED);
+    km->depth = 0;
+    km->mapper.readonly = true;
+    mm_platform_irq_restore(flags);
+}
+
+struct pt_mapper kmapper_peek(void)
+{
+    struct pt_mapper m = kernel_table;
+    m.readonly = true;
+    return m;
+}
+
+unsigned kmapper_owner(void)
+{
+    return word_owner(__atomic_load_n(&lock_word, __ATOMIC_RELAXED));
+}
+
+unsigned kmapper_depth(void)
+{
+    return word_depth(__atomic_load_n(&lock_word, __ATOMIC_RELAXED));
+}

@@ -1,0 +1,701 @@
+/*
+ * mm/mmio.c - the MMIO pool: a buddy allocator of kernel virtual addresses
+ * for device mappings, plus ioremap/iounmap on top of it.
+ *
+ * Algorithm.  Every 1 GiB of the pool is the root of a binary "split tree".
+ * A leaf is a block: free or allocated.  An inner node is a block that was
+ * split into its two halves, child[0] (lower) and child[1] (upper), which
+ * are buddies.  So the buddy of a block is its sibling, found in O(1)
+ * through the parent pointer, and no list is ever searched:
+ *   create:  take the head of the smallest non-empty free list of order
+ *            >= the wanted one (a bitmap of non-empty orders + ctz), then
+ *            split it down, pushing each upper half on its free list;
+ *   release: mark the leaf free; while its sibling is a free leaf, unlink
+ *            the sibling, drop both nodes and continue with the parent;
+ *            push the final block on its free list;
+ *   lookup of a block by address (release, map): descend from the root by
+ *            the address bits, at most MMIO_MAX_ORDER steps.
+ * Every operation therefore costs O(MMIO_MAX_ORDER) steps, independent of
+ * the number of blocks.
+ *
+ * Invariants (checked by mmio_pool_check): the leaves under a root tile its
+ * 1 GiB exactly; a node of order k is aligned to 4 KiB << k; no inner node
+ * has two free leaves as children (release merges at once, all the way
+ * up), so with nothing allocated the pool is exactly MMIO_NR_ROOTS free
+ * 1 GiB blocks; free leaves are exactly the members of free_head[order].
+ *
+ * Memory.  The 1024 roots live in struct mmio_pool.  Every other node
+ * lives in a 4 KiB "node frame" taken from the pool's frame allocator:
+ * slot 0 of the frame is a header (its free slots, how many are in use,
+ * links in the list of frames with free slots), the rest are nodes.
+ * A frame goes back to the frame allocator the moment its last node is
+ * dropped, so an idle pool holds no frame.  A create needs at most two new
+ * nodes per split; it reserves them all before touching any block, so a
+ * frame allocator that runs dry gives -MM_ENOMEM with nothing changed.
+ *
+ * Mapping.  An allocated leaf records how many bytes mmio_map_phys mapped
+ * and in which top table, so release knows what to unmap.  Release unmaps,
+ * flushes all CPUs (one token for the whole range: one shootdown), and
+ * only then gives the addresses back, so a reused block never meets a
+ * stale TLB entry of its previous device.
+ *
+ * Locking.  p->lock (irqsave) protects everything in struct mmio_pool and
+ * all nodes.  Inside it only the frame allocator is called (for node
+ * frames), so its lock nests inside ours.  The page-table mapper is never
+ * called with p->lock held: map and release mark the leaf `busy`, drop the
+ * lock, edit the tables, and retake the lock to record the result; a busy
+ * leaf cannot be mapped or released concurrently (-MM_EBUSY) and, being
+ * allocated, can neither be merged nor handed out.  Lock order is thus
+ * "caller's mapper lock -> pool lock -> frame allocator lock".
+ */
+#include <mm/mmio.h>
+#include <mm/log.h>
+
+enum mmio_node_kind {
+    MMIO_NODE_UNUSED = 0,   /* a free slot in a node frame */
+    MMIO_NODE_INNER,        /* split: see u.child */
+    MMIO_NODE_FREE,         /* free leaf, on free_head[order] */
+    MMIO_NODE_ALLOCATED,    /* leaf handed out by mmio_create */
+};
+
+/* Header in slot 0 of every node frame. */
+struct mmio_node_frame {
+    struct mmio_node_frame *prev, *next;   /* in p->partial while it has free slots */
+    struct mmio_node *free_slot;           /* chain through u.link.next */
+    uint32_t used;                         /* slots holding a node */
+    uint32_t nfree;                        /* slots on free_slot */
+    uint64_t reserved;
+};
+
+_Static_assert(sizeof(struct mmio_node) == 40, "mmio_node should stay small");
+_Static_assert(sizeof(struct mmio_node_frame) <= sizeof(struct mmio_node),
+               "node frame header must fit in one slot");
+
+#define MMIO_SLOTS_PER_FRAME ((uint32_t)(PAGE_SIZE / sizeof(struct mmio_node)) - 1u)
+
+static struct mmio_pool mmio_global_pool;
+
+struct mmio_pool *mmio_pool_global(void)
+{
+    return &mmio_global_pool;
+}
+
+static inline uint64_t order_size(unsigned order)
+{
+    return PAGE_SIZE << order;
+}
+
+/* Smallest order whose block holds size bytes (1 <= size <= MMIO_MAX_SIZE). */
+static unsigned size_to_order(uint64_t size)
+{
+    if (size <= PAGE_SIZE)
+        return 0;
+    return (unsigned)(64 - __builtin_clzll(size - 1)) - PAGE_SHIFT;
+}
+
+static inline bool va_in_pool(uint64_t va)
+{
+    return va >= MMIO_POOL_BASE && va < MMIO_POOL_END;
+}
+
+/* ------------------------------------------------------------- free lists */
+
+static void free_push(struct mmio_pool *p, struct mmio_node *n)
+{
+    struct mmio_node *head = p->free_head[n->order];
+    n->kind = MMIO_NODE_FREE;
+    n->u.link.prev = NULL;
+    n->u.link.next = head;
+    if (head)
+        head->u.link.prev = n;
+    p->free_head[n->order] = n;
+    p->free_count[n->order]++;
+    p->nonempty |= 1u << n->order;
+}
+
+static void free_unlink(struct mmio_pool *p, struct mmio_node *n)
+{
+    MM_BUG_ON(n->kind != MMIO_NODE_FREE);
+    MM_BUG_ON(p->free_count[n->order] == 0);
+    if (n->u.link.prev)
+        n->u.link.prev->u.link.next = n->u.link.next;
+    else
+        p->free_head[n->order] = n->u.link.next;
+    if (n->u.link.next)
+        n->u.link.next->u.link.prev = n->u.link.prev;
+    if (--p->free_count[n->order] == 0)
+        p->nonempty &= ~(1u << n->order);
+}
+
+/* ------------------------------------------------------------ node frames */
+
+static inline struct mmio_node_frame *frame_of(struct mmio_node *n)
+{
+    return (struct mmio_node_frame *)((uintptr_t)n & ~(uintptr_t)(PAGE_SIZE - 1));
+}
+
+static void partial_add(struct mmio_pool *p, struct mmio_node_frame *f)
+{
+    struct mmio_node_frame *head = p->partial;
+    f->prev = NULL;
+    f->next = head;
+    if (head)
+        head->prev = f;
+    p->partial = f;
+}
+
+static void partial_remove(struct mmio_pool *p, struct mmio_node_frame *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        p->partial = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    f->prev = f->next = NULL;
+}
+
+/* Turn a fresh frame into a header and a chain of free slots. */
+static struct mmio_node_frame *frame_setup(phys_addr_t pa)
+{
+    struct mmio_node_frame *f = pa_to_ptr(pa);
+    struct mmio_node *slot = (struct mmio_node *)(void *)f;
+    MM_BUG_ON(((uintptr_t)f & (PAGE_SIZE - 1)) != 0);
+
+    f->free_slot = NULL;
+    for (uint32_t i = MMIO_SLOTS_PER_FRAME; i >= 1; i--) {
+        slot[i].kind = MMIO_NODE_UNUSED;
+        slot[i].u.link.next = f->free_slot;
+        f->free_slot = &slot[i];
+    }
+    f->used = 0;
+    f->nfree = MMIO_SLOTS_PER_FRAME;
+    f->prev = f->next = NULL;
+    return f;
+}
+
+static void frame_release(struct mmio_pool *p, struct mmio_node_frame *f)
+{
+    MM_BUG_ON(f->used != 0 || f->nfree != MMIO_SLOTS_PER_FRAME);
+    partial_remove(p, f);
+    p->free_slots -= f->nfree;
+    p->node_frames--;
+    p->fa->free(p->fa, direct_ptr_to_pa(f));
+}
+
+/*
+ * Make sure at least `count` free node slots exist, taking frames from the
+ * frame allocator.  On failure the frames taken by this call are given
+ * back and -MM_ENOMEM is returned: the pool is as before.
+ */
+static int nodes_reserve_locked(struct mmio_pool *p, uint64_t count)
+{
+    uint64_t added = 0;
+    MM_BUG_ON(!mm_spin_held(&p->lock));
+
+    while (p->free_slots < count) {
+        phys_addr_t pa;
+        if (frame_alloc(p->fa, &pa) != 0) {
+            /* The new frames sit at the head of the partial list, unused. */
+            while (added-- > 0 && p->fa->free)
+                frame_release(p, p->partial);
+            return -MM_ENOMEM;
+        }
+        partial_add(p, frame_setup(pa));
+        p->free_slots += MMIO_SLOTS_PER_FRAME;
+        p->node_frames++;
+        added++;
+    }
+    return 0;
+}
+
+/* Take a reserved slot and make it a node; the caller fills the fields. */
+static struct mmio_node *node_get(struct mmio_pool *p)
+{
+    struct mmio_node_frame *f = p->partial;
+    MM_BUG_ON(f == NULL || f->nfree == 0 || f->free_slot == NULL);
+
+    struct mmio_node *n = f->free_slot;
+    MM_BUG_ON(n->kind != MMIO_NODE_UNUSED);
+    f->free_slot = n->u.link.next;
+    f->nfree--;
+    f->used++;
+    p->free_slots--;
+    p->nodes_in_use++;
+    if (f->nfree == 0)
+        partial_remove(p, f);
+    return n;
+}
+
+/* Drop a non-root node; its frame goes back once it holds no node. */
+static void node_put(struct mmio_pool *p, struct mmio_node *n)
+{
+    struct mmio_node_frame *f = frame_of(n);
+    MM_BUG_ON(n->parent == NULL);
+    MM_BUG_ON(f->used == 0);
+
+    n->kind = MMIO_NODE_UNUSED;
+    n->parent = NULL;
+    n->u.link.next = f->free_slot;
+    f->free_slot = n;
+    if (f->nfree++ == 0)
+        partial_add(p, f);
+    f->used--;
+    p->free_slots++;
+    p->nodes_in_use--;
+    if (f->used == 0 && p->fa->free)
+        frame_release(p, f);
+}
+
+/* --------------------------------------------------------------- the tree */
+
+/* Split free block n (already off its list): n becomes inner, its upper
+ * half goes on the free list, its lower half is returned (not on a list). */
+static struct mmio_node *split_locked(struct mmio_pool *p, struct mmio_node *n)
+{
+    MM_BUG_ON(n->order == 0);
+    unsigned half = n->order - 1u;
+    struct mmio_node *lo = node_get(p), *hi = node_get(p);
+
+    lo->parent = hi->parent = n;
+    lo->order = hi->order = (uint8_t)half;
+    lo->busy = hi->busy = 0;
+    lo->va = n->va;
+    hi->va = n->va + order_size(half);
+    n->kind = MMIO_NODE_INNER;
+    n->u.child[0] = lo;
+    n->u.child[1] = hi;
+    free_push(p, hi);
+    return lo;
+}
+
+/* The leaf whose block contains va (va inside the pool). */
+static struct mmio_node *leaf_containing(struct mmio_pool *p, uint64_t va)
+{
+    struct mmio_node *n = &p->root[(va - MMIO_POOL_BASE) / MMIO_MAX_SIZE];
+    while (n->kind == MMIO_NODE_INNER) {
+        unsigned upper = (unsigned)(va >> (PAGE_SHIFT + n->order - 1u)) & 1u;
+        n = n->u.child[upper];
+    }
+    MM_BUG_ON(n->kind != MMIO_NODE_FREE && n->kind != MMIO_NODE_ALLOCATED);
+    return n;
+}
+
+/* Give allocated leaf n back and merge it with free buddies upwards. */
+static void block_free_locked(struct mmio_pool *p, struct mmio_node *n)
+{
+    MM_BUG_ON(n->kind != MMIO_NODE_ALLOCATED || n->busy);
+    MM_BUG_ON(p->alloc_count == 0);
+    p->alloc_count--;
+    p->alloc_bytes -= order_size(n->order);
+
+    for (;;) {
+        struct mmio_node *parent = n->parent;
+        if (!parent)
+            break;
+        struct mmio_node *sibling = parent->u.child[parent->u.child[0] == n ? 1 : 0];
+        if (sibling->kind != MMIO_NODE_FREE)
+            break;
+        free_unlink(p, sibling);
+        node_put(p, sibling);
+        node_put(p, n);
+        n = parent;
+    }
+    free_push(p, n);
+}
+
+/*
+ * Find the allocated block that starts at va and has `size` bytes.  On a
+ * mismatch print one line naming `fn` and return the error.
+ */
+static int find_block_locked(struct mmio_pool *p, const char *fn, uint64_t va,
+                             uint64_t size, struct mmio_node **out)
+{
+    if (!va_in_pool(va)) {
+        mm_printf("%s: va %lx outside the MMIO pool [%lx, %lx)\n", fn,
+                  (unsigned long)va, (unsigned long)MMIO_POOL_BASE,
+                  (unsigned long)MMIO_POOL_END);
+        return -MM_EFAULT;
+    }
+    if (!is_aligned_u64(va, PAGE_SIZE)) {
+        mm_printf("%s: va %lx not page aligned\n", fn, (unsigned long)va);
+        return -MM_EINVAL;
+    }
+    struct mmio_node *n = leaf_containing(p, va);
+    if (n->kind != MMIO_NODE_ALLOCATED || n->va != va) {
+        mm_printf("%s: va %lx is not an allocated block (inside %s block %lx of %lx bytes)\n",
+                  fn, (unsigned long)va, n->kind == MMIO_NODE_FREE ? "free" : "allocated",
+                  (unsigned long)n->va, (unsigned long)order_size(n->order));
+        return -MM_ENOENT;
+    }
+    if (size != order_size(n->order)) {
+        mm_printf("%s: va %lx has %lx bytes, caller says %lx\n", fn, (unsigned long)va,
+                  (unsigned long)order_size(n->order), (unsigned long)size);
+        return -MM_EINVAL;
+    }
+    if (n->busy) {
+        mm_printf("%s: va %lx is being mapped or released by another CPU\n", fn,
+                  (unsigned long)va);
+        return -MM_EBUSY;
+    }
+    *out = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------- public API */
+
+int mmio_pool_init(struct mmio_pool *p, struct frame_allocator *fa)
+{
+    if (!p || !fa || !fa->alloc) {
+        mm_printf("mmio_pool_init: NULL pool %p or frame allocator %p\n", (void *)p, (void *)fa);
+        return -MM_EINVAL;
+    }
+    p->lock = (mm_spinlock_t)MM_SPINLOCK_INIT;
+    p->fa = fa;
+    p->free_tables = true;
+    p->nonempty = 0;
+    for (unsigned k = 0; k < MMIO_NR_ORDERS; k++) {
+        p->free_head[k] = NULL;
+        p->free_count[k] = 0;
+    }
+    p->alloc_count = p->alloc_bytes = 0;
+    p->partial = NULL;
+    p->free_slots = p->node_frames = p->nodes_in_use = 0;
+    /* Push from the top so the list head is the lowest address. */
+    for (uint64_t i = MMIO_NR_ROOTS; i-- > 0;) {
+        struct mmio_node *r = &p->root[i];
+        r->parent = NULL;
+        r->va = MMIO_POOL_BASE + i * MMIO_MAX_SIZE;
+        r->order = MMIO_MAX_ORDER;
+        r->busy = 0;
+        free_push(p, r);
+    }
+    return 0;
+}
+
+int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out)
+{
+    if (size == 0 || size > MMIO_MAX_SIZE) {
+        mm_printf("mmio_create: size %lx not in 1..%lx\n", (unsigned long)size,
+                  (unsigned long)MMIO_MAX_SIZE);
+        return -MM_EINVAL;
+    }
+    unsigned order = size_to_order(size);
+
+    unsigned long flags = mm_spin_lock_irqsave(&p->lock);
+    uint32_t fit = p->nonempty >> order;
+    if (fit == 0) {
+        mm_spin_unlock_irqrestore(&p->lock, flags);
+        mm_printf("mmio_create: no free block of %lx bytes left\n",
+                  (unsigned long)order_size(order));
+        return -MM_ENOMEM;
+    }
+    unsigned from = order + (unsigned)__builtin_ctz(fit);
+    if (nodes_reserve_locked(p, 2u * (from - order)) != 0) {
+        mm_spin_unlock_irqrestore(&p->lock, flags);
+        mm_printf("mmio_create: no frame for the nodes to split a %lx-byte block\n",
+                  (unsigned long)order_size(from));
+        return -MM_ENOMEM;
+    }
+    struct mmio_node *n = p->free_head[from];
+    free_unlink(p, n);
+    while (n->order > order)
+        n = split_locked(p, n);
+    n->kind = MMIO_NODE_ALLOCATED;
+    n->busy = 0;
+    n->u.use.mapped_size = 0;
+    n->u.use.mapper_top_pa = 0;
+    p->alloc_count++;
+    p->alloc_bytes += order_size(order);
+    out->va = VA(n->va);
+    out->size = order_size(order);
+    mm_spin_unlock_irqrestore(&p->lock, flags);
+    return 0;
+}
+
+int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
+                  struct pt_mapper *mapper, phys_addr_t pa, uint64_t length)
+{
+    if (!mapper) {
+        mm_printf("mmio_map_phys: no mapper for va %lx\n", (unsigned long)space->va.raw);
+        return -MM_EINVAL;
+    }
+    if (!is_aligned_u64(pa.raw, PAGE_SIZE) || length == 0 || length > space->size) {
+        mm_printf("mmio_map_phys: pa %lx length %lx do not fit space va %lx size %lx\n",
+                  (unsigned long)pa.raw, (unsigned long)length,
+                  (unsigned long)space->va.raw, (unsigned long)space->size);
+        return -MM_EINVAL;
+    }
+    uint64_t map_size = align_up_u64(length, PAGE_SIZE);   /* <= space->size */
+
+    unsigned long flags = mm_spin_lock_irqsave(&p->lock);
+    struct mmio_node *n;
+    int err = find_block_locked(p, "mmio_map_phys", space->va.raw, space->size, &n);
+    if (!err && n->u.use.mapped_size != 0) {
+        mm_printf("mmio_map_phys: va %lx already maps %lx bytes\n",
+                  (unsigned long)space->va.raw, (unsigned long)n->u.use.mapped_size);
+        err = -MM_EEXIST;
+    }
+    if (err) {
+        mm_spin_unlock_irqrestore(&p->lock, flags);
+        return err;
+    }
+    n->busy = 1;
+    mm_spin_unlock_irqrestore(&p->lock, flags);
+
+    /* The range was flushed when it was last released and x86 caches no
+     * not-present entries, but discharge the token the proper way anyway. */
+    struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
+    err = pt_map_range(mapper, space->va, pa, map_size, MMIO_PTE_FLAGS, PAGE_1G_SIZE, &tok);
+    if (!err)
+        pt_flush(&tok);
+
+    flags = mm_spin_lock_irqsave(&p->lock);
+    MM_BUG_ON(n->kind != MMIO_NODE_ALLOCATED || !n->busy);
+    n->busy = 0;
+    if (!err) {
+        n->u.use.mapped_size = map_size;
+        n->u.use.mapper_top_pa = mapper->top_pa.raw;
+    }
+    mm_spin_unlock_irqrestore(&p->lock, flags);
+    if (err)
+        mm_printf("mmio_map_phys: mapping va %lx -> pa %lx (%lx bytes) failed: %d\n",
+                  (unsigned long)space->va.raw, (unsigned long)pa.raw,
+                  (unsigned long)map_size, err);
+    return err;
+}
+
+int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
+                 struct pt_mapper *mapper)
+{
+    unsigned long flags = mm_spin_lock_irqsave(&p->lock);
+    struct mmio_node *n;
+    int err = find_block_locked(p, "mmio_release", space->va.raw, space->size, &n);
+    if (err) {
+        mm_spin_unlock_irqrestore(&p->lock, flags);
+        return err;
+    }
+    uint64_t mapped_size = n->u.use.mapped_size;
+    if (mapped_size != 0) {
+        if (!mapper || mapper->top_pa.raw != n->u.use.mapper_top_pa) {
+            mm_printf("mmio_release: va %lx was mapped in table %lx, not in %lx\n",
+                      (unsigned long)space->va.raw, (unsigned long)n->u.use.mapper_top_pa,
+                      mapper ? (unsigned long)mapper->top_pa.raw : 0ul);
+            err = -MM_EINVAL;
+        } else if (mapper->readonly) {
+            mm_printf("mmio_release: read-only mapper cannot unmap va %lx\n",
+                      (unsigned long)space->va.raw);
+            err = -MM_EPERM;
+        }
+        if (err) {
+            mm_spin_unlock_irqrestore(&p->lock, flags);
+            return err;
+        }
+        bool free_tables = p->free_tables;
+        n->busy = 1;
+        mm_spin_unlock_irqrestore(&p->lock, flags);
+
+        struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
+        err = pt_unmap_range(mapper, space->va, mapped_size, free_tables, &tok);
+        if (!err)
+            pt_flush(&tok);     /* one token for the whole range: one shootdown */
+
+        flags = mm_spin_lock_irqsave(&p->lock);
+        MM_BUG_ON(n->kind != MMIO_NODE_ALLOCATED || !n->busy);
+        n->busy = 0;
+        if (err) {
+            /* Someone changed our entries behind our back: keep the block. */
+            mm_spin_unlock_irqrestore(&p->lock, flags);
+            mm_printf("mmio_release: unmapping va %lx (%lx bytes) failed: %d\n",
+                      (unsigned long)space->va.raw, (unsigned long)mapped_size, err);
+            return err;
+        }
+        n->u.use.mapped_size = 0;
+        n->u.use.mapper_top_pa = 0;
+    }
+    block_free_locked(p, n);
+    mm_spin_unlock_irqrestore(&p->lock, flags);
+    return 0;
+}
+
+void *mmio_ioremap(struct mmio_pool *p, struct pt_mapper *mapper, phys_addr_t pa,
+                   uint64_t size)
+{
+    uint64_t offset = pa.raw & (PAGE_SIZE - 1);
+    if (size == 0 || size > MMIO_MAX_SIZE - offset) {
+        mm_printf("mmio_ioremap: pa %lx size %lx: size not in 1..%lx\n",
+                  (unsigned long)pa.raw, (unsigned long)size,
+                  (unsigned long)(MMIO_MAX_SIZE - offset));
+        return NULL;
+    }
+    uint64_t length = align_up_u64(offset + size, PAGE_SIZE);
+    struct mmio_space space;
+    if (mmio_create(p, length, &space) != 0)
+        return NULL;
+    if (mmio_map_phys(p, &space, mapper, PA(pa.raw - offset), length) != 0) {
+        int err = mmio_release(p, &space, mapper);
+        if (err)
+            mm_panic("mmio_ioremap: giving back unmapped va %lx failed: %d",
+                     (unsigned long)space.va.raw, err);
+        return NULL;
+    }
+    return (void *)(uintptr_t)(space.va.raw + offset);
+}
+
+int mmio_iounmap(struct mmio_pool *p, struct pt_mapper *mapper, void *va)
+{
+    uint64_t start = align_down_u64((uint64_t)(uintptr_t)va, PAGE_SIZE);
+    if (!va_in_pool(start)) {
+        mm_printf("mmio_iounmap: %p is not an MMIO address\n", va);
+        return -MM_EFAULT;
+    }
+    /* The size comes from the block itself. */
+    unsigned long flags = mm_spin_lock_irqsave(&p->lock);
+    struct mmio_node *n = leaf_containing(p, start);
+    uint64_t size = order_size(n->order);
+    mm_spin_unlock_irqrestore(&p->lock, flags);
+
+    struct mmio_space space = { VA(start), size };
+    return mmio_release(p, &space, mapper);
+}
+
+/* ----------------------------------------------------- queries and checks */
+
+void mmio_pool_free_counts(struct mmio_pool *p, uint64_t out[MMIO_NR_ORDERS])
+{
+    unsigned long flags = mm_spin_lock_irqsave(&p->lock);
+    for (unsigned k = 0; k < MMIO_NR_ORDERS; k++)
+        out[k] = p->free_count[k];
+    mm_spin_unlock_irqrestore(&p->lock, flags);
+}
+
+void mmio_pool_stats(struct mmio_pool *p, struct mmio_stats *out)
+{
+    unsigned long flags = mm_spin_lock_irqsave(&p->lock);
+    out->free_bytes = 0;
+    for (unsigned k = 0; k < MMIO_NR_ORDERS; k++) {
+        out->free_blocks[k] = p->free_count[k];
+        out->free_bytes += p->free_count[k] * order_size(k);
+    }
+    out->alloc_blocks = p->alloc_count;
+    out->alloc_bytes = p->alloc_bytes;
+    out->node_frames = p->node_frames;
+    out->nodes_in_use = p->nodes_in_use;
+    out->node_slots_free = p->free_slots;
+    mm_spin_unlock_irqrestore(&p->lock, flags);
+}
+
+void mmio_pool_dump(struct mmio_pool *p)
+{
+    struct mmio_stats s;
+    mmio_pool_stats(p, &s);
+    mm_printf("mmio pool [%lx, %lx): %lu MiB free, %lu blocks / %lu KiB allocated\n",
+              (unsigned long)MMIO_POOL_BASE, (unsigned long)MMIO_POOL_END,
+              (unsigned long)(s.free_bytes / MiB), (unsigned long)s.alloc_blocks,
+              (unsigned long)(s.alloc_bytes / KiB));
+    for (unsigned k = 0; k < MMIO_NR_ORDERS; k++) {
+        if (s.free_blocks[k] == 0)
+            continue;
+        uint64_t size = order_size(k);
+        if (size >= GiB)
+            mm_printf("  order %2u %6lu GiB blocks: %lu free\n", k,
+                      (unsigned long)(size / GiB), (unsigned long)s.free_blocks[k]);
+        else if (size >= MiB)
+            mm_printf("  order %2u %6lu MiB blocks: %lu free\n", k,
+                      (unsigned long)(size / MiB), (unsigned long)s.free_blocks[k]);
+        else
+            mm_printf("  order %2u %6lu KiB blocks: %lu free\n", k,
+                      (unsigned long)(size / KiB), (unsigned long)s.free_blocks[k]);
+    }
+    mm_printf("  bookkeeping: %lu node frames, %lu nodes in use, %lu free slots\n",
+              (unsigned long)s.node_frames, (unsigned long)s.nodes_in_use,
+              (unsigned long)s.node_slots_free);
+}
+
+struct mmio_census {
+    uint64_t free_leaves[MMIO_NR_ORDERS];
+    uint64_t alloc_leaves;
+    uint64_t alloc_bytes;
+    uint64_t dynamic_nodes;
+};
+
+/* Check the subtree under n (recursion depth <= MMIO_MAX_ORDER + 1). */
+static void check_subtree(const struct mmio_node *n, struct mmio_census *c)
+{
+    if (n->order > MMIO_MAX_ORDER || !is_aligned_u64(n->va, order_size(n->order)) ||
+        !va_in_pool(n->va))
+        mm_panic("mmio_pool_check: node %p has va %lx order %u", (const void *)n,
+                 (unsigned long)n->va, n->order);
+    if (n->parent)
+        c->dynamic_nodes++;
+    switch (n->kind) {
+    case MMIO_NODE_INNER:
+        for (unsigned i = 0; i < 2; i++) {
+            const struct mmio_node *ch = n->u.child[i];
+            if (!ch || ch->parent != n || ch->order + 1u != n->order ||
+                ch->va != n->va + i * order_size(ch->order))
+                mm_panic("mmio_pool_check: bad child %u of block %lx order %u", i,
+                         (unsigned long)n->va, n->order);
+            check_subtree(ch, c);
+        }
+        if (n->u.child[0]->kind == MMIO_NODE_FREE && n->u.child[1]->kind == MMIO_NODE_FREE)
+            mm_panic("mmio_pool_check: free buddies at %lx order %u were not merged",
+                     (unsigned long)n->va, n->order - 1u);
+        break;
+    case MMIO_NODE_FREE:
+        c->free_leaves[n->order]++;
+        break;
+    case MMIO_NODE_ALLOCATED:
+        c->alloc_leaves++;
+        c->alloc_bytes += order_size(n->order);
+        if (n->u.use.mapped_size > order_size(n->order))
+            mm_panic("mmio_pool_check: block %lx maps %lx bytes, more than its size",
+                     (unsigned long)n->va, (unsigned long)n->u.use.mapped_size);
+        break;
+    default:
+        mm_panic("mmio_pool_check: node %p at %lx has kind %u", (const void *)n,
+                 (unsigned long)n->va, n->kind);
+    }
+}
+
+int mmio_pool_check(struct mmio_pool *p)
+{
+    struct mmio_census c = { { 0 }, 0, 0, 0 };
+    unsigned long flags = mm_spin_lock_irqsave(&p->lock);
+
+    for (uint64_t i = 0; i < MMIO_NR_ROOTS; i++) {
+        const struct mmio_node *r = &p->root[i];
+        if (r->parent || r->order != MMIO_MAX_ORDER ||
+            r->va != MMIO_POOL_BASE + i * MMIO_MAX_SIZE)
+            mm_panic("mmio_pool_check: root %lu has va %lx order %u", (unsigned long)i,
+                     (unsigned long)r->va, r->order);
+        check_subtree(r, &c);
+    }
+    for (unsigned k = 0; k < MMIO_NR_ORDERS; k++) {
+        uint64_t len = 0;
+        const struct mmio_node *prev = NULL;
+        for (const struct mmio_node *n = p->free_head[k]; n; n = n->u.link.next) {
+            if (n->kind != MMIO_NODE_FREE || n->order != k || n->u.link.prev != prev ||
+                len > c.free_leaves[k])
+                mm_panic("mmio_pool_check: free list %u broken at %lx (entry %lu)", k,
+                         (unsigned long)n->va, (unsigned long)len);
+            prev = n;
+            len++;
+        }
+        if (len != c.free_leaves[k] || len != p->free_count[k] ||
+            ((p->nonempty >> k) & 1u) != (len != 0))
+            mm_panic("mmio_pool_check: order %u: %lu on list, %lu free leaves, count %lu",
+                     k, (unsigned long)len, (unsigned long)c.free_leaves[k],
+                     (unsigned long)p->free_count[k]);
+    }
+    if (c.alloc_leaves != p->alloc_count || c.alloc_bytes != p->alloc_bytes ||
+        c.dynamic_nodes != p->nodes_in_use ||
+        p->nodes_in_use + p->free_slots != p->node_frames * MMIO_SLOTS_PER_FRAME)
+        mm_panic("mmio_pool_check: %lu allocated (count %lu), %lu nodes (count %lu), "
+                 "%lu free slots, %lu frames",
+                 (unsigned long)c.alloc_leaves, (unsigned long)p->alloc_count,
+                 (unsigned long)c.dynamic_nodes, (unsigned long)p->nodes_in_use,
+                 (unsigned long)p->free_slots, (unsigned long)p->node_frames);
+    mm_spin_unlock_irqrestore(&p->lock, flags);
+    return 0;
+}

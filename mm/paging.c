@@ -1,0 +1,753 @@
+/*
+ * mm/paging.c - the page-table mapper: map, unmap, remap and look up
+ * virtual addresses in an x86_64 4-level table tree, and the TLB flush
+ * tokens those edits produce.
+ *
+ * Walks.  A walk starts at the top table (level 4) and follows the entry
+ * for va at each level through the direct map until it meets a leaf (a
+ * level-1 entry or a huge entry at level 2/3), an empty entry, or the level
+ * the caller asked for.  Level-4 entries are never leaves.
+ *
+ * Mapping is planned before anything is written.  A map request is cut
+ * into pieces (largest page size allowed by alignment, remaining size and
+ * the caller's limit).  Pass 1 checks every piece against the live tree
+ * (occupied slot, huge leaf on the path -> -MM_EEXIST) and counts the
+ * intermediate tables that do not exist yet, counting once a table that
+ * several pieces share.  Pass 2 takes exactly that many zeroed frames from
+ * the frame allocator into a private pool (a chain threaded through the
+ * frames themselves); if one is missing, the pool goes back to the
+ * allocator and the call returns -MM_ENOMEM with the tree untouched.
+ * Pass 3 links the tables and writes the leaves; it cannot fail, and the
+ * pool must be empty afterwards (checked).  So every map call is all or
+ * nothing, and no failed call leaves an empty table behind.
+ *
+ * Unmapping clears the leaf; with free_tables it then walks back up,
+ * unlinking and freeing each table that has no entries left, and stops at
+ * the first table still in use.  The top table is never freed.
+ *
+ * Ownership: table frames come from and return to m->fa.  Mapped frames
+ * belong to the caller, except for pt_map/pt_unmap which take the frame
+ * from m->fa and give it back.
+ *
+ * Entries are read and written with single 64-bit atomic accesses; a new
+ * table is zeroed before the release store that links it, so a concurrent
+ * hardware walker never sees a half-built table.  There is no lock: the
+ * caller serialises writers (see include/mm/paging.h).
+ */
+#include <mm/arch.h>
+#include <mm/log.h>
+#include <mm/paging.h>
+#include <mm/platform.h>
+
+/* ------------------------------------------------------------- raw access */
+
+static inline uint64_t *table_words(phys_addr_t table_pa)
+{
+    return (uint64_t *)pa_to_ptr(table_pa);
+}
+
+static inline pt_entry_t entry_read(phys_addr_t table_pa, unsigned idx)
+{
+    return (pt_entry_t){ __atomic_load_n(&table_words(table_pa)[idx], __ATOMIC_RELAXED) };
+}
+
+static inline void entry_write(phys_addr_t table_pa, unsigned idx, pt_entry_t e)
+{
+    __atomic_store_n(&table_words(table_pa)[idx], e.raw, __ATOMIC_RELEASE);
+}
+
+static void zero_frame(phys_addr_t pa)
+{
+    __builtin_memset(pa_to_ptr(pa), 0, PAGE_SIZE);
+}
+
+static bool table_is_empty(phys_addr_t table_pa)
+{
+    for (unsigned i = 0; i < PT_ENTRIES; i++)
+        if (entry_read(table_pa, i).raw != 0)
+            return false;
+    return true;
+}
+
+/* Start of the page a leaf at `level` maps (huge leaves keep PAT in bit 12). */
+static inline phys_addr_t leaf_pa(pt_entry_t e, unsigned level)
+{
+    return PA(e.raw & PTE_ADDR_MASK & ~(pt_level_size(level) - 1));
+}
+
+static inline uint64_t leaf_flags(pt_entry_t e)
+{
+    return pte_flags(e) & ~PTE_HUGE;
+}
+
+/*
+ * Walk towards va, filling path[level] with the table at each level
+ * visited.  Stops at stop_level, at an empty entry, or at a leaf, and
+ * returns the level of the table whose entry ended the walk.
+ */
+static unsigned walk(const struct pt_mapper *m, virt_addr_t va, unsigned stop_level,
+                     phys_addr_t path[PT_LEVELS + 1])
+{
+    phys_addr_t table_pa = m->top_pa;
+    for (unsigned level = PT_LEVELS;; level--) {
+        path[level] = table_pa;
+        if (level == stop_level)
+            return level;
+        pt_entry_t e = entry_read(table_pa, pt_index(va, level));
+        if (!pte_present(e))
+            return level;
+        if (pte_is_leaf(e, level)) {
+            if (level == PT_LEVEL_PML4)
+                mm_panic("walk: PS bit in PML4 entry %lx for va %lx (table %lx)",
+                         (unsigned long)e.raw, (unsigned long)va.raw,
+                         (unsigned long)table_pa.raw);
+            return level;
+        }
+        table_pa = pte_pa(e);
+    }
+}
+
+/* ------------------------------------------------------------- validation */
+
+static bool flags_ok(uint64_t flags)
+{
+    return (flags & ~PTE_FLAGS_ALLOWED) == 0;
+}
+
+/* [va, va+size) is 4 KiB aligned, non-empty, canonical and in one half. */
+static bool va_range_ok(virt_addr_t va, uint64_t size)
+{
+    if (size == 0 || !is_aligned_u64(size, PAGE_SIZE) || !is_aligned_u64(va.raw, PAGE_SIZE))
+        return false;
+    uint64_t last = va.raw + (size - 1);
+    if (last < va.raw)
+        return false;
+    if (!pt_va_is_canonical(va) || !pt_va_is_canonical(VA(last)))
+        return false;
+    return (va.raw >> (PT_VA_BITS - 1)) == (last >> (PT_VA_BITS - 1));
+}
+
+static bool pa_range_ok(phys_addr_t pa, uint64_t size)
+{
+    const uint64_t limit = UINT64_C(1) << PTE_PHYS_BITS;
+    return is_aligned_u64(pa.raw, PAGE_SIZE) && pa.raw < limit && size <= limit - pa.raw;
+}
+
+static inline void token_set(struct pt_flush *tok, int kind, virt_addr_t va, uint64_t npages)
+{
+    tok->kind = kind;
+    tok->va = va;
+    tok->npages = npages;
+}
+
+static inline void token_clear(struct pt_flush *tok)
+{
+    token_set(tok, PT_FLUSH_NONE, VA(0), 0);
+}
+
+/* -------------------------------------------------------------- table pool */
+
+/* Zeroed frames reserved for one map call, chained through their word 0. */
+struct table_pool {
+    phys_addr_t head;
+    uint64_t count;
+};
+
+static void pool_drain(struct frame_allocator *fa, struct table_pool *pool)
+{
+    while (pool->count) {
+        phys_addr_t pa = pool->head;
+        pool->head = PA(table_words(pa)[0]);
+        pool->count--;
+        if (fa->free)
+            fa->free(fa, pa);
+    }
+}
+
+static int pool_fill(struct frame_allocator *fa, struct table_pool *pool, uint64_t n)
+{
+    pool->head = PA(0);
+    pool->count = 0;
+    while (pool->count < n) {
+        phys_addr_t pa;
+        if (frame_alloc(fa, &pa) != 0) {
+            pool_drain(fa, pool);
+            return -MM_ENOMEM;
+        }
+        if (!is_aligned_u64(pa.raw, PAGE_SIZE) || !pa_range_ok(pa, PAGE_SIZE))
+            mm_panic("pool_fill: frame allocator returned bad frame %lx",
+                     (unsigned long)pa.raw);
+        zero_frame(pa);
+        table_words(pa)[0] = pool->head.raw;
+        pool->head = pa;
+        pool->count++;
+    }
+    return 0;
+}
+
+static phys_addr_t pool_take(struct table_pool *pool)
+{
+    if (pool->count == 0)
+        mm_panic("pool_take: table pool empty (plan counted too few tables)");
+    phys_addr_t pa = pool->head;
+    pool->head = PA(table_words(pa)[0]);
+    table_words(pa)[0] = 0;
+    pool->count--;
+    return pa;
+}
+
+/* ------------------------------------------------------------------ mapping */
+
+/* Level of the largest page that fits at va/pa within remaining bytes. */
+static unsigned piece_level(uint64_t va, uint64_t pa, uint64_t remaining, unsigned max_level)
+{
+    for (unsigned level = max_level; level > PT_LEVEL_PT; level--) {
+        uint64_t size = pt_level_size(level);
+        if (is_aligned_u64(va | pa, size) && remaining >= size)
+            return level;
+    }
+    return PT_LEVEL_PT;
+}
+
+/*
+ * Can a leaf at leaf_level be put at va?  Adds to *ntables the tables on
+ * its path that are missing and were not already counted for an earlier
+ * piece (new_base[l] remembers the va base of the last level-l table
+ * counted; pieces come in increasing va order so one slot per level is
+ * enough).
+ */
+static int plan_piece(const struct pt_mapper *m, virt_addr_t va, unsigned leaf_level,
+                      uint64_t new_base[PT_LEVELS + 1], uint64_t *ntables)
+{
+    phys_addr_t table_pa = m->top_pa;
+    bool missing = false;
+
+    for (unsigned level = PT_LEVELS; level > leaf_level; level--) {
+        if (!missing) {
+            pt_entry_t e = entry_read(table_pa, pt_index(va, level));
+            if (pte_present(e)) {
+                if (pte_is_leaf(e, level))
+                    return -MM_EEXIST;          /* inside a huge page */
+                table_pa = pte_pa(e);
+                continue;
+            }
+            missing = true;
+        }
+        /* The level-(level-1) table covering va must be created. */
+        uint64_t base = align_down_u64(va.raw, pt_level_size(level));
+        if (new_base[level - 1] != base) {
+            new_base[level - 1] = base;
+            (*ntables)++;
+        }
+    }
+    if (!missing && pte_present(entry_read(table_pa, pt_index(va, leaf_level))))
+        return -MM_EEXIST;                      /* leaf or table already there */
+    return 0;
+}
+
+static void install_piece(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
+                          unsigned leaf_level, uint64_t flags, struct table_pool *pool)
+{
+    phys_addr_t table_pa = m->top_pa;
+
+    for (unsigned level = PT_LEVELS; level > leaf_level; level--) {
+        unsigned idx = pt_index(va, level);
+        pt_entry_t e = entry_read(table_pa, idx);
+        if (!pte_present(e)) {
+            phys_addr_t new_pa = pool_take(pool);
+            entry_write(table_pa, idx, pte_make(new_pa, PTE_TABLE | (flags & PTE_USER)));
+            table_pa = new_pa;
+            continue;
+        }
+        if (pte_is_leaf(e, level))
+            mm_panic("install_piece: huge leaf %lx at level %u over planned va %lx",
+                     (unsigned long)e.raw, level, (unsigned long)va.raw);
+        if ((flags & PTE_USER) && !(e.raw & PTE_USER))
+            entry_write(table_pa, idx, (pt_entry_t){ e.raw | PTE_USER });
+        table_pa = pte_pa(e);
+    }
+
+    unsigned idx = pt_index(va, leaf_level);
+    pt_entry_t old = entry_read(table_pa, idx);
+    if (pte_present(old))
+        mm_panic("install_piece: slot for va %lx at level %u holds %lx after planning",
+                 (unsigned long)va.raw, leaf_level, (unsigned long)old.raw);
+    uint64_t leaf = flags | PTE_PRESENT | (leaf_level > PT_LEVEL_PT ? PTE_HUGE : 0);
+    entry_write(table_pa, idx, pte_make(pa, leaf));
+}
+
+/* Checks shared by every map call before anything is allocated. */
+static int map_precheck(const struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
+                        uint64_t size, uint64_t flags)
+{
+    if (m->readonly)
+        return -MM_EPERM;
+    if (!flags_ok(flags) || !va_range_ok(va, size) || !pa_range_ok(pa, size))
+        return -MM_EINVAL;
+    return 0;
+}
+
+/* Plan, reserve and install [va, va+size) -> pa with pages up to max_level. */
+static int map_pieces(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t size,
+                      uint64_t flags, unsigned max_level, struct pt_flush *flush_out)
+{
+    token_clear(flush_out);
+    int err = map_precheck(m, va, pa, size, flags);
+    if (err)
+        return err;
+
+    uint64_t new_base[PT_LEVELS + 1];
+    for (unsigned l = 0; l <= PT_LEVELS; l++)
+        new_base[l] = UINT64_MAX;       /* never a table base: not aligned */
+    uint64_t ntables = 0, npieces = 0;
+    for (uint64_t off = 0; off < size;) {
+        unsigned level = piece_level(va.raw + off, pa.raw + off, size - off, max_level);
+        err = plan_piece(m, VA(va.raw + off), level, new_base, &ntables);
+        if (err)
+            return err;
+        off += pt_level_size(level);
+        npieces++;
+    }
+
+    struct table_pool pool;
+    err = pool_fill(m->fa, &pool, ntables);
+    if (err)
+        return err;
+
+    for (uint64_t off = 0; off < size;) {
+        unsigned level = piece_level(va.raw + off, pa.raw + off, size - off, max_level);
+        install_piece(m, VA(va.raw + off), PA(pa.raw + off), level, flags, &pool);
+        off += pt_level_size(level);
+    }
+    if (pool.count != 0)
+        mm_panic("map_pieces: %lu planned tables unused for va %lx size %lx",
+                 (unsigned long)pool.count, (unsigned long)va.raw, (unsigned long)size);
+
+    token_set(flush_out, npieces == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
+              size >> PAGE_SHIFT);
+    return 0;
+}
+
+int pt_map_phys(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t flags,
+                struct pt_flush *flush_out)
+{
+    return map_pieces(m, va, pa, PAGE_SIZE, flags, PT_LEVEL_PT, flush_out);
+}
+
+int pt_map(struct pt_mapper *m, virt_addr_t va, uint64_t flags, phys_addr_t *pa_out,
+           struct pt_flush *flush_out)
+{
+    token_clear(flush_out);
+    int err = map_precheck(m, va, PA(0), PAGE_SIZE, flags);
+    if (err)
+        return err;
+    phys_addr_t pa;
+    if (frame_alloc(m->fa, &pa) != 0)
+        return -MM_ENOMEM;
+    zero_frame(pa);
+    err = pt_map_phys(m, va, pa, flags, flush_out);
+    if (err) {
+        if (m->fa->free)
+            m->fa->free(m->fa, pa);
+        return err;
+    }
+    if (pa_out)
+        *pa_out = pa;
+    return 0;
+}
+
+int pt_map_huge(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t page_size,
+                uint64_t flags, struct pt_flush *flush_out)
+{
+    token_clear(flush_out);
+    unsigned level = pt_level_of_size(page_size);
+    if (level == 0 || (level == PT_LEVEL_PDPT && !arch_has_1g_pages()))
+        return -MM_EINVAL;
+    if (!is_aligned_u64(va.raw | pa.raw, page_size))
+        return m->readonly ? -MM_EPERM : -MM_EINVAL;
+    return map_pieces(m, va, pa, page_size, flags, level, flush_out);
+}
+
+int pt_map_range(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t size,
+                 uint64_t flags, uint64_t max_page_size, struct pt_flush *flush_out)
+{
+    token_clear(flush_out);
+    unsigned max_level = pt_level_of_size(max_page_size);
+    if (max_level == 0)
+        return -MM_EINVAL;
+    if (max_level == PT_LEVEL_PDPT && !arch_has_1g_pages())
+        max_level = PT_LEVEL_PD;
+    return map_pieces(m, va, pa, size, flags, max_level, flush_out);
+}
+
+/* ---------------------------------------------------------------- unmapping */
+
+/*
+ * After the leaf for va in path[level] was cleared: free the tables from
+ * path[level] upwards while they are empty.  Never the top table.
+ */
+static void free_empty_tables(struct pt_mapper *m, virt_addr_t va, unsigned level,
+                              const phys_addr_t path[PT_LEVELS + 1])
+{
+    if (!m->fa->free)
+        return;
+    for (unsigned l = level; l < PT_LEVELS; l++) {
+        if (!table_is_empty(path[l]))
+            return;
+        entry_write(path[l + 1], pt_index(va, l + 1), (pt_entry_t){ 0 });
+        m->fa->free(m->fa, path[l]);
+    }
+}
+
+/* Locate the leaf mapping va for unmap/remap: 0 with *level_out, or error. */
+static int find_leaf(const struct pt_mapper *m, virt_addr_t va, phys_addr_t path[PT_LEVELS + 1],
+                     unsigned *level_out, pt_entry_t *e_out)
+{
+    if (!pt_va_is_canonical(va) || !is_aligned_u64(va.raw, PAGE_SIZE))
+        return -MM_EINVAL;
+    unsigned level = walk(m, va, PT_LEVEL_PT, path);
+    pt_entry_t e = entry_read(path[level], pt_index(va, level));
+    if (!pte_present(e))
+        return -MM_ENOENT;
+    if (!is_aligned_u64(va.raw, pt_level_size(level)))
+        return -MM_EINVAL;
+    *level_out = level;
+    *e_out = e;
+    return 0;
+}
+
+int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
+                  struct pt_mapping *old_out, struct pt_flush *flush_out)
+{
+    token_clear(flush_out);
+    if (m->readonly)
+        return -MM_EPERM;
+    phys_addr_t path[PT_LEVELS + 1];
+    unsigned level;
+    pt_entry_t e;
+    int err = find_leaf(m, va, path, &level, &e);
+    if (err)
+        return err;
+
+    entry_write(path[level], pt_index(va, level), (pt_entry_t){ 0 });
+    if (free_tables)
+        free_empty_tables(m, va, level, path);
+
+    if (old_out) {
+        old_out->pa = leaf_pa(e, level);
+        old_out->flags = leaf_flags(e);
+        old_out->level = level;
+        old_out->page_size = pt_level_size(level);
+    }
+    token_set(flush_out, PT_FLUSH_ONE_PAGE, va, pt_level_size(level) >> PAGE_SHIFT);
+    return 0;
+}
+
+int pt_unmap(struct pt_mapper *m, virt_addr_t va, bool free_tables, struct pt_flush *flush_out)
+{
+    token_clear(flush_out);
+    if (m->readonly)
+        return -MM_EPERM;
+    if (!m->fa->free)
+        return -MM_EINVAL;
+    struct pt_mapping t;
+    int err = pt_translate(m, va, &t);
+    if (err)
+        return err;
+    if (t.level != PT_LEVEL_PT || !is_aligned_u64(va.raw, PAGE_SIZE))
+        return -MM_EINVAL;
+    struct pt_mapping old;
+    err = pt_unmap_phys(m, va, free_tables, &old, flush_out);
+    if (err)
+        mm_panic("pt_unmap: unmap of va %lx failed (%d) after lookup",
+                 (unsigned long)va.raw, err);
+    m->fa->free(m->fa, old.pa);
+    return 0;
+}
+
+int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free_tables,
+                   struct pt_flush *flush_out)
+{
+    token_clear(flush_out);
+    if (m->readonly)
+        return -MM_EPERM;
+    if (!va_range_ok(va, size))
+        return -MM_EINVAL;
+    const uint64_t end = va.raw + size;     /* may wrap to 0 at the very top */
+    phys_addr_t path[PT_LEVELS + 1];
+    unsigned level;
+    pt_entry_t e;
+
+    /* Pass 1: every page mapped, every leaf inside the range. */
+    uint64_t nleaves = 0;
+    for (uint64_t off = 0; off < size; nleaves++) {
+        int err = find_leaf(m, VA(va.raw + off), path, &level, &e);
+        if (err)
+            return err;
+        if (pt_level_size(level) > size - off)
+            return -MM_EINVAL;
+        off += pt_level_size(level);
+    }
+
+    /* Pass 2: clear; look for empty tables when leaving a table or at the end. */
+    for (uint64_t off = 0; off < size;) {
+        virt_addr_t cur = VA(va.raw + off);
+        if (find_leaf(m, cur, path, &level, &e) != 0)
+            mm_panic("pt_unmap_range: leaf for va %lx vanished", (unsigned long)cur.raw);
+        entry_write(path[level], pt_index(cur, level), (pt_entry_t){ 0 });
+        off += pt_level_size(level);
+        uint64_t next = va.raw + off;
+        if (free_tables && (next == end || is_aligned_u64(next, pt_level_size(level + 1))))
+            free_empty_tables(m, cur, level, path);
+    }
+
+    token_set(flush_out, nleaves == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
+              size >> PAGE_SHIFT);
+    return 0;
+}
+
+/* ------------------------------------------------------------ remap, lookup */
+
+int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags, struct pt_flush *flush_out)
+{
+    token_clear(flush_out);
+    if (m->readonly)
+        return -MM_EPERM;
+    if (!flags_ok(flags))
+        return -MM_EINVAL;
+    phys_addr_t path[PT_LEVELS + 1];
+    unsigned level;
+    pt_entry_t e;
+    int err = find_leaf(m, va, path, &level, &e);
+    if (err)
+        return err;
+    uint64_t leaf = flags | PTE_PRESENT | (level > PT_LEVEL_PT ? PTE_HUGE : 0);
+    entry_write(path[level], pt_index(va, level), pte_make(leaf_pa(e, level), leaf));
+    token_set(flush_out, PT_FLUSH_ONE_PAGE, va, pt_level_size(level) >> PAGE_SHIFT);
+    return 0;
+}
+
+int pt_translate(const struct pt_mapper *m, virt_addr_t va, struct pt_mapping *out)
+{
+    if (!pt_va_is_canonical(va))
+        return -MM_EINVAL;
+    phys_addr_t path[PT_LEVELS + 1];
+    unsigned level = walk(m, va, PT_LEVEL_PT, path);
+    pt_entry_t e = entry_read(path[level], pt_index(va, level));
+    if (!pte_present(e))
+        return -MM_ENOENT;
+    uint64_t size = pt_level_size(level);
+    out->pa = PA(leaf_pa(e, level).raw + (va.raw & (size - 1)));
+    out->flags = leaf_flags(e);
+    out->level = level;
+    out->page_size = size;
+    return 0;
+}
+
+int pt_get_table(const struct pt_mapper *m, virt_addr_t va, unsigned level,
+                 phys_addr_t *table_pa_out)
+{
+    if (level < PT_LEVEL_PT || level > PT_LEVELS || !pt_va_is_canonical(va))
+        return -MM_EINVAL;
+    phys_addr_t path[PT_LEVELS + 1];
+    if (walk(m, va, level, path) != level)
+        return -MM_ENOENT;
+    *table_pa_out = path[level];
+    return 0;
+}
+
+int pt_get_entry(const struct pt_mapper *m, virt_addr_t va, unsigned level,
+                 pt_entry_t *entry_out)
+{
+    phys_addr_t table_pa;
+    int err = pt_get_table(m, va, level, &table_pa);
+    if (err)
+        return err;
+    *entry_out = entry_read(table_pa, pt_index(va, level));
+    return 0;
+}
+
+/* -------------------------------------------------------------- the mapper */
+
+int pt_mapper_create(struct frame_allocator *fa, struct pt_mapper *m_out)
+{
+    phys_addr_t pa;
+    if (frame_alloc(fa, &pa) != 0)
+        return -MM_ENOMEM;
+    zero_frame(pa);
+    m_out->top_pa = pa;
+    m_out->fa = fa;
+    m_out->readonly = false;
+    return 0;
+}
+
+static void free_subtree(struct frame_allocator *fa, phys_addr_t table_pa, unsigned level)
+{
+    if (level > PT_LEVEL_PT) {
+        for (unsigned i = 0; i < PT_ENTRIES; i++) {
+            pt_entry_t e = entry_read(table_pa, i);
+            if (pte_present(e) && !pte_is_leaf(e, level))
+                free_subtree(fa, pte_pa(e), level - 1);
+        }
+    }
+    fa->free(fa, table_pa);
+}
+
+int pt_mapper_destroy(struct pt_mapper *m)
+{
+    if (m->readonly)
+        return -MM_EPERM;
+    if (pt_mapper_is_current(m))
+        return -MM_EBUSY;
+    if (!m->fa->free)
+        return -MM_EINVAL;
+    free_subtree(m->fa, m->top_pa, PT_LEVELS);
+    m->top_pa = PA(0);
+    return 0;
+}
+
+struct pt_mapper pt_mapper_current(struct frame_allocator *fa)
+{
+    struct pt_mapper m = { PA(arch_read_cr3().raw & PTE_ADDR_MASK), fa, false };
+    return m;
+}
+
+void pt_mapper_make_current(const struct pt_mapper *m)
+{
+    arch_write_cr3(m->top_pa);
+}
+
+bool pt_mapper_is_current(const struct pt_mapper *m)
+{
+    return (arch_read_cr3().raw & PTE_ADDR_MASK) == m->top_pa.raw;
+}
+
+/* ------------------------------------------------------------ flush tokens */
+
+/* Number of invlpg a RANGE token needs, or 0 when a full flush is cheaper. */
+static uint64_t range_invlpgs(uint64_t npages)
+{
+    return npages <= PT_FLUSH_MAX_INVLPG ? npages : 0;
+}
+
+static void flush_token_here(const struct pt_flush *tok)
+{
+    switch (tok->kind) {
+    case PT_FLUSH_NONE:
+        return;
+    case PT_FLUSH_ONE_PAGE:
+        arch_invlpg(tok->va);           /* covers the page of any size */
+        return;
+    case PT_FLUSH_RANGE: {
+        uint64_t n = range_invlpgs(tok->npages);
+        if (n == 0)
+            arch_flush_tlb_all();
+        for (uint64_t i = 0; i < n; i++)
+            arch_invlpg(VA(tok->va.raw + i * PAGE_SIZE));
+        return;
+    }
+    case PT_FLUSH_ALL:
+        arch_flush_tlb_all();
+        return;
+    default:
+        mm_panic("flush_token_here: bad token kind %d for va %lx", tok->kind,
+                 (unsigned long)tok->va.raw);
+    }
+}
+
+static void shootdown_token(const struct pt_flush *tok)
+{
+    switch (tok->kind) {
+    case PT_FLUSH_NONE:
+        return;
+    case PT_FLUSH_ONE_PAGE:
+        mm_platform_tlb_shootdown(tok->va, 1);
+        return;
+    case PT_FLUSH_RANGE:
+        mm_platform_tlb_shootdown(tok->va, range_invlpgs(tok->npages));
+        return;
+    default:
+        mm_platform_tlb_shootdown(VA(0), 0);
+        return;
+    }
+}
+
+void pt_flush_local(struct pt_flush *tok)
+{
+    flush_token_here(tok);
+    token_clear(tok);
+}
+
+void pt_flush(struct pt_flush *tok)
+{
+    flush_token_here(tok);
+    shootdown_token(tok);
+    token_clear(tok);
+}
+
+void pt_flush_ignore(struct pt_flush *tok)
+{
+    token_clear(tok);
+}
+
+void pt_flush_check_discharged(struct pt_flush *tok)
+{
+    if (pt_flush_pending(tok))
+        mm_panic("pt_flush_check_discharged: flush of va %lx (%lu pages, kind %d) dropped",
+                 (unsigned long)tok->va.raw, (unsigned long)tok->npages, tok->kind);
+}
+
+void pt_flush_batch_init(struct pt_flush_batch *b)
+{
+    b->nslots = 0;
+    b->all = false;
+    b->npages = 0;
+}
+
+void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok)
+{
+    if (!pt_flush_pending(tok))
+        return;
+    uint64_t cost = tok->kind == PT_FLUSH_ONE_PAGE ? 1 : tok->npages;
+    if (!b->all) {
+        if (tok->kind == PT_FLUSH_ALL || b->nslots == PT_FLUSH_BATCH_SLOTS ||
+            b->npages + cost > PT_FLUSH_MAX_INVLPG)
+            b->all = true;
+        else {
+            b->slot[b->nslots++] = *tok;
+            b->npages += cost;
+        }
+    }
+    token_clear(tok);
+}
+
+void pt_flush_batch_flush_local(struct pt_flush_batch *b)
+{
+    if (b->all)
+        arch_flush_tlb_all();
+    else
+        for (unsigned i = 0; i < b->nslots; i++)
+            flush_token_here(&b->slot[i]);
+    pt_flush_batch_init(b);
+}
+
+void pt_flush_batch_flush(struct pt_flush_batch *b)
+{
+    /* One shootdown for everything: the span of all slots, or all. */
+    struct pt_flush remote = PT_FLUSH_INIT;
+    if (b->all) {
+        remote.kind = PT_FLUSH_ALL;
+    } else if (b->nslots == 1) {
+        remote = b->slot[0];
+    } else if (b->nslots > 1) {
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (unsigned i = 0; i < b->nslots; i++) {
+            uint64_t s = b->slot[i].va.raw, e = s + b->slot[i].npages * PAGE_SIZE;
+            lo = s < lo ? s : lo;
+            hi = e > hi ? e : hi;
+        }
+        token_set(&remote, PT_FLUSH_RANGE, VA(lo), (hi - lo) >> PAGE_SHIFT);
+    }
+    pt_flush_batch_flush_local(b);
+    shootdown_token(&remote);
+}

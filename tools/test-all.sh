@@ -1,0 +1,52 @@
+#!/bin/bash
+# test-all.sh - everything `make test` runs, in order, with one summary
+# line at the end ("Result: PASS" / "Result: FAIL" and the counts).
+# Each step's output is shown; a failed step does not stop the others.
+set -u
+cd "$(dirname "$0")/.."
+MAKE=${MAKE:-make}
+pass=0
+fail=0
+failed_steps=()
+
+step() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name"
+    if "$@"; then
+        pass=$((pass + 1))
+        echo "=== $name: ok"
+    else
+        fail=$((fail + 1))
+        failed_steps+=("$name")
+        echo "=== $name: FAILED"
+    fi
+}
+
+boot() {   # boot FIRMWARE MEM CPU SMP
+    FIRMWARE=$1 MEM=$2 CPU=$3 SMP=$4 TIMEOUT=${BOOT_TIMEOUT:-240} \
+        tools/run-qemu.sh test build/kernel.iso
+}
+
+step "build" $MAKE --no-print-directory -s all
+step "host unit tests (ASan/UBSan)" $MAKE --no-print-directory -s test-host
+step "fuzz smoke runs" $MAKE --no-print-directory -s fuzz-short
+step "boot BIOS  MEM=512M CPU=max"    boot bios 512M max 1
+step "boot UEFI  MEM=512M CPU=max"    boot uefi 512M max 1
+step "boot BIOS  MEM=64M  CPU=qemu64" boot bios 64M qemu64 1
+step "boot BIOS  MEM=3G   CPU=max"    boot bios 3G max 1
+step "boot BIOS  MEM=5G   CPU=qemu64" boot bios 5G qemu64 1
+step "boot UEFI  MEM=4G   CPU=qemu64" boot uefi 4G qemu64 1
+
+echo
+for s in "${failed_steps[@]}"; do
+    echo "failed: $s"
+done
+total=$((pass + fail))
+if [ $fail -eq 0 ]; then
+    echo "Result: PASS ($pass of $total steps passed)"
+    exit 0
+fi
+echo "Result: FAIL ($pass passed, $fail failed)"
+exit 1
