@@ -78,8 +78,7 @@ void kmain(uint32_t magic, uint64_t mbi_pa)
 
     write_cr4(read_cr4() | CR4_PGE);
     memory_init(mbi_pa);
-    /* No application processors yet: nothing needs the low identity map. */
-    mm_remove_low_identity();
+    smp_init();      /* starts the APs, then removes the low identity map */
     inject_failure();
 
     int failed = ktest_run_all();

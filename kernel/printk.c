@@ -85,9 +85,3 @@ void mm_platform_irq_restore(unsigned long flags)
         __asm__ volatile("sti" : : : "memory");
 }
 
-/* Uniprocessor for now: no other CPU can hold stale kernel TLB entries. */
-void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
-{
-    (void)va;
-    (void)npages;
-}

@@ -37,4 +37,15 @@ static inline struct percpu *this_cpu(void)
 
 void percpu_setup(unsigned cpu_id, uint32_t apic_id);   /* GDT, TSS, GS base */
 
+/* smp.c */
+void smp_init(void);
+unsigned smp_online_cpus(void);
+void smp_call(unsigned cpu, void (*fn)(void *), void *arg);
+void smp_post(unsigned cpu, void (*fn)(void *), void *arg);
+void smp_wait(unsigned cpu);
+void smp_call_all(void (*fn)(void *), void *arg);
+uint64_t smp_shootdowns(void);
+volatile uint32_t *smp_lapic(void);
+void udelay(uint64_t us);
+
 #endif

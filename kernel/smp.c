@@ -1,0 +1,375 @@
+/*
+ * smp.c - application-processor start-up, cross-CPU calls and the TLB
+ * shootdown behind mm_platform_tlb_shootdown().
+ *
+ * Bring-up: the CPUs come from the ACPI MADT; the local APIC is reached
+ * through ioremap.  The trampoline (boot/trampoline.asm) is copied to
+ * TRAMPOLINE_PA; each AP in turn gets INIT-SIPI-SIPI, a stack from the
+ * buddy allocator and its dense cpu index, and reports in from ap_main().
+ * When all are up the low identity map is removed.
+ *
+ * Cross-CPU calls: smp_call(cpu, fn, arg) posts fn to one CPU's mailbox
+ * and wakes it with an IPI; idle APs sleep in "sti; hlt".
+ *
+ * Shootdown: one request at a time (shootdown_lock); the initiator sets a
+ * mask of CPUs that still owe an acknowledgement, sends the IPI to all
+ * other CPUs and waits until the mask is empty.  A CPU that is itself
+ * spinning (for the lock or for acks) services requests addressed to it
+ * while it waits, so two initiators, or an initiator with interrupts off,
+ * cannot deadlock.
+ */
+#include "kernel.h"
+#include "acpi.h"
+#include "io.h"
+#include "smp.h"
+#include "trap.h"
+#include <mm/arch.h>
+#include <mm/init.h>
+#include <mm/log.h>
+
+#define TRAMPOLINE_PA   0x8000u
+#define AP_STACK_PAGES  4u          /* 16 KiB */
+
+#define LAPIC_ID        0x020
+#define LAPIC_VERSION   0x030
+#define LAPIC_EOI       0x0b0
+#define LAPIC_SVR       0x0f0
+#define LAPIC_ICR_LO    0x300
+#define LAPIC_ICR_HI    0x310
+
+#define VEC_SHOOTDOWN   0xf0
+#define VEC_WAKEUP      0xf1
+#define VEC_SPURIOUS    0xff
+
+extern const char ap_trampoline_start[], ap_trampoline_end[];
+extern uint64_t ap_tramp_cr3, ap_tramp_stack, ap_tramp_entry, ap_tramp_cpu;
+
+static volatile uint32_t *lapic;
+static unsigned cpus_online = 1;
+static volatile unsigned ap_reported;
+
+/* ---------------------------------------------------------------- timing */
+
+/* Busy-wait with PIT channel 2 (1.193182 MHz), at most ~50 ms per chunk. */
+void udelay(uint64_t us)
+{
+    while (us) {
+        uint64_t chunk = us > 50000 ? 50000 : us;
+        uint32_t count = (uint32_t)(chunk * 1193182u / 1000000u);
+        if (count < 2)
+            count = 2;
+        uint8_t gate = inb(0x61);
+        outb(0x61, (gate & ~0x02) & ~0x01);   /* gate off, speaker off */
+        outb(0x43, 0xb0);                      /* ch 2, lo/hi, mode 0 */
+        outb(0x42, count & 0xff);
+        outb(0x42, (count >> 8) & 0xff);
+        outb(0x61, (gate & ~0x02) | 0x01);     /* gate on: start counting */
+        while (!(inb(0x61) & 0x20))
+            __asm__ volatile("pause");
+        us -= chunk;
+    }
+}
+
+/* ----------------------------------------------------------------- LAPIC */
+
+static inline uint32_t lapic_read(unsigned reg) { return lapic[reg / 4]; }
+static inline void lapic_write(unsigned reg, uint32_t v) { lapic[reg / 4] = v; }
+
+static void lapic_eoi(void)
+{
+    lapic_write(LAPIC_EOI, 0);
+}
+
+static void lapic_enable(void)
+{
+    lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
+}
+
+static void lapic_wait_icr(void)
+{
+    while (lapic_read(LAPIC_ICR_LO) & (1u << 12))
+        __asm__ volatile("pause");
+}
+
+static void lapic_send(uint32_t apic_id, uint32_t icr_lo)
+{
+    lapic_wait_icr();
+    lapic_write(LAPIC_ICR_HI, apic_id << 24);
+    lapic_write(LAPIC_ICR_LO, icr_lo);
+    lapic_wait_icr();
+}
+
+static void send_ipi_all_but_self(uint8_t vector)
+{
+    lapic_wait_icr();
+    lapic_write(LAPIC_ICR_LO, (3u << 18) | (1u << 14) | vector);   /* shorthand: all excluding self */
+    lapic_wait_icr();
+}
+
+unsigned smp_online_cpus(void)
+{
+    return __atomic_load_n(&cpus_online, __ATOMIC_ACQUIRE);
+}
+
+volatile uint32_t *smp_lapic(void)
+{
+    return lapic;
+}
+
+/* ------------------------------------------------------------- shootdown */
+
+static mm_spinlock_t shootdown_lock = MM_SPINLOCK_INIT;
+static struct {
+    uint64_t va;
+    uint64_t npages;           /* 0 = everything */
+    uint64_t pending;          /* CPUs that still have to flush */
+} sd;
+static uint64_t shootdown_count;
+
+static void flush_local(uint64_t va, uint64_t npages)
+{
+    if (npages == 0 || npages > 64) {
+        arch_flush_tlb_all();
+        return;
+    }
+    for (uint64_t i = 0; i < npages; i++)
+        arch_invlpg(VA(va + i * PAGE_SIZE));
+}
+
+/* Do this CPU's part of the current request, if it owes one. */
+static void shootdown_service(void)
+{
+    uint64_t bit = 1ull << smp_cpu_id();
+    if (__atomic_load_n(&sd.pending, __ATOMIC_ACQUIRE) & bit) {
+        flush_local(sd.va, sd.npages);
+        __atomic_fetch_and(&sd.pending, ~bit, __ATOMIC_RELEASE);
+    }
+}
+
+static void shootdown_irq(struct trap_frame *tf)
+{
+    (void)tf;
+    shootdown_service();
+    lapic_eoi();
+}
+
+void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
+{
+    unsigned n = smp_online_cpus();
+    if (n <= 1)
+        return;
+    unsigned long flags = mm_platform_irq_save();
+    while (__atomic_exchange_n(&shootdown_lock.locked, 1, __ATOMIC_ACQUIRE)) {
+        shootdown_service();
+        __asm__ volatile("pause");
+    }
+    uint64_t others = ((n >= 64) ? ~0ull : ((1ull << n) - 1)) & ~(1ull << smp_cpu_id());
+    sd.va = va.raw;
+    sd.npages = npages;
+    __atomic_store_n(&sd.pending, others, __ATOMIC_RELEASE);
+    send_ipi_all_but_self(VEC_SHOOTDOWN);
+    uint64_t spins = 0;
+    while (__atomic_load_n(&sd.pending, __ATOMIC_ACQUIRE)) {
+        __asm__ volatile("pause");
+        if (++spins == (1ull << 30))
+            printk("smp: shootdown from cpu %u still waiting for cpus %#lx\n",
+                   smp_cpu_id(), __atomic_load_n(&sd.pending, __ATOMIC_RELAXED));
+    }
+    shootdown_count++;
+    __atomic_store_n(&shootdown_lock.locked, 0, __ATOMIC_RELEASE);
+    mm_platform_irq_restore(flags);
+}
+
+uint64_t smp_shootdowns(void)
+{
+    return shootdown_count;
+}
+
+/* ------------------------------------------------------- cross-CPU calls */
+
+struct mailbox {
+    void (*fn)(void *);
+    void *arg;
+    volatile int done;
+} __attribute__((aligned(64)));
+
+static struct mailbox mailbox[MM_MAX_CPUS];
+
+static void wakeup_irq(struct trap_frame *tf)
+{
+    (void)tf;
+    lapic_eoi();
+}
+
+static void spurious_irq(struct trap_frame *tf)
+{
+    (void)tf;
+}
+
+/* Run fn(arg) on cpu and wait for it to finish.  cpu may be this CPU. */
+void smp_call(unsigned cpu, void (*fn)(void *), void *arg)
+{
+    if (cpu == smp_cpu_id()) {
+        fn(arg);
+        return;
+    }
+    struct mailbox *mb = &mailbox[cpu];
+    mb->arg = arg;
+    mb->done = 0;
+    __atomic_store_n(&mb->fn, fn, __ATOMIC_RELEASE);
+    lapic_send(percpu_area[cpu].apic_id, (1u << 14) | VEC_WAKEUP);
+    while (!__atomic_load_n(&mb->done, __ATOMIC_ACQUIRE))
+        __asm__ volatile("pause");
+}
+
+/* Start fn(arg) on cpu without waiting; smp_wait(cpu) waits. */
+void smp_post(unsigned cpu, void (*fn)(void *), void *arg)
+{
+    struct mailbox *mb = &mailbox[cpu];
+    mb->arg = arg;
+    mb->done = 0;
+    __atomic_store_n(&mb->fn, fn, __ATOMIC_RELEASE);
+    lapic_send(percpu_area[cpu].apic_id, (1u << 14) | VEC_WAKEUP);
+}
+
+void smp_wait(unsigned cpu)
+{
+    while (!__atomic_load_n(&mailbox[cpu].done, __ATOMIC_ACQUIRE))
+        __asm__ volatile("pause");
+}
+
+/* Run fn(arg) on every online CPU at once (this one included), wait. */
+void smp_call_all(void (*fn)(void *), void *arg)
+{
+    unsigned me = smp_cpu_id(), n = smp_online_cpus();
+    for (unsigned c = 0; c < n; c++)
+        if (c != me)
+            smp_post(c, fn, arg);
+    fn(arg);
+    for (unsigned c = 0; c < n; c++)
+        if (c != me)
+            smp_wait(c);
+}
+
+static _Noreturn void ap_idle(void)
+{
+    struct mailbox *mb = &mailbox[smp_cpu_id()];
+    for (;;) {
+        __asm__ volatile("cli");
+        void (*fn)(void *) = __atomic_load_n(&mb->fn, __ATOMIC_ACQUIRE);
+        if (fn) {
+            mb->fn = NULL;
+            __asm__ volatile("sti");
+            fn(mb->arg);
+            __atomic_store_n(&mb->done, 1, __ATOMIC_RELEASE);
+            continue;
+        }
+        __asm__ volatile("sti; hlt");      /* sti's shadow: no lost wakeup */
+    }
+}
+
+/* ---------------------------------------------------------------- bring-up */
+
+_Noreturn void ap_main(uint64_t cpu)
+{
+    percpu_setup((unsigned)cpu, percpu_area[cpu].apic_id);
+    idt_load();
+    write_cr4(read_cr4() | CR4_PGE);
+    lapic_enable();
+    __atomic_fetch_add(&cpus_online, 1, __ATOMIC_RELEASE);
+    ap_reported = 1;
+    ap_idle();
+}
+
+static bool trampoline_page_is_ram(void)
+{
+    const struct mb2_info *mbi = mm_boot_info();
+    for (unsigned i = 0; mbi && i < mbi->map_count; i++) {
+        struct mb2_mmap_entry e;
+        if (mb2_map_entry(mbi, i, &e) == 0 && e.type == MB2_MEM_AVAILABLE &&
+            e.base <= TRAMPOLINE_PA && e.base + e.length >= TRAMPOLINE_PA + PAGE_SIZE)
+            return true;
+    }
+    return false;
+}
+
+static bool start_ap(unsigned cpu, uint32_t apic_id)
+{
+    phys_addr_t stack_pa;
+    if (buddy_alloc(mm_buddy(), AP_STACK_PAGES, &stack_pa) != 0) {
+        printk("smp: no memory for the stack of cpu %u\n", cpu);
+        return false;
+    }
+    percpu_area[cpu].apic_id = apic_id;
+    uint8_t *tramp = pa_to_ptr(PA(TRAMPOLINE_PA));
+    uint64_t *cr3 = (uint64_t *)(tramp + ((const char *)&ap_tramp_cr3 - ap_trampoline_start));
+    uint64_t *stack = (uint64_t *)(tramp + ((const char *)&ap_tramp_stack - ap_trampoline_start));
+    uint64_t *entry = (uint64_t *)(tramp + ((const char *)&ap_tramp_entry - ap_trampoline_start));
+    uint64_t *idx = (uint64_t *)(tramp + ((const char *)&ap_tramp_cpu - ap_trampoline_start));
+    *cr3 = arch_read_cr3().raw;
+    *stack = (uint64_t)pa_to_ptr(stack_pa) + AP_STACK_PAGES * PAGE_SIZE;
+    *entry = (uint64_t)ap_main;
+    *idx = cpu;
+    ap_reported = 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+
+    lapic_send(apic_id, 0x4500);                          /* INIT, assert */
+    udelay(10000);
+    for (int i = 0; i < 2 && !ap_reported; i++) {
+        lapic_send(apic_id, 0x4600 | (TRAMPOLINE_PA >> 12)); /* STARTUP */
+        udelay(200);
+    }
+    for (int ms = 0; ms < 2000 && !ap_reported; ms++)
+        udelay(1000);
+    if (!ap_reported) {
+        printk("smp: cpu %u (APIC id %u) did not start\n", cpu, apic_id);
+        buddy_free(mm_buddy(), stack_pa, AP_STACK_PAGES);   /* it never ran on it */
+        return false;
+    }
+    return true;
+}
+
+void smp_init(void)
+{
+    irq_register(VEC_SHOOTDOWN, shootdown_irq);
+    irq_register(VEC_WAKEUP, wakeup_irq);
+    irq_register(VEC_SPURIOUS, spurious_irq);
+
+    uint64_t apic_base = rdmsr(0x1b) & 0x000ffffffffff000ull;
+    lapic = mm_ioremap(PA(apic_base), PAGE_SIZE);
+    if (!lapic)
+        panic("smp_init: cannot ioremap the local APIC at %#lx", apic_base);
+    uint32_t bsp_apic = lapic_read(LAPIC_ID) >> 24;
+    percpu_area[0].apic_id = bsp_apic;
+    lapic_enable();
+
+    static struct acpi_cpus cpus;
+    if (acpi_find_cpus(&cpus) != 0) {
+        printk("smp: no MADT; running on the boot CPU only\n");
+        cpus.count = 0;
+    } else {
+        printk("smp: RSDP from %s; MADT lists %u CPUs\n", cpus.rsdp_source, cpus.count);
+    }
+
+    bool have_tramp = trampoline_page_is_ram();
+    if (cpus.count > 1 && !have_tramp)
+        printk("smp: page %#x is not free RAM; application processors not started\n",
+               TRAMPOLINE_PA);
+    if (cpus.count > 1 && have_tramp) {
+        if (!mm_has_low_identity())
+            panic("smp_init: the low identity map is gone; APs cannot start");
+        memcpy(pa_to_ptr(PA(TRAMPOLINE_PA)), ap_trampoline_start,
+               (size_t)(ap_trampoline_end - ap_trampoline_start));
+        unsigned next = 1;
+        for (unsigned i = 0; i < cpus.count && next < MM_MAX_CPUS; i++) {
+            if (cpus.apic_id[i] == bsp_apic)
+                continue;
+            if (start_ap(next, cpus.apic_id[i]))
+                next++;
+        }
+    }
+    int rc = mm_remove_low_identity();
+    if (rc != 0)
+        panic("smp_init: removing the low identity map failed: %s", mm_strerror(rc));
+    printk("smp: %u CPU%s online\n", smp_online_cpus(), smp_online_cpus() == 1 ? "" : "s");
+}

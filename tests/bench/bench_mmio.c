@@ -1,0 +1,236 @@
+/*
+ * bench_mmio.c - cost of one mmio_release + mmio_create pair in a pool
+ * holding a steady number of live blocks (pool only, no page mapping).
+ *
+ * Each step releases a random live block and creates one of a random
+ * log-uniform size (order uniform in 0..max_order, then a byte count
+ * uniform within that order).  The pair is timed with rdtsc (TSC ticks
+ * converted to ns against CLOCK_MONOTONIC).  If the pool cannot hold the
+ * new block (the full 4 KiB..1 GiB mix at 10^4 live blocks needs about
+ * as much address space as the pool has), the step releases another
+ * random block and tries again; the timed step includes those retries and
+ * the "full" column counts them.
+ *
+ * Output: one row per configuration: median and p99 of the per-step time
+ * over RUNS runs (the median of the runs' medians and of their p99s).
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <time.h>
+#include <mm/mmio.h>
+
+#define STEPS   1000000
+#define WARMUP  100000
+#define RUNS    5
+
+/* --------------------------------------------------- frame allocator */
+
+#define SIM_BYTES (UINT64_C(1) << 30)
+
+static uint64_t fa_next = PAGE_SIZE, *fa_stack, fa_nstack, fa_out;
+
+static int bfa_alloc(struct frame_allocator *self, phys_addr_t *pa_out)
+{
+    (void)self;
+    if (fa_nstack) {
+        *pa_out = PA(fa_stack[--fa_nstack]);
+    } else {
+        if (fa_next >= SIM_BYTES)
+            return -MM_ENOMEM;
+        *pa_out = PA(fa_next);
+        fa_next += PAGE_SIZE;
+    }
+    fa_out++;
+    return 0;
+}
+
+static void bfa_free(struct frame_allocator *self, phys_addr_t pa)
+{
+    (void)self;
+    fa_stack[fa_nstack++] = pa.raw;
+    fa_out--;
+}
+
+static struct frame_allocator bfa = { bfa_alloc, bfa_free };
+
+/* ------------------------------------------------------------- timing */
+
+static inline uint64_t tsc_begin(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("lfence; rdtsc" : "=a"(lo), "=d"(hi) :: "memory");
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static inline uint64_t tsc_end(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtscp; lfence" : "=a"(lo), "=d"(hi) :: "rcx", "memory");
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double ns_per_tick;
+
+static void calibrate(void)
+{
+    uint64_t t0 = now_ns(), c0 = tsc_begin();
+    while (now_ns() - t0 < 200000000u)
+        ;
+    uint64_t t1 = now_ns(), c1 = tsc_end();
+    ns_per_tick = (double)(t1 - t0) / (double)(c1 - c0);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ----------------------------------------------------------- workload */
+
+static struct mmio_pool pool;
+static struct mmio_space *live;
+static uint32_t *ticks;
+
+static uint64_t random_size(uint64_t *rng, unsigned max_order)
+{
+    unsigned k = (unsigned)(rng_next(rng) % (max_order + 1));
+    uint64_t hi = PAGE_SIZE << k, lo = k == 0 ? 0 : hi / 2;
+    return lo + 1 + rng_next(rng) % (hi - lo);
+}
+
+static void must(int err, const char *what)
+{
+    if (err) {
+        fprintf(stderr, "bench_mmio: %s failed: %d\n", what, err);
+        exit(1);
+    }
+}
+
+struct result {
+    double median_ns, p99_ns, max_ns;
+    uint64_t full;           /* create retries because the pool was full */
+    uint64_t node_frames;    /* at the end of the run */
+};
+
+/* One step: release a random block, create a new one (retrying as above). */
+static uint64_t step(size_t *n, uint64_t *rng, unsigned max_order)
+{
+    uint64_t full = 0;
+    size_t i = rng_next(rng) % *n;
+    must(mmio_release(&pool, &live[i], NULL), "release");
+    live[i] = live[--*n];
+    uint64_t size = random_size(rng, max_order);
+    while (mmio_create(&pool, size, &live[*n]) != 0) {
+        full++;
+        i = rng_next(rng) % *n;
+        must(mmio_release(&pool, &live[i], NULL), "release");
+        live[i] = live[--*n];
+    }
+    ++*n;
+    return full;
+}
+
+static struct result run(size_t nlive, unsigned max_order, uint64_t seed)
+{
+    struct result r = { 0, 0, 0, 0, 0 };
+    uint64_t rng = seed;
+    size_t n = 0;
+    must(mmio_pool_init(&pool, &bfa), "init");
+    harness_quiet = 1;      /* "pool full" lines */
+    while (n < nlive) {
+        if (mmio_create(&pool, random_size(&rng, max_order), &live[n]) == 0)
+            n++;
+        else
+            must(mmio_release(&pool, &live[--n], NULL), "release");
+    }
+    for (int s = 0; s < WARMUP; s++)
+        step(&n, &rng, max_order);
+    for (int s = 0; s < STEPS; s++) {
+        uint64_t t0 = tsc_begin();
+        r.full += step(&n, &rng, max_order);
+        uint64_t t1 = tsc_end();
+        ticks[s] = (uint32_t)(t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0);
+        /* Keep the live count steady after retries shrank it. */
+        while (n < nlive && mmio_create(&pool, random_size(&rng, max_order), &live[n]) == 0)
+            n++;
+    }
+    harness_quiet = 0;
+    struct mmio_stats st;
+    mmio_pool_stats(&pool, &st);
+    r.node_frames = st.node_frames;
+    mmio_pool_check(&pool);
+    while (n > 0)
+        must(mmio_release(&pool, &live[--n], NULL), "release");
+    mmio_pool_stats(&pool, &st);
+    if (st.free_blocks[MMIO_MAX_ORDER] != MMIO_NR_ROOTS || fa_out != 0) {
+        fprintf(stderr, "bench_mmio: pool not back to its initial state\n");
+        exit(1);
+    }
+    qsort(ticks, STEPS, sizeof(ticks[0]), cmp_u32);
+    r.median_ns = ticks[STEPS / 2] * ns_per_tick;
+    r.p99_ns = ticks[STEPS / 100 * 99] * ns_per_tick;
+    r.max_ns = ticks[STEPS - 1] * ns_per_tick;
+    return r;
+}
+
+static double median_of(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(v[0]), cmp_dbl);
+    return v[n / 2];
+}
+
+int main(void)
+{
+    static const struct { size_t nlive; unsigned max_order; } cfg[] = {
+        { 10000, MMIO_MAX_ORDER },   /* the target workload: 4 KiB .. 1 GiB */
+        { 10000, 14 },               /* 4 KiB .. 64 MiB: the pool never fills */
+        { 1000, MMIO_MAX_ORDER },
+        { 100, MMIO_MAX_ORDER },
+    };
+    sim_mem_init(SIM_BYTES);
+    fa_stack = calloc(SIM_BYTES / PAGE_SIZE, sizeof(uint64_t));
+    live = calloc(20000, sizeof(*live));
+    ticks = calloc(STEPS, sizeof(*ticks));
+    calibrate();
+
+    printf("mmio pool: release+create pair, %d steps x %d runs per row, "
+           "median of runs (TSC %.3f ns/tick)\n", STEPS, RUNS, ns_per_tick);
+    printf("%7s %-13s %10s %10s %8s %10s %10s %7s\n", "live", "sizes", "median ns",
+           "p99 ns", "p99/med", "worst max", "full/step", "frames");
+    for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+        double med[RUNS], p99[RUNS], ratio[RUNS], worst = 0, full = 0;
+        uint64_t frames = 0;
+        for (int i = 0; i < RUNS; i++) {
+            struct result r = run(cfg[c].nlive, cfg[c].max_order, 0x9e3779b97f4a7c15ull + (uint64_t)i);
+            med[i] = r.median_ns;
+            p99[i] = r.p99_ns;
+            ratio[i] = r.p99_ns / r.median_ns;
+            if (r.max_ns > worst)
+                worst = r.max_ns;
+            full += (double)r.full / STEPS / RUNS;
+            frames = r.node_frames;
+        }
+        char sizes[32];
+        snprintf(sizes, sizeof sizes, "4K..%lluM",
+                 (unsigned long long)((PAGE_SIZE << cfg[c].max_order) >> 20));
+        printf("%7zu %-13s %10.0f %10.0f %8.2f %10.0f %10.3f %7llu\n", cfg[c].nlive, sizes,
+               median_of(med, RUNS), median_of(p99, RUNS), median_of(ratio, RUNS), worst,
+               full, (unsigned long long)frames);
+    }
+    return 0;
+}

@@ -1,0 +1,553 @@
+/*
+ * test_buddy.c - host tests of the buddy frame allocator (mm/buddy.c) over
+ * simulated physical memory: every order, alignment, exhaustion, every
+ * kind of bad input, odd seeding ranges, 1 GiB blocks, the frame-allocator
+ * adapter, two threads sharing one allocator, and a long random operation
+ * sequence checked against a reference model (one byte per frame).
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <pthread.h>
+#include <mm/buddy.h>
+#include <mm/log.h>
+
+#define SIM_SIZE (4 * GiB)
+
+extern __thread unsigned harness_cpu_id;
+
+static struct buddy B;
+
+static struct mm_area_list areas(unsigned n, const uint64_t (*r)[2])
+{
+    struct mm_area_list l = { .count = n };
+    for (unsigned i = 0; i < n; i++) {
+        l.area[i].start = PA(r[i][0]);
+        l.area[i].end = PA(r[i][1]);
+    }
+    return l;
+}
+
+static int init_ranges(unsigned n, const uint64_t (*r)[2])
+{
+    struct mm_area_list l = areas(n, r);
+    return buddy_init(&B, &l);
+}
+
+struct snapshot {
+    struct buddy_usage u;
+    uint64_t counts[BUDDY_NR_ORDERS];
+};
+
+static struct snapshot snap(void)
+{
+    struct snapshot s;
+    buddy_usage(&B, &s.u);
+    buddy_free_blocks(&B, s.counts);
+    return s;
+}
+
+static bool snap_equal(const struct snapshot *a, const struct snapshot *b)
+{
+    return memcmp(a, b, sizeof *a) == 0;
+}
+
+/* Run a call expected to fail: exactly one log line, state unchanged. */
+#define EXPECT_REJECTED(call, err)                                            \
+    do {                                                                      \
+        struct snapshot _before = snap();                                     \
+        unsigned long _lines = harness_log_lines;                             \
+        harness_quiet = 1;                                                    \
+        int _rc = (call);                                                     \
+        harness_quiet = 0;                                                    \
+        CHECK_EQ(_rc, (err));                                                 \
+        CHECK_EQ(harness_log_lines - _lines, 1);                              \
+        struct snapshot _after = snap();                                      \
+        CHECK(snap_equal(&_before, &_after));                                 \
+    } while (0)
+
+static bool pa_in_ranges(uint64_t pa, uint64_t npages)
+{
+    for (unsigned i = 0; i < B.ranges.count; i++)
+        if (pa >= B.ranges.area[i].start.raw &&
+            pa + npages * PAGE_SIZE <= B.ranges.area[i].end.raw)
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_init_rejects_bad_lists(void)
+{
+    static const uint64_t unaligned[][2] = { { 0x1000, 0x2800 } };
+    static const uint64_t overlap[][2] = { { 0x100000, 0x300000 }, { 0x200000, 0x400000 } };
+    static const uint64_t unsorted[][2] = { { 0x800000, 0x900000 }, { 0x100000, 0x200000 } };
+    static const uint64_t empty_area[][2] = { { 0x100000, 0x100000 } };
+    static const uint64_t tiny[][2] = { { 0x100000, 0x104000 } };
+    static const uint64_t huge[][2] = { { 0x100000, 0x200000 },
+                                        { UINT64_C(1) << 45, (UINT64_C(1) << 45) + 0x100000 } };
+    struct mm_area_list none = { .count = 0 };
+
+    harness_quiet = 1;
+    CHECK_EQ(buddy_init(&B, &none), -MM_EINVAL);
+    CHECK_EQ(init_ranges(1, unaligned), -MM_EINVAL);
+    CHECK_EQ(init_ranges(2, overlap), -MM_EINVAL);
+    CHECK_EQ(init_ranges(2, unsorted), -MM_EINVAL);
+    CHECK_EQ(init_ranges(1, empty_area), -MM_EINVAL);
+    CHECK_EQ(init_ranges(1, tiny), -MM_ENOMEM);       /* metadata does not fit */
+    CHECK_EQ(init_ranges(2, huge), -MM_EINVAL);       /* span over 16 TiB */
+    harness_quiet = 0;
+}
+
+static void test_metadata_is_small(void)
+{
+    static const uint64_t sizes[] = { 512 * MiB, 1 * GiB, 4 * GiB - 2 * MiB };
+    for (unsigned i = 0; i < 3; i++) {
+        uint64_t r[1][2] = { { 1 * MiB, 1 * MiB + sizes[i] } };
+        REQUIRE(init_ranges(1, (const uint64_t(*)[2])r) == 0);
+        struct buddy_usage u;
+        buddy_usage(&B, &u);
+        CHECK_EQ(u.total_npages + u.meta_npages, sizes[i] / PAGE_SIZE);
+        CHECK_EQ(u.free_npages, u.total_npages);
+        CHECK_EQ(u.used_npages, 0);
+        /* under 0.1% of the managed RAM */
+        CHECK(u.meta_npages * 1000 < u.total_npages);
+        buddy_check(&B);
+    }
+}
+
+static void test_each_order_alloc_free(void)
+{
+    static const uint64_t r[][2] = { { 0, 3 * GiB } };
+    REQUIRE(init_ranges(1, r) == 0);
+    struct snapshot init = snap();
+    phys_addr_t held[BUDDY_NR_ORDERS];
+
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
+        phys_addr_t pa;
+        uint64_t npages = UINT64_C(1) << k;
+        REQUIRE(buddy_alloc(&B, npages, &pa) == 0);
+        CHECK(is_aligned_u64(pa.raw, npages * PAGE_SIZE));
+        CHECK(pa_in_ranges(pa.raw, npages));
+        struct buddy_usage u;
+        buddy_usage(&B, &u);
+        CHECK_EQ(u.used_npages, npages);
+        CHECK_EQ(u.used_npages + u.free_npages, u.total_npages);
+        CHECK_EQ(buddy_free(&B, pa, npages), 0);
+        struct snapshot now = snap();
+        CHECK(snap_equal(&now, &init));
+    }
+
+    /* One block of every order at once, freed in a scrambled order. */
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        REQUIRE(buddy_alloc(&B, UINT64_C(1) << k, &held[k]) == 0);
+    buddy_check(&B);
+    for (unsigned i = 0; i < BUDDY_NR_ORDERS; i++) {
+        unsigned k = (i * 7) % BUDDY_NR_ORDERS;
+        CHECK_EQ(buddy_free(&B, held[k], UINT64_C(1) << k), 0);
+    }
+    buddy_check(&B);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+}
+
+static void test_split_leaves_one_block_per_order(void)
+{
+    static const uint64_t r[][2] = { { 0, 2 * GiB } };
+    REQUIRE(init_ranges(1, r) == 0);
+    uint64_t before[BUDDY_NR_ORDERS], after[BUDDY_NR_ORDERS];
+    buddy_free_blocks(&B, before);
+    CHECK_EQ(before[BUDDY_MAX_ORDER], 1);     /* the second GiB holds the metadata */
+
+    phys_addr_t pa;
+    REQUIRE(buddy_alloc(&B, 1, &pa) == 0);
+    buddy_free_blocks(&B, after);
+    uint64_t split_from = UINT64_MAX;
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        if (before[k] && after[k] == before[k] - 1 && split_from == UINT64_MAX)
+            split_from = k;
+    REQUIRE(split_from != UINT64_MAX);
+    for (unsigned k = 0; k < split_from; k++)
+        CHECK_EQ(after[k], before[k] + 1);
+    CHECK_EQ(buddy_free(&B, pa, 1), 0);
+    buddy_free_blocks(&B, after);
+    CHECK(memcmp(before, after, sizeof before) == 0);
+}
+
+static void test_1g_blocks(void)
+{
+    /* Three GiB of RAM in two areas; the metadata lands in the small one. */
+    static const uint64_t r[][2] = { { 16 * MiB, 64 * MiB }, { 1 * GiB, 4 * GiB } };
+    REQUIRE(init_ranges(2, r) == 0);
+    CHECK(B.meta_start.raw >= 16 * MiB && B.meta_end.raw <= 64 * MiB);
+    struct snapshot init = snap();
+    CHECK_EQ(init.counts[BUDDY_MAX_ORDER], 3);
+
+    phys_addr_t pa[3], extra;
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(buddy_alloc(&B, BUDDY_MAX_NPAGES, &pa[i]) == 0);
+        CHECK(is_aligned_u64(pa[i].raw, GiB));
+        CHECK(pa[i].raw >= GiB && pa[i].raw < 4 * GiB);
+    }
+    CHECK(pa[0].raw != pa[1].raw && pa[1].raw != pa[2].raw && pa[0].raw != pa[2].raw);
+    CHECK_EQ(buddy_alloc(&B, BUDDY_MAX_NPAGES, &extra), -MM_ENOMEM);
+    /* Smaller blocks still come from the first area. */
+    CHECK_EQ(buddy_alloc(&B, 2048, &extra), 0);
+    CHECK(extra.raw >= 16 * MiB && extra.raw < 64 * MiB);
+    CHECK_EQ(buddy_free(&B, extra, 2048), 0);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(buddy_free(&B, pa[i], BUDDY_MAX_NPAGES), 0);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+    buddy_check(&B);
+}
+
+static void test_exhaustion_and_fragmentation(void)
+{
+    static const uint64_t r[][2] = { { 0x5000, 0x3000000 } };   /* 48 MiB, odd start */
+    REQUIRE(init_ranges(1, r) == 0);
+    struct snapshot init = snap();
+    uint64_t total = init.u.total_npages;
+    phys_addr_t *pas = calloc(total, sizeof *pas);
+    REQUIRE(pas);
+
+    uint64_t n = 0;
+    phys_addr_t pa;
+    while (buddy_alloc(&B, 1, &pa) == 0) {
+        REQUIRE(n < total);
+        pas[n++] = pa;
+    }
+    CHECK_EQ(n, total);
+    struct snapshot full = snap();
+    CHECK_EQ(full.u.free_npages, 0);
+    CHECK_EQ(full.u.used_npages, total);
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
+        CHECK_EQ(buddy_alloc(&B, UINT64_C(1) << k, &pa), -MM_ENOMEM);
+        struct snapshot again = snap();
+        CHECK(snap_equal(&again, &full));
+    }
+
+    /* Free every frame with an even frame number: nothing can merge. */
+    uint64_t freed = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if ((pa_to_pfn(pas[i]) & 1) == 0) {
+            CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
+            pas[i] = PA(UINT64_MAX);
+            freed++;
+        }
+    struct snapshot frag = snap();
+    CHECK_EQ(frag.counts[0], freed);
+    for (unsigned k = 1; k < BUDDY_NR_ORDERS; k++)
+        CHECK_EQ(frag.counts[k], 0);
+    CHECK_EQ(buddy_alloc(&B, 2, &pa), -MM_ENOMEM);
+    buddy_check(&B);
+
+    for (uint64_t i = 0; i < n; i++)
+        if (pas[i].raw != UINT64_MAX)
+            CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+    buddy_check(&B);
+    free(pas);
+}
+
+static void test_bad_input_rejected(void)
+{
+    static const uint64_t r[][2] = { { 1 * MiB, 64 * MiB }, { 128 * MiB, 256 * MiB } };
+    REQUIRE(init_ranges(2, r) == 0);
+    /* The metadata sits at the end of the first area, so small blocks come
+     * from just below it; 8 MiB is managed and certainly not handed out. */
+    CHECK(B.meta_end.raw == 64 * MiB);
+    phys_addr_t pa, small, big;
+    REQUIRE(buddy_alloc(&B, 1, &small) == 0);
+    REQUIRE(buddy_alloc(&B, 16, &big) == 0);
+
+    /* bad counts */
+    EXPECT_REJECTED(buddy_alloc(&B, 0, &pa), -MM_EINVAL);
+    EXPECT_REJECTED(buddy_alloc(&B, 3, &pa), -MM_EINVAL);
+    EXPECT_REJECTED(buddy_alloc(&B, BUDDY_MAX_NPAGES * 2, &pa), -MM_EINVAL);
+    EXPECT_REJECTED(buddy_free(&B, big, 0), -MM_EINVAL);
+    EXPECT_REJECTED(buddy_free(&B, big, 12), -MM_EINVAL);
+    EXPECT_REJECTED(buddy_free(&B, big, BUDDY_MAX_NPAGES * 2), -MM_EINVAL);
+    /* misaligned */
+    EXPECT_REJECTED(buddy_free(&B, PA(small.raw + 8), 1), -MM_EINVAL);
+    EXPECT_REJECTED(buddy_free(&B, PA(big.raw + 4 * PAGE_SIZE), 16), -MM_EINVAL);
+    /* outside the span, in a hole, in the metadata */
+    EXPECT_REJECTED(buddy_free(&B, PA(8 * GiB), 1), -MM_EFAULT);
+    EXPECT_REJECTED(buddy_free(&B, PA(96 * MiB), 1), -MM_EFAULT);
+    EXPECT_REJECTED(buddy_free(&B, PA(0), 1), -MM_EFAULT);
+    EXPECT_REJECTED(buddy_free(&B, B.meta_start, 1), -MM_EFAULT);
+    EXPECT_REJECTED(buddy_free(&B, PA(0), BUDDY_MAX_NPAGES), -MM_EFAULT);
+    /* never allocated, partial, wrong size, double free */
+    EXPECT_REJECTED(buddy_free(&B, PA(8 * MiB), 1), -MM_ENOENT);
+    EXPECT_REJECTED(buddy_free(&B, PA(8 * MiB), 16), -MM_ENOENT);
+    EXPECT_REJECTED(buddy_free(&B, PA(big.raw + 8 * PAGE_SIZE), 8), -MM_ENOENT);
+    EXPECT_REJECTED(buddy_free(&B, big, 8), -MM_ENOENT);
+    phys_addr_t parent = PA(align_down_u64(big.raw, 32 * PAGE_SIZE));
+    EXPECT_REJECTED(buddy_free(&B, parent, 32),
+                    pa_in_ranges(parent.raw, 32) ? -MM_ENOENT : -MM_EFAULT);
+    CHECK_EQ(buddy_free(&B, small, 1), 0);
+    EXPECT_REJECTED(buddy_free(&B, small, 1), -MM_ENOENT);
+    CHECK_EQ(buddy_free(&B, big, 16), 0);
+    EXPECT_REJECTED(buddy_free(&B, big, 16), -MM_ENOENT);
+    /* a free block that was merged into a larger free block */
+    EXPECT_REJECTED(buddy_free(&B, PA(big.raw + PAGE_SIZE), 1), -MM_ENOENT);
+    buddy_check(&B);
+    struct snapshot end = snap();
+    CHECK_EQ(end.u.used_npages, 0);
+}
+
+static void test_odd_ranges_cover_exactly(void)
+{
+    static const uint64_t r[][2] = {
+        { 0x3000, 0x9000 },
+        { 0x1235000, 0x3fff000 },
+        { 0x40001000, 0x43ffb000 },
+        { 0x7ffff000, 0x80000000 },
+        { 0x80001000, 0x80003000 },
+    };
+    REQUIRE(init_ranges(5, r) == 0);
+    struct snapshot init = snap();
+    uint64_t total = init.u.total_npages;
+    uint64_t expect_managed = 0;
+    for (int i = 0; i < 5; i++)
+        expect_managed += (r[i][1] - r[i][0]) / PAGE_SIZE;
+    CHECK_EQ(total + init.u.meta_npages, expect_managed);
+
+    /* Every managed frame comes out exactly once, nothing else does. */
+    uint8_t *seen = calloc(0x80003000 / PAGE_SIZE, 1);
+    phys_addr_t *pas = calloc(total, sizeof *pas);
+    REQUIRE(seen && pas);
+    uint64_t n = 0;
+    phys_addr_t pa;
+    while (buddy_alloc(&B, 1, &pa) == 0) {
+        REQUIRE(n < total);
+        REQUIRE(pa.raw < 0x80003000);
+        CHECK(pa_in_ranges(pa.raw, 1));
+        CHECK(pa.raw < B.meta_start.raw || pa.raw >= B.meta_end.raw);
+        CHECK(!seen[pa_to_pfn(pa)]);
+        seen[pa_to_pfn(pa)] = 1;
+        pas[n++] = pa;
+    }
+    CHECK_EQ(n, total);
+    for (uint64_t i = n; i-- > 0;)        /* reverse order */
+        CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+    buddy_check(&B);
+    free(seen);
+    free(pas);
+}
+
+static void test_frame_allocator_adapter(void)
+{
+    static const uint64_t r[][2] = { { 1 * MiB, 32 * MiB } };
+    REQUIRE(init_ranges(1, r) == 0);
+    struct snapshot init = snap();
+    struct frame_allocator *fa = buddy_frame_allocator(&B);
+    phys_addr_t a, b;
+    CHECK_EQ(frame_alloc(fa, &a), 0);
+    CHECK_EQ(frame_alloc(fa, &b), 0);
+    CHECK(a.raw != b.raw);
+    CHECK(is_aligned_u64(a.raw, PAGE_SIZE));
+    memset(pa_to_ptr(a), 0xab, PAGE_SIZE);   /* frames are really usable */
+    REQUIRE(fa->free);
+    fa->free(fa, a);
+    fa->free(fa, b);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+}
+
+static void test_corrupt_free_block_panics(void)
+{
+    static const uint64_t r[][2] = { { 1 * MiB, 32 * MiB } };
+    REQUIRE(init_ranges(1, r) == 0);
+    phys_addr_t a, c;
+    REQUIRE(buddy_alloc(&B, 1, &a) == 0);
+    REQUIRE(buddy_alloc(&B, 1, &c) == 0);
+    /* a's buddy is free now; scribble over its back-index (use after free). */
+    phys_addr_t buddy = PA(a.raw ^ PAGE_SIZE);
+    if (buddy.raw == c.raw) {          /* make sure we corrupt a free block */
+        CHECK_EQ(buddy_free(&B, c, 1), 0);
+        REQUIRE(buddy_alloc(&B, 2, &c) == 0);
+    }
+    memset(pa_to_ptr(buddy), 0x5a, 16);
+    harness_quiet = 1;
+    EXPECT_PANIC(buddy_free(&B, a, 1));
+    harness_quiet = 0;
+    CHECK(strstr(harness_panic_msg, "buddy_free: corrupt free block") != NULL);
+    /* The allocator is dead after a panic (its lock is held); start over. */
+}
+
+/* ---------------------------------------------------------- random model */
+
+struct live { uint64_t pa; unsigned order; uint64_t tag; };
+
+static void run_random(uint64_t seed, unsigned nops, unsigned max_order)
+{
+    static const uint64_t r[][2] = {
+        { 0x7000, 0x9f000 },
+        { 1 * MiB, 200 * MiB },
+        { 300 * MiB + 0x3000, 520 * MiB },
+        { 1 * GiB, 1 * GiB + 64 * MiB + 0x1000 },
+    };
+    const uint64_t span_pages = (2 * GiB) / PAGE_SIZE;
+    REQUIRE(init_ranges(4, r) == 0);
+    struct snapshot init = snap();
+
+    uint8_t *state = calloc(span_pages, 1);        /* 1 = allocated frame */
+    struct live *live = calloc(nops, sizeof *live);
+    REQUIRE(state && live);
+    unsigned nlive = 0;
+    uint64_t used = 0, rng = seed, freed_pa = UINT64_MAX;
+    unsigned freed_order = 0, enomem = 0, nalloc = 0, nfree = 0, ndouble = 0;
+    uint64_t peak_used = 0;
+
+    for (unsigned op = 0; op < nops; op++) {
+        uint64_t x = rng_next(&rng);
+        if (nlive == 0 || x % 100 < 55) {
+            /* smaller orders are far more likely */
+            unsigned order = (unsigned)__builtin_ctzll((x >> 8) | (UINT64_C(1) << max_order));
+            if (((x >> 40) & 7) == 0)      /* sometimes uniform: big blocks too */
+                order = (unsigned)((x >> 20) % (max_order + 1));
+            phys_addr_t pa;
+            int rc = buddy_alloc(&B, UINT64_C(1) << order, &pa);
+            if (rc) {
+                CHECK_EQ(rc, -MM_ENOMEM);
+                enomem++;
+                continue;
+            }
+            uint64_t npages = UINT64_C(1) << order;
+            REQUIRE(is_aligned_u64(pa.raw, npages * PAGE_SIZE));
+            REQUIRE(pa_in_ranges(pa.raw, npages));
+            for (uint64_t f = 0; f < npages; f++) {
+                REQUIRE(!state[pa_to_pfn(pa) + f]);       /* no overlap */
+                state[pa_to_pfn(pa) + f] = 1;
+            }
+            uint64_t tag = rng_next(&rng);
+            *(uint64_t *)pa_to_ptr(pa) = tag;
+            *(uint64_t *)((char *)pa_to_ptr(pa) + npages * PAGE_SIZE - 8) = ~tag;
+            live[nlive++] = (struct live){ pa.raw, order, tag };
+            used += npages;
+            nalloc++;
+            if (used > peak_used)
+                peak_used = used;
+        } else if (x % 100 < 97) {
+            unsigned i = (unsigned)(rng_next(&rng) % nlive);
+            struct live l = live[i];
+            uint64_t npages = UINT64_C(1) << l.order;
+            /* the allocator must never have written into a live block */
+            CHECK_EQ(*(uint64_t *)pa_to_ptr(PA(l.pa)), l.tag);
+            CHECK_EQ(*(uint64_t *)((char *)pa_to_ptr(PA(l.pa)) + npages * PAGE_SIZE - 8), ~l.tag);
+            REQUIRE(buddy_free(&B, PA(l.pa), npages) == 0);
+            for (uint64_t f = 0; f < npages; f++)
+                state[(l.pa / PAGE_SIZE) + f] = 0;
+            live[i] = live[--nlive];
+            used -= npages;
+            freed_pa = l.pa;
+            freed_order = l.order;
+            nfree++;
+        } else if (freed_pa != UINT64_MAX && !state[freed_pa / PAGE_SIZE]) {
+            /* a double free of the last freed block (its first frame is still free) */
+            EXPECT_REJECTED(buddy_free(&B, PA(freed_pa), UINT64_C(1) << freed_order), -MM_ENOENT);
+            ndouble++;
+        }
+        struct buddy_usage u;
+        buddy_usage(&B, &u);
+        REQUIRE(u.used_npages == used);
+        REQUIRE(u.used_npages + u.free_npages == u.total_npages);
+        if (op % 20000 == 0)
+            buddy_check(&B);
+    }
+    buddy_check(&B);
+    while (nlive) {
+        struct live l = live[--nlive];
+        REQUIRE(buddy_free(&B, PA(l.pa), UINT64_C(1) << l.order) == 0);
+    }
+    buddy_check(&B);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+    printf("# %u ops: %u allocs, %u frees, %u double frees, %u ENOMEM, peak %.1f%% used\n",
+           nops, nalloc, nfree, ndouble, enomem, 100.0 * (double)peak_used / (double)init.u.total_npages);
+    CHECK(nalloc > nops / 3 && nfree > nops / 3 && ndouble > 0);
+    free(state);
+    free(live);
+}
+
+static void test_random_small_orders(void)
+{
+    run_random(0x1234567, 100000, 6);
+}
+
+static void test_random_all_orders(void)
+{
+    /* Large orders make memory run out often: exercises -ENOMEM paths. */
+    run_random(0xfeedbeef, 60000, BUDDY_MAX_ORDER);
+}
+
+/* ---------------------------------------------------------------- threads */
+
+static void *thread_churn(void *arg)
+{
+    harness_cpu_id = (unsigned)(uintptr_t)arg;
+    uint64_t rng = 99 + (uintptr_t)arg;
+    phys_addr_t held[64];
+    unsigned order[64];
+    unsigned n = 0;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t x = rng_next(&rng);
+        if (n < 64 && (n == 0 || x & 1)) {
+            unsigned k = (unsigned)(x >> 8) % 5;
+            if (buddy_alloc(&B, UINT64_C(1) << k, &held[n]) == 0) {
+                *(volatile uint64_t *)pa_to_ptr(held[n]) = (uintptr_t)arg;
+                order[n++] = k;
+            }
+        } else {
+            n--;
+            if (*(volatile uint64_t *)pa_to_ptr(held[n]) != (uintptr_t)arg)
+                return (void *)1;            /* another thread got our block */
+            if (buddy_free(&B, held[n], UINT64_C(1) << order[n]))
+                return (void *)1;
+        }
+    }
+    while (n--)
+        buddy_free(&B, held[n], UINT64_C(1) << order[n]);
+    return NULL;
+}
+
+static void test_two_threads_share_one_allocator(void)
+{
+    static const uint64_t r[][2] = { { 1 * MiB, 64 * MiB } };
+    REQUIRE(init_ranges(1, r) == 0);
+    struct snapshot init = snap();
+    pthread_t t[2];
+    void *ret[2];
+    for (uintptr_t i = 0; i < 2; i++)
+        REQUIRE(pthread_create(&t[i], NULL, thread_churn, (void *)(i + 1)) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], &ret[i]);
+    CHECK(ret[0] == NULL && ret[1] == NULL);
+    buddy_check(&B);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+}
+
+int main(void)
+{
+    sim_mem_init(SIM_SIZE);
+    RUN(test_init_rejects_bad_lists);
+    RUN(test_metadata_is_small);
+    RUN(test_each_order_alloc_free);
+    RUN(test_split_leaves_one_block_per_order);
+    RUN(test_1g_blocks);
+    RUN(test_exhaustion_and_fragmentation);
+    RUN(test_bad_input_rejected);
+    RUN(test_odd_ranges_cover_exactly);
+    RUN(test_frame_allocator_adapter);
+    RUN(test_corrupt_free_block_panics);
+    RUN(test_random_small_orders);
+    RUN(test_random_all_orders);
+    RUN(test_two_threads_share_one_allocator);
+    sim_mem_fini();
+    return harness_finish();
+}
