@@ -79,6 +79,14 @@ void kmain(uint32_t magic, uint64_t mbi_pa)
     write_cr4(read_cr4() | CR4_PGE);
     memory_init(mbi_pa);
     smp_init();      /* starts the APs, then removes the low identity map */
+    /*
+     * Interrupts on from here: a CPU waiting for the kernel mapper lock
+     * must be able to acknowledge the holder's TLB shootdown IPI.  The
+     * legacy PIC is masked so only local APIC interrupts arrive.
+     */
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+    __asm__ volatile("sti");
     inject_failure();
 
     int failed = ktest_run_all();

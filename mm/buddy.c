@@ -60,11 +60,13 @@
 #include <mm/log.h>
 
 #define BUDDY_FREE_MAGIC  0xf4eeb10cu
+/* "No list page": physical address 0 may itself be a list page. */
+#define BUDDY_NO_PAGE     UINT64_MAX
 #define BUDDY_LIST_MAGIC  0x1157u
 
 /* A list page: header plus as many 32-bit block numbers as fit. */
 struct buddy_list_page {
-    uint64_t next_pa;        /* next (full) page of the stack, 0 = none */
+    uint64_t next_pa;        /* next (full) page of the stack, or BUDDY_NO_PAGE */
     uint32_t count;          /* entries used, 1..BUDDY_LIST_CAP while listed */
     uint16_t magic;
     uint16_t order;
@@ -133,7 +135,7 @@ static uint64_t pool_take_locked(struct buddy *b, unsigned order)
 {
     uint64_t pa = b->list_pool_free.raw;
 
-    if (pa) {
+    if (pa != BUDDY_NO_PAGE) {
         b->list_pool_free = PA(list_page(pa)->next_pa);
     } else {
         if (b->list_pool_next >= b->list_pool_npages)
@@ -161,7 +163,7 @@ static void pool_put_locked(struct buddy *b, uint64_t pa)
 static void list_push_locked(struct buddy *b, unsigned order, uint64_t rel)
 {
     uint64_t top_pa = b->list_top[order].raw;
-    struct buddy_list_page *top = top_pa ? list_page(top_pa) : NULL;
+    struct buddy_list_page *top = top_pa != BUDDY_NO_PAGE ? list_page(top_pa) : NULL;
 
     if (!top || top->count == BUDDY_LIST_CAP) {
         uint64_t new_pa = pool_take_locked(b, order);
@@ -226,7 +228,7 @@ static uint64_t list_pop_locked(struct buddy *b, unsigned order)
     uint64_t top_pa = b->list_top[order].raw;
     struct buddy_list_page *top = list_page(top_pa);
 
-    MM_BUG_ON(top_pa == 0 || top->count == 0);
+    MM_BUG_ON(top_pa == BUDDY_NO_PAGE || top->count == 0);
     uint64_t rel = top->entry[--top->count];
     if (!bit_get(b->free_bits[order], rel >> order))
         mm_panic("buddy_alloc: listed block pa 0x%llx order %u not marked free",
@@ -442,7 +444,7 @@ void buddy_check(struct buddy *b)
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
         uint64_t n = 0;
         bool first = true;
-        for (uint64_t pa = b->list_top[k].raw; pa; pa = list_page(pa)->next_pa) {
+        for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_PAGE; pa = list_page(pa)->next_pa) {
             struct buddy_list_page *p = list_page(pa);
             if (pa < b->list_pool_base.raw || pa >= pool_end_pa(b) ||
                 p->magic != BUDDY_LIST_MAGIC || p->order != k || p->count == 0 ||
@@ -482,7 +484,7 @@ void buddy_check(struct buddy *b)
     }
 
     uint64_t stacked = 0;
-    for (uint64_t pa = b->list_pool_free.raw; pa; pa = list_page(pa)->next_pa)
+    for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_PAGE; pa = list_page(pa)->next_pa)
         stacked++;
     if (free_npages != b->free_npages || free_npages > b->total_npages ||
         pages_in_lists != b->list_pages_in_use ||
@@ -552,6 +554,9 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
     b->span_npages = span_npages;
     b->fa.alloc = buddy_fa_alloc;
     b->fa.free = buddy_fa_free;
+    b->list_pool_free = PA(BUDDY_NO_PAGE);
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        b->list_top[k] = PA(BUDDY_NO_PAGE);
 
     /* Size the metadata: both bitmaps and the worst-case list pages. */
     uint64_t managed_npages = 0, bitmap_nwords = 0;

@@ -131,7 +131,6 @@ static void dump_leaf(void *ctx, const struct ptdump_leaf *leaf)
 unsigned long ptdump_print(const struct pt_mapper *m)
 {
     struct dump_state st = { 0 };
-    mm_printf("page table at pa %lx:\n", (unsigned long)m->top_pa.raw);
     ptdump_walk(m, dump_leaf, &st);
     dump_emit(&st);
     return st.lines;

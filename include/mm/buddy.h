@@ -48,7 +48,7 @@ struct buddy {
     uint64_t *alloc_bits[BUDDY_NR_ORDERS];  /* block was handed out whole */
 
     /* Per order: top list page (partially filled) of the page-list stack. */
-    phys_addr_t list_top[BUDDY_NR_ORDERS];  /* PA(0) = list empty */
+    phys_addr_t list_top[BUDDY_NR_ORDERS];  /* all ones = list empty */
     uint64_t nfree_blocks[BUDDY_NR_ORDERS];
     uint32_t nonempty_mask;             /* bit k set iff nfree_blocks[k] != 0 */
 
@@ -56,7 +56,7 @@ struct buddy {
     phys_addr_t list_pool_base;         /* first reserved list page */
     uint64_t list_pool_npages;          /* how many were reserved */
     uint64_t list_pool_next;            /* pages [0, next) have been used once */
-    phys_addr_t list_pool_free;         /* stack of empty pages, PA(0) = none */
+    phys_addr_t list_pool_free;         /* stack of empty pages, all ones = none */
     uint64_t list_pages_in_use;
 
     phys_addr_t meta_start, meta_end;   /* the carved metadata range */

@@ -19,6 +19,12 @@
  * Lock order: kernel mapper lock, then MMIO pool lock, then buddy lock
  * (the mapper takes table frames from the buddy while this lock is held).
  * Never take the kernel mapper lock while holding either of the others.
+ *
+ * Interrupts: call kmapper_lock() with interrupts enabled once other CPUs
+ * run.  The holder's TLB shootdown waits for every other CPU to
+ * acknowledge an IPI, and a CPU spinning here with interrupts off could
+ * not.  (The recursion exists for the opposite case: an interrupt handler
+ * on the holder's own CPU gets a read-only mapper instead of deadlocking.)
  */
 #ifndef MM_KMAPPER_H
 #define MM_KMAPPER_H

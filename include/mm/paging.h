@@ -22,6 +22,11 @@
  * all from the allocator up front and hands them back if one is missing,
  * so no empty intermediate table is ever left behind by a failed call.
  *
+ * Frame allocators that cannot free (free == NULL, e.g. the boot bump
+ * allocator): free_tables is then ignored, pt_unmap and pt_mapper_destroy
+ * return -MM_EINVAL, and the frames a failed map call had reserved stay
+ * with the caller's allocator as used (the tables are still unchanged).
+ *
  * Flush obligations.  Every call that changes an entry reports which TLB
  * entries may now be stale in a struct pt_flush token written through its
  * last parameter.  The caller must discharge the token exactly once:
@@ -214,7 +219,8 @@ struct pt_mapper {
 struct pt_mapping {
     phys_addr_t pa;         /* translate: pa of va itself (offset kept);
                                unmap_phys: start of the unmapped page */
-    uint64_t flags;         /* leaf bits without address and PTE_HUGE */
+    uint64_t flags;         /* leaf bits without address and PTE_HUGE;
+                               the CPU may have added ACCESSED/DIRTY */
     unsigned level;         /* 1, 2 or 3 */
     uint64_t page_size;     /* 4 KiB, 2 MiB or 1 GiB */
 };

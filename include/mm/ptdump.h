@@ -36,7 +36,8 @@ void ptdump_walk(const struct pt_mapper *m, ptdump_leaf_fn fn, void *ctx);
  * leaves with the same page size and flags (accessed/dirty ignored) whose
  * physical pages are contiguous make one line, e.g.
  *   ffff800000000000-ffff800040000000  1G  pages 1G  pa 0000000000000000  RW NX G
- * Returns the number of range lines printed (header not counted).
+ * Prints no header (the caller names the table).  Returns the number of
+ * lines printed.
  */
 unsigned long ptdump_print(const struct pt_mapper *m);
 

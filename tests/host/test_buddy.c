@@ -339,6 +339,26 @@ static void test_odd_ranges_cover_exactly(void)
     free(pas);
 }
 
+/* Found by the fuzzer: a list page at physical address 0 was taken for "none". */
+static void test_list_page_at_pa_zero(void)
+{
+    static const uint64_t r[][2] = { { 0, 0x35000 }, { 0x100000, 0x400000 } };
+    REQUIRE(init_ranges(2, r) == 0);
+    CHECK_EQ(B.meta_start.raw, 0);
+    struct snapshot init = snap();
+    phys_addr_t pas[1024];
+    unsigned n = 0;
+    while (n < 1024 && buddy_alloc(&B, 1, &pas[n]) == 0)
+        n++;
+    CHECK_EQ(n, init.u.total_npages);
+    buddy_check(&B);
+    while (n--)
+        CHECK_EQ(buddy_free(&B, pas[n], 1), 0);
+    buddy_check(&B);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+}
+
 static void test_frame_allocator_adapter(void)
 {
     static const uint64_t r[][2] = { { 1 * MiB, 32 * MiB } };
@@ -543,6 +563,7 @@ int main(void)
     RUN(test_exhaustion_and_fragmentation);
     RUN(test_bad_input_rejected);
     RUN(test_odd_ranges_cover_exactly);
+    RUN(test_list_page_at_pa_zero);
     RUN(test_frame_allocator_adapter);
     RUN(test_corrupt_free_block_panics);
     RUN(test_random_small_orders);

@@ -1,0 +1,210 @@
+/*
+ * fuzz_buddy.c - libFuzzer target for the buddy allocator.
+ *
+ * The first bytes choose up to three free ranges inside a 64 MiB simulated
+ * physical memory; the rest is an operation sequence:
+ *   alloc of an order, free of the i-th live block, one of several bad
+ *   frees (double, unaligned, partial, wrong size, foreign), and a full
+ *   buddy_check.
+ * A model (one byte per frame) checks that blocks never overlap, stay in
+ * the ranges, are aligned, that bad frees fail with one log line and no
+ * state change, and that freeing everything restores the initial layout.
+ */
+#include "harness.h"
+
+#include <mm/buddy.h>
+#include <mm/log.h>
+
+#define SIM_SIZE   (64 * MiB)
+#define NFRAMES    (SIM_SIZE / PAGE_SIZE)
+#define MAX_LIVE   4096
+#define FUZZ_MAX_ORDER 12
+
+static struct buddy B;
+static uint8_t frame_state[NFRAMES];          /* 1 = allocated */
+static struct { uint64_t pa; unsigned order; } live[MAX_LIVE];
+static unsigned nlive;
+
+struct reader { const uint8_t *p; size_t n; };
+
+static unsigned next_byte(struct reader *r)
+{
+    if (!r->n)
+        return 0;
+    r->n--;
+    return *r->p++;
+}
+
+static void fail(const char *what, uint64_t a, uint64_t b)
+{
+    fprintf(stderr, "fuzz_buddy: %s (0x%llx, 0x%llx)\n", what,
+            (unsigned long long)a, (unsigned long long)b);
+    abort();
+}
+
+static bool in_ranges(uint64_t pa, uint64_t npages)
+{
+    for (unsigned i = 0; i < B.ranges.count; i++)
+        if (pa >= B.ranges.area[i].start.raw &&
+            pa + npages * PAGE_SIZE <= B.ranges.area[i].end.raw)
+            return true;
+    return false;
+}
+
+static void snapshot(uint64_t *out /* BUDDY_NR_ORDERS + 2 */)
+{
+    struct buddy_usage u;
+    buddy_usage(&B, &u);
+    buddy_free_blocks(&B, out);
+    out[BUDDY_NR_ORDERS] = u.free_npages;
+    out[BUDDY_NR_ORDERS + 1] = u.used_npages;
+}
+
+/* A free that must be refused: one log line, nothing changes. */
+static void expect_refused(phys_addr_t pa, uint64_t npages)
+{
+    uint64_t before[BUDDY_NR_ORDERS + 2], after[BUDDY_NR_ORDERS + 2];
+    snapshot(before);
+    unsigned long lines = harness_log_lines;
+    int rc = buddy_free(&B, pa, npages);
+    if (rc >= 0)
+        fail("bad free accepted", pa.raw, npages);
+    if (harness_log_lines - lines != 1)
+        fail("bad free did not log exactly one line", pa.raw, harness_log_lines - lines);
+    snapshot(after);
+    if (memcmp(before, after, sizeof before))
+        fail("bad free changed the state", pa.raw, npages);
+}
+
+static void bad_free(struct reader *r)
+{
+    unsigned kind = next_byte(r) % 5;
+    unsigned sel = next_byte(r);
+    if (kind == 0) {                       /* anywhere, never allocated */
+        uint64_t pfn = ((uint64_t)sel << 6 | next_byte(r)) % (NFRAMES * 2);
+        if (pfn < NFRAMES && frame_state[pfn])
+            return;
+        expect_refused(pfn_to_pa(pfn), 1);
+        return;
+    }
+    if (!nlive)
+        return;
+    unsigned i = sel % nlive;
+    uint64_t pa = live[i].pa, npages = UINT64_C(1) << live[i].order;
+    switch (kind) {
+    case 1:                                /* unaligned */
+        expect_refused(PA(pa + 8), npages);
+        break;
+    case 2:                                /* bad count */
+        expect_refused(PA(pa), npages * 3);
+        break;
+    case 3:                                /* smaller or bigger than allocated */
+        if (npages > 1)
+            expect_refused(PA(pa + (npages / 2) * PAGE_SIZE), npages / 2);
+        else if (is_aligned_u64(pa, 2 * PAGE_SIZE))
+            expect_refused(PA(pa), 2);
+        break;
+    case 4: {                              /* double free */
+        int rc = buddy_free(&B, PA(pa), npages);
+        if (rc)
+            fail("free of a live block failed", pa, (uint64_t)-rc);
+        for (uint64_t f = 0; f < npages; f++)
+            frame_state[pa / PAGE_SIZE + f] = 0;
+        live[i] = live[--nlive];
+        expect_refused(PA(pa), npages);
+        break;
+    }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static bool sim_ready;
+    if (!sim_ready) {
+        sim_mem_init(SIM_SIZE);
+        sim_ready = true;
+    }
+    harness_quiet = 1;
+    struct reader r = { data, size };
+
+    /* Up to three ranges, in 64 KiB steps, sorted and disjoint by construction. */
+    struct mm_area_list l = { .count = 0 };
+    uint64_t cursor = (uint64_t)(next_byte(&r) % 16) * PAGE_SIZE;
+    unsigned nareas = 1 + next_byte(&r) % 3;
+    for (unsigned i = 0; i < nareas && cursor < SIM_SIZE; i++) {
+        uint64_t len = ((uint64_t)next_byte(&r) + 1) * 64 * KiB + (next_byte(&r) % 16) * PAGE_SIZE;
+        uint64_t end = cursor + len > SIM_SIZE ? SIM_SIZE : cursor + len;
+        l.area[l.count].start = PA(cursor);
+        l.area[l.count].end = PA(end);
+        l.count++;
+        cursor = end + (1 + (uint64_t)next_byte(&r)) * PAGE_SIZE;
+    }
+    if (buddy_init(&B, &l) != 0)
+        return 0;
+
+    uint64_t initial[BUDDY_NR_ORDERS + 2];
+    snapshot(initial);
+    memset(frame_state, 0, sizeof frame_state);
+    nlive = 0;
+
+    while (r.n) {
+        unsigned op = next_byte(&r) % 8;
+        if (op < 4) {
+            unsigned order = next_byte(&r) % (FUZZ_MAX_ORDER + 1);
+            uint64_t npages = UINT64_C(1) << order;
+            phys_addr_t pa;
+            int rc = buddy_alloc(&B, npages, &pa);
+            if (rc == -MM_ENOMEM)
+                continue;
+            if (rc)
+                fail("alloc failed", npages, (uint64_t)-rc);
+            if (!is_aligned_u64(pa.raw, npages * PAGE_SIZE) || !in_ranges(pa.raw, npages))
+                fail("block misaligned or outside the ranges", pa.raw, npages);
+            for (uint64_t f = 0; f < npages; f++) {
+                if (frame_state[pa.raw / PAGE_SIZE + f])
+                    fail("overlapping block", pa.raw, f);
+                frame_state[pa.raw / PAGE_SIZE + f] = 1;
+            }
+            if (nlive == MAX_LIVE) {
+                if (buddy_free(&B, pa, npages))
+                    fail("free failed", pa.raw, npages);
+                for (uint64_t f = 0; f < npages; f++)
+                    frame_state[pa.raw / PAGE_SIZE + f] = 0;
+            } else {
+                live[nlive].pa = pa.raw;
+                live[nlive].order = order;
+                nlive++;
+            }
+        } else if (op < 6) {
+            if (!nlive)
+                continue;
+            unsigned i = next_byte(&r) % nlive;
+            uint64_t npages = UINT64_C(1) << live[i].order;
+            if (buddy_free(&B, PA(live[i].pa), npages))
+                fail("free of a live block failed", live[i].pa, npages);
+            for (uint64_t f = 0; f < npages; f++)
+                frame_state[live[i].pa / PAGE_SIZE + f] = 0;
+            live[i] = live[--nlive];
+        } else if (op == 6) {
+            bad_free(&r);
+        } else {
+            buddy_check(&B);
+        }
+        struct buddy_usage u;
+        buddy_usage(&B, &u);
+        if (u.used_npages + u.free_npages != u.total_npages)
+            fail("usage does not add up", u.used_npages, u.free_npages);
+    }
+
+    while (nlive) {
+        nlive--;
+        if (buddy_free(&B, PA(live[nlive].pa), UINT64_C(1) << live[nlive].order))
+            fail("final free failed", live[nlive].pa, live[nlive].order);
+    }
+    buddy_check(&B);
+    uint64_t final[BUDDY_NR_ORDERS + 2];
+    snapshot(final);
+    if (memcmp(initial, final, sizeof initial))
+        fail("layout after freeing everything differs from the initial one", 0, 0);
+    return 0;
+}
