@@ -65,10 +65,17 @@ bool kmapper_lock(struct kmapper *km)
     return !km->mapper.readonly;
 }
 
+/*
+ * Release one level.  The reference design drops the count with
+ * interrupts disabled because it keeps owner and count in two variables;
+ * here both live in one word that the release changes with a single
+ * store, and an interrupt handler that nests between our load and our
+ * store restores the word before we resume, so no interrupt masking is
+ * needed for the same guarantee.
+ */
 void kmapper_unlock(struct kmapper *km)
 {
     unsigned me = mm_platform_cpu_id();
-    unsigned long flags = mm_platform_irq_save();
     uint64_t w = __atomic_load_n(&lock_word, __ATOMIC_RELAXED);
 
     if (word_owner(w) != me)
@@ -84,7 +91,6 @@ void kmapper_unlock(struct kmapper *km)
         __atomic_store_n(&lock_word, w - 1, __ATOMIC_RELAXED);
     km->depth = 0;
     km->mapper.readonly = true;
-    mm_platform_irq_restore(flags);
 }
 
 struct pt_mapper kmapper_peek(void)

@@ -10,8 +10,10 @@
  *     arrived while this CPU was editing the table) gets a READ-ONLY mapper
  *     whose mutating calls fail with -MM_EPERM instead of corrupting the
  *     outer holder's walk;
- *   - kmapper_unlock() drops one level with interrupts disabled and frees
- *     the lock at depth 0.  Unlocking a lock this CPU does not hold panics.
+ *   - kmapper_unlock() drops one level and frees the lock at depth 0 with a
+ *     single store, which an interrupt cannot split (the reference needed
+ *     interrupts off here because it kept owner and count apart).
+ *     Unlocking a lock this CPU does not hold panics.
  * Only the owner changes the depth, so nested re-entry needs no atomic
  * read-modify-write; the outermost acquisition is one compare-and-swap.
  * A CPU that spins for very long prints the owner and depth (once).
@@ -30,6 +32,7 @@
 #define MM_KMAPPER_H
 
 #include <mm/paging.h>
+#include <mm/spinlock.h>     /* MM_NO_CPU */
 
 struct kmapper {
     struct pt_mapper mapper;   /* mapper.readonly set when nested */
