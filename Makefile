@@ -103,6 +103,15 @@ debug:
 	@echo "    gdb -x tools/gdbinit $(KERNEL_ELF)"
 	@$(QEMU_VARS) tools/run-qemu.sh debug $(KERNEL_ISO)
 
+# The embedding example (tests/embed): a separate kernel that links
+# build/libmm.a exactly as docs/INTEGRATION.md describes.
+.PHONY: test-embed
+test-embed: $(LIBMM)
+	@tools/install-deps.sh --quiet
+	@$(MAKE) --no-print-directory -C tests/embed
+	@$(QEMU_VARS) LOG=tests/embed/build/serial-$(FIRMWARE).log \
+	    tools/run-qemu.sh test tests/embed/build/embed.iso
+
 # ------------------------------------------------------------- host tests
 HOST_CC      ?= gcc
 FUZZ_CC      ?= clang
@@ -169,6 +178,7 @@ help:
 	@echo "make test       host tests + fuzz smoke runs + boot tests (BIOS, UEFI, ...)"
 	@echo "make test-host  host unit tests under ASan/UBSan"
 	@echo "make test-kernel boot once and run the in-kernel self-tests"
+	@echo "make test-embed boot the embedding example (tests/embed) that links libmm.a"
 	@echo "make fuzz       long libFuzzer runs (FUZZ_LONG=$(FUZZ_LONG) s each)"
 	@echo "make bench      host micro-benchmarks"
 	@echo "make debug      QEMU halted with a gdb stub (gdb -x tools/gdbinit)"

@@ -134,6 +134,7 @@ static void map_or_panic(int err, const char *what, uint64_t va, uint64_t size)
 void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
 {
     uint64_t t0 = arch_read_tsc();
+    uint64_t t_parse, t_table, t_buddy, t_mmio;
     char err[MB2_ERR_LEN];
 
     mm_direct_map_offset = MM_DIRECT_MAP_BASE;
@@ -162,6 +163,8 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
         mm_panic("mm_init: no usable RAM above 1 MiB in the memory map");
     boot_info_ready = true;
     mb2_print_summary(&usable_areas, &stats);
+
+    t_parse = arch_read_tsc();
 
     /* 3. The new kernel page table, built with bump frames. */
     if (bump_init(&boot_bump, &usable_areas) != 0)
@@ -195,6 +198,8 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     pt_mapper_make_current(&kpt);
     arch_flush_tlb_all();
 
+    t_table = arch_read_tsc();
+
     /* 5. The buddy allocator gets what bump left. */
     uint64_t bump_frames = bump_used_frames(&boot_bump);
     bump_remainder(&boot_bump, &bump_left);
@@ -220,10 +225,14 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
                      LOW_IDENTITY_END - LOW_IDENTITY_START);
     }
 
+    t_buddy = arch_read_tsc();
+
     /* 7. MMIO pool, report. */
     rc = mmio_pool_init(mmio_pool_global(), frames);
     if (rc != 0)
         mm_panic("mm_init: mmio_pool_init failed: %s", mm_strerror(rc));
+
+    t_mmio = arch_read_tsc();
 
     struct pt_mapper live = kmapper_peek();
     struct leaf_count lc = { { 0 } };
@@ -245,6 +254,10 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
               (unsigned long)lc.per_level[1], big ? "CPU has 1 GiB pages" : "no 1 GiB pages",
               (unsigned long)bump_frames, (unsigned long)(u.free_npages * PAGE_SIZE / MiB),
               (unsigned long)cycles);
+    mm_printf("mm: init cycles: boot info + areas %lu, page table %lu, buddy %lu, "
+              "mapper + MMIO pool %lu, checks %lu\n", (unsigned long)(t_parse - t0),
+              (unsigned long)(t_table - t_parse), (unsigned long)(t_buddy - t_table),
+              (unsigned long)(t_mmio - t_buddy), (unsigned long)(t0 + cycles - t_mmio));
     if (wx != 0)
         mm_panic("mm_init: %lu writable+executable pages in the kernel table",
                  (unsigned long)wx);

@@ -32,13 +32,19 @@ boot() {   # boot FIRMWARE MEM CPU SMP
 step "build" $MAKE --no-print-directory -s all
 step "host unit tests (ASan/UBSan)" $MAKE --no-print-directory -s test-host
 step "fuzz smoke runs" $MAKE --no-print-directory -s fuzz-short
-step "boot BIOS  MEM=512M CPU=max"    boot bios 512M max 1
-step "boot UEFI  MEM=512M CPU=max"    boot uefi 512M max 1
-step "boot BIOS  MEM=64M  CPU=qemu64" boot bios 64M qemu64 1
-step "boot BIOS  MEM=3G   CPU=max"    boot bios 3G max 1
-step "boot BIOS  MEM=5G   CPU=qemu64" boot bios 5G qemu64 1
-step "boot UEFI  MEM=4G   CPU=qemu64" boot uefi 4G qemu64 1
-
+# The boot matrix: both firmwares, CPUs with and without 1 GiB pages,
+# 64 MiB to 9 GiB (3G+ puts RAM above the hole below 4 GiB), 1-4 CPUs.
+step "boot BIOS MEM=512M CPU=max    SMP=1" boot bios 512M max 1
+step "boot UEFI MEM=512M CPU=max    SMP=2" boot uefi 512M max 2
+step "boot BIOS MEM=64M  CPU=qemu64 SMP=1" boot bios 64M qemu64 1
+step "boot BIOS MEM=3G   CPU=max    SMP=3" boot bios 3G max 3
+step "boot BIOS MEM=5G   CPU=qemu64 SMP=4" boot bios 5G qemu64 4
+step "boot UEFI MEM=9G   CPU=max    SMP=4" boot uefi 9G max 4
+step "boot UEFI MEM=4G   CPU=qemu64 SMP=3" boot uefi 4G qemu64 3
+if [ -f tests/embed/Makefile ]; then
+    step "embedding example (BIOS)" $MAKE --no-print-directory -s test-embed FIRMWARE=bios
+    step "embedding example (UEFI)" $MAKE --no-print-directory -s test-embed FIRMWARE=uefi
+fi
 echo
 for s in "${failed_steps[@]}"; do
     echo "failed: $s"

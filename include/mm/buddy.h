@@ -34,7 +34,10 @@ struct buddy_usage {
 
 /*
  * The allocator state.  Treat as opaque; it is public only so callers can
- * embed it statically.  Every field below `lock` is protected by `lock`.
+ * embed it statically.  The geometry (base_pfn, span_npages, the bitmap
+ * pointers, the list page reserve, meta_*, total_npages, ranges) is set by
+ * buddy_init and read-only afterwards; everything else, and the memory
+ * the bitmaps and list pages live in, is protected by `lock`.
  */
 struct buddy {
     mm_spinlock_t lock;
@@ -73,7 +76,9 @@ struct buddy {
  * the smallest range that can hold it; everything else is seeded as the
  * largest aligned blocks.  Cost O(areas + metadata size).
  * Returns 0, -MM_EINVAL for a malformed list or a span over 16 TiB, or
- * -MM_ENOMEM if no single range can hold the metadata.
+ * -MM_ENOMEM if no single range can hold the metadata (logged; *b is then
+ * unusable).  Metadata: about span / 8 KiB of bitmaps plus one list page
+ * per 2040 managed frames, i.e. under 0.1% of RAM from 512 MiB up.
  */
 int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
 

@@ -112,6 +112,9 @@ static void test_metadata_is_small(void)
         CHECK_EQ(u.used_npages, 0);
         /* under 0.1% of the managed RAM */
         CHECK(u.meta_npages * 1000 < u.total_npages);
+        printf("# %llu MiB: metadata %llu KiB (%.3f%%)\n",
+               (unsigned long long)(sizes[i] / MiB), (unsigned long long)(u.meta_npages * 4),
+               100.0 * (double)u.meta_npages / (double)(sizes[i] / PAGE_SIZE));
         buddy_check(&B);
     }
 }
@@ -359,6 +362,15 @@ static void test_list_page_at_pa_zero(void)
     CHECK(snap_equal(&end, &init));
 }
 
+static void test_dump_is_one_line(void)
+{
+    static const uint64_t r[][2] = { { 1 * MiB, 32 * MiB } };
+    REQUIRE(init_ranges(1, r) == 0);
+    unsigned long lines = harness_log_lines;
+    buddy_dump(&B);
+    CHECK_EQ(harness_log_lines - lines, 1);
+}
+
 static void test_frame_allocator_adapter(void)
 {
     static const uint64_t r[][2] = { { 1 * MiB, 32 * MiB } };
@@ -564,6 +576,7 @@ int main(void)
     RUN(test_bad_input_rejected);
     RUN(test_odd_ranges_cover_exactly);
     RUN(test_list_page_at_pa_zero);
+    RUN(test_dump_is_one_line);
     RUN(test_frame_allocator_adapter);
     RUN(test_corrupt_free_block_panics);
     RUN(test_random_small_orders);
