@@ -38,7 +38,7 @@
  * free block (if both are free they are buddies and merged), so there are
  * at most managed/2 + areas free blocks, and the pages in use are at most
  * that / 1020 + one partial top page per order.  With the bitmaps this is
- * about 0.06% of RAM for RAM >= 256 MiB (about 2.6 MiB for 4 GiB).
+ * under 0.1% of RAM from 256 MiB up (0.06%, 2.6 MiB, for 4 GiB).
  *
  * Metadata placement.  buddy_init computes the size of the reserve plus
  * both bitmaps and carves it from the end of the smallest range that can
@@ -179,16 +179,15 @@ static void list_push_locked(struct buddy *b, unsigned order, uint64_t rel)
 
     uint32_t slot = top->count++;
     top->entry[slot] = (uint32_t)rel;
+    bit_set(b->free_bits[order], rel >> order);
+    b->nfree_blocks[order]++;
+    b->nonempty_mask |= 1u << order;
+    b->free_npages += UINT64_C(1) << order;
 
     struct buddy_free_hdr *h = block_hdr(b, rel);
     h->magic = BUDDY_FREE_MAGIC;
     h->order = order;
     h->slot_pa = top_pa + BUDDY_LIST_HDR + slot * sizeof(uint32_t);
-
-    bit_set(b->free_bits[order], rel >> order);
-    b->nfree_blocks[order]++;
-    b->nonempty_mask |= 1u << order;
-    b->free_npages += UINT64_C(1) << order;
 }
 
 /* Bookkeeping common to pop and remove, after the entry left its slot. */
@@ -199,8 +198,7 @@ static void list_account_removal_locked(struct buddy *b, unsigned order, uint64_
         b->list_top[order] = PA(top->next_pa);
         pool_put_locked(b, top_pa);
     }
-    struct buddy_free_hdr *h = block_hdr(b, rel);
-    h->magic = 0;
+    /* The stale back-index stays: the clear bit says it is meaningless. */
     bit_clear(b->free_bits[order], rel >> order);
     if (--b->nfree_blocks[order] == 0)
         b->nonempty_mask &= ~(1u << order);
@@ -432,8 +430,8 @@ static uint64_t popcount_bits(const uint64_t *bits, uint64_t nwords)
 
 static uint64_t bitmap_words(const struct buddy *b, unsigned order)
 {
-    /* One spare bit so the buddy of the last block is always addressable. */
-    return ((b->span_npages >> order) + 1 + 63) / 64;
+    /* Two spare bits: the last (partial) block and its buddy are addressable. */
+    return ((b->span_npages >> order) + 2 + 63) / 64;
 }
 
 void buddy_check(struct buddy *b)
@@ -542,7 +540,7 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
     const struct mm_area *first = &free_ranges->area[0];
     const struct mm_area *last = &free_ranges->area[free_ranges->count - 1];
     uint64_t base_pa = align_down_u64(first->start.raw, PAGE_1G_SIZE);
-    uint64_t span_npages = (align_up_u64(last->end.raw, PAGE_1G_SIZE) - base_pa) / PAGE_SIZE;
+    uint64_t span_npages = (last->end.raw - base_pa) / PAGE_SIZE;
     if (span_npages > (UINT64_C(1) << 32)) {
         mm_printf("buddy_init: span 0x%llx..0x%llx exceeds 16 TiB\n",
                   (unsigned long long)base_pa, (unsigned long long)last->end.raw);

@@ -92,9 +92,35 @@ static void range_add(struct mm_area_list *l, uint64_t start, uint64_t end)
     l->area[i].end = PA(end);
 }
 
+/* True if every byte of [start, end) is described by some firmware map
+ * entry (of any type) or lies in the legacy first MiB. */
+static bool firmware_covers(uint64_t start, uint64_t end)
+{
+    uint64_t pos = start < 1 * MiB ? 1 * MiB : start;
+    while (pos < end) {
+        uint64_t next = pos;
+        for (unsigned i = 0; i < boot_info.map_count; i++) {
+            struct mb2_mmap_entry e;
+            if (mb2_map_entry(&boot_info, i, &e) == 0 && e.base <= pos &&
+                e.base + e.length > next)
+                next = e.base + e.length;
+        }
+        if (next == pos)
+            return false;          /* a hole: possibly device memory */
+        pos = next;
+    }
+    return true;
+}
+
 /*
  * Every byte of memory the direct map must cover: RAM and ACPI tables
- * (types 1, 3, 4), pages rounded outwards, merged.
+ * (types 1, 3, 4), pages rounded outwards, merged.  Each range is then
+ * widened to 2 MiB boundaries where the extra bytes are firmware-described
+ * memory (reserved, NVS, ...) or the legacy first MiB, never a hole in the
+ * map, so small firmware reservations next to RAM do not force 4 KiB page
+ * tables at every edge.  (Like Linux's direct map of the first MiB, this
+ * maps some reserved bytes write-back; the MTRRs keep legacy device ranges
+ * uncached.)
  */
 static void collect_ram_ranges(struct mm_area_list *out)
 {
@@ -111,6 +137,19 @@ static void collect_ram_ranges(struct mm_area_list *out)
         if (end > start)
             range_add(out, start, end);
     }
+    struct mm_area_list widened;
+    widened.count = 0;
+    for (unsigned i = 0; i < out->count; i++) {
+        uint64_t start = out->area[i].start.raw, end = out->area[i].end.raw;
+        uint64_t wide_start = align_down_u64(start, PAGE_2M_SIZE);
+        uint64_t wide_end = align_up_u64(end, PAGE_2M_SIZE);
+        if (wide_start < start && firmware_covers(wide_start, start))
+            start = wide_start;
+        if (wide_end > end && firmware_covers(end, wide_end))
+            end = wide_end;
+        range_add(&widened, start, end);
+    }
+    *out = widened;
 }
 
 struct leaf_count {
@@ -178,6 +217,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     uint64_t max_page = big ? PAGE_1G_SIZE : PAGE_2M_SIZE;
     struct pt_flush tok = PT_FLUSH_INIT;
     collect_ram_ranges(&ram_ranges);
+    uint64_t frames_before_direct = bump_used_frames(&boot_bump);
     for (unsigned i = 0; i < ram_ranges.count; i++) {
         const struct mm_area *r = &ram_ranges.area[i];
         uint64_t size = mm_area_size(r);
@@ -186,6 +226,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
                      "direct map", va.raw, size);
         pt_flush_ignore(&tok);     /* the table is not loaded yet */
     }
+    uint64_t direct_tables = bump_used_frames(&boot_bump) - frames_before_direct;
     for (unsigned i = 0; i < params->nsections; i++) {
         const struct mm_image_section *s = &params->sections[i];
         phys_addr_t pa = PA(s->va.raw - params->image_va_offset);
@@ -246,12 +287,13 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     struct buddy_usage u;
     buddy_usage(&kernel_buddy, &u);
     mm_printf("mm: RAM %lu MiB usable in %u areas; kernel page table %lu pages (%lu KiB); "
-              "direct map %lu x 1G + %lu x 2M + %lu x 4K pages (%s); bump used %lu frames; "
+              "direct map %lu x 1G + %lu x 2M + %lu x 4K pages in %lu table pages (%s); bump used %lu frames; "
               "buddy %lu MiB free; mm init %lu cycles\n",
               (unsigned long)(stats.usable_bytes / MiB), usable_areas.count,
               (unsigned long)tables, (unsigned long)(tables * PAGE_SIZE / KiB),
               (unsigned long)lc.per_level[3], (unsigned long)lc.per_level[2],
-              (unsigned long)lc.per_level[1], big ? "CPU has 1 GiB pages" : "no 1 GiB pages",
+              (unsigned long)lc.per_level[1], (unsigned long)direct_tables,
+              big ? "CPU has 1 GiB pages" : "no 1 GiB pages",
               (unsigned long)bump_frames, (unsigned long)(u.free_npages * PAGE_SIZE / MiB),
               (unsigned long)cycles);
     mm_printf("mm: init cycles: boot info + areas %lu, page table %lu, buddy %lu, "
@@ -266,6 +308,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
         report->usable_bytes = stats.usable_bytes;
         report->nareas = usable_areas.count;
         report->table_pages = tables;
+        report->direct_table_pages = direct_tables;
         for (unsigned l = 0; l < 4; l++)
             report->direct_pages[l] = lc.per_level[l];
         report->bump_frames = bump_frames;

@@ -13,16 +13,28 @@
  *   release: mark the leaf free; while its sibling is a free leaf, unlink
  *            the sibling, drop both nodes and continue with the parent;
  *            push the final block on its free list;
- *   lookup of a block by address (release, map): descend from the root by
- *            the address bits, at most MMIO_MAX_ORDER steps.
- * Every operation therefore costs O(MMIO_MAX_ORDER) steps, independent of
+ *   lookup of an allocated block by address (release, map): a hash table
+ *            keyed by address, chained through the allocated leaves.
+ * Splits and merges cost at most MMIO_MAX_ORDER steps; nothing depends on
  * the number of blocks.
+ *
+ * The hash table uses linear hashing (Litwin 1980) so it grows and shrinks
+ * one bucket at a time, never rehashing everything at once: buckets
+ * [0, hash_low + hash_split) are in use; a key goes to bucket
+ * h mod hash_low, or h mod 2*hash_low when that is below hash_split.  When
+ * the table holds more than 2 blocks per bucket, bucket hash_split is
+ * split in two; below 1/2 per bucket the last bucket is merged back.  The
+ * buckets live in 4 KiB "segments" of 512 heads, taken from the frame
+ * allocator as the table grows; a failed segment allocation just means the
+ * table does not grow this time.  With no block allocated the table is
+ * dropped entirely.
  *
  * Invariants (checked by mmio_pool_check): the leaves under a root tile its
  * 1 GiB exactly; a node of order k is aligned to 4 KiB << k; no inner node
  * has two free leaves as children (release merges at once, all the way
  * up), so with nothing allocated the pool is exactly MMIO_NR_ROOTS free
- * 1 GiB blocks; free leaves are exactly the members of free_head[order].
+ * 1 GiB blocks; free leaves are exactly the members of free_head[order];
+ * allocated leaves are exactly the members of the hash table.
  *
  * Memory.  The 1024 roots live in struct mmio_pool.  Every other node
  * lives in a 4 KiB "node frame" taken from the pool's frame allocator:
@@ -67,7 +79,7 @@ struct mmio_node_frame {
     uint64_t reserved;
 };
 
-_Static_assert(sizeof(struct mmio_node) == 40, "mmio_node should stay small");
+_Static_assert(sizeof(struct mmio_node) == 48, "mmio_node should stay small");
 _Static_assert(sizeof(struct mmio_node_frame) <= sizeof(struct mmio_node),
                "node frame header must fit in one slot");
 
@@ -247,6 +259,168 @@ static void node_put(struct mmio_pool *p, struct mmio_node *n)
         frame_release(p, f);
 }
 
+/* ------------------------------------------------------ address hash */
+
+#define HASH_SEG_BUCKETS MMIO_HASH_SEG_BUCKETS
+#define HASH_MIN_BUCKETS HASH_SEG_BUCKETS
+#define HASH_MAX_BUCKETS ((uint64_t)MMIO_HASH_SEGS * HASH_SEG_BUCKETS)
+
+static inline uint32_t va_hash(uint64_t va)
+{
+    return (uint32_t)(((va >> PAGE_SHIFT) * UINT64_C(0x9e3779b97f4a7c15)) >> 32);
+}
+
+static inline uint64_t hash_nbuckets(const struct mmio_pool *p)
+{
+    return p->hash_low + p->hash_split;
+}
+
+static inline struct mmio_node **hash_bucket(struct mmio_pool *p, uint64_t b)
+{
+    return &p->hash_seg[b / HASH_SEG_BUCKETS][b % HASH_SEG_BUCKETS];
+}
+
+static uint64_t hash_index(const struct mmio_pool *p, uint32_t h)
+{
+    uint64_t b = h & (p->hash_low - 1);
+    if (b < p->hash_split)
+        b = h & (2 * p->hash_low - 1);
+    return b;
+}
+
+/* Give segment i a fresh frame of empty buckets.  0 or -MM_ENOMEM. */
+static int hash_seg_alloc(struct mmio_pool *p, uint64_t i)
+{
+    phys_addr_t pa;
+    MM_BUG_ON(p->hash_seg[i] != NULL);
+    if (frame_alloc(p->fa, &pa) != 0)
+        return -MM_ENOMEM;
+    struct mmio_node **seg = pa_to_ptr(pa);
+    for (uint64_t b = 0; b < HASH_SEG_BUCKETS; b++)
+        seg[b] = NULL;
+    p->hash_seg[i] = seg;
+    p->hash_frames++;
+    return 0;
+}
+
+static void hash_seg_free(struct mmio_pool *p, uint64_t i)
+{
+    MM_BUG_ON(p->hash_seg[i] == NULL);
+    if (p->fa->free)
+        p->fa->free(p->fa, direct_ptr_to_pa(p->hash_seg[i]));
+    p->hash_seg[i] = NULL;
+    p->hash_frames--;
+}
+
+/* The table exists (it has at least one segment).  0 or -MM_ENOMEM. */
+static int hash_reserve_locked(struct mmio_pool *p)
+{
+    if (p->hash_low != 0)
+        return 0;
+    int err = hash_seg_alloc(p, 0);
+    if (err)
+        return err;
+    p->hash_low = HASH_MIN_BUCKETS;
+    p->hash_split = 0;
+    return 0;
+}
+
+/* Drop the whole table (it holds no block). */
+static void hash_drop_locked(struct mmio_pool *p)
+{
+    for (uint64_t i = 0; i * HASH_SEG_BUCKETS < hash_nbuckets(p); i++) {
+        for (uint64_t b = 0; b < HASH_SEG_BUCKETS; b++)
+            MM_BUG_ON(p->hash_seg[i][b] != NULL);
+        hash_seg_free(p, i);
+    }
+    p->hash_low = p->hash_split = 0;
+}
+
+/* Split bucket hash_split into itself and bucket hash_low + hash_split. */
+static void hash_grow_one(struct mmio_pool *p)
+{
+    uint64_t to = p->hash_low + p->hash_split;
+    if (to % HASH_SEG_BUCKETS == 0 && hash_seg_alloc(p, to / HASH_SEG_BUCKETS) != 0)
+        return;     /* no frame: stay at this size, chains just get longer */
+
+    struct mmio_node *chain = *hash_bucket(p, p->hash_split);
+    *hash_bucket(p, p->hash_split) = NULL;
+    uint64_t mask = 2 * p->hash_low - 1;
+    while (chain) {
+        struct mmio_node *n = chain;
+        chain = n->u.use.hnext;
+        struct mmio_node **head = hash_bucket(p, va_hash(n->va) & mask);
+        n->u.use.hnext = *head;
+        *head = n;
+    }
+    if (++p->hash_split == p->hash_low) {
+        p->hash_low *= 2;
+        p->hash_split = 0;
+    }
+}
+
+/* Merge the last bucket back into its partner. */
+static void hash_shrink_one(struct mmio_pool *p)
+{
+    if (p->hash_split == 0) {
+        p->hash_low /= 2;
+        p->hash_split = p->hash_low;
+    }
+    p->hash_split--;
+    uint64_t from = p->hash_low + p->hash_split;
+    struct mmio_node *chain = *hash_bucket(p, from);
+    struct mmio_node **head = hash_bucket(p, p->hash_split);
+    while (chain) {
+        struct mmio_node *n = chain;
+        chain = n->u.use.hnext;
+        n->u.use.hnext = *head;
+        *head = n;
+    }
+    *hash_bucket(p, from) = NULL;
+    if (from % HASH_SEG_BUCKETS == 0)
+        hash_seg_free(p, from / HASH_SEG_BUCKETS);
+}
+
+/* Enter allocated leaf n (alloc_count already counts it). */
+static void hash_insert_locked(struct mmio_pool *p, struct mmio_node *n)
+{
+    struct mmio_node **head = hash_bucket(p, hash_index(p, va_hash(n->va)));
+    n->u.use.hnext = *head;
+    *head = n;
+    uint64_t nb = hash_nbuckets(p);
+    if (p->alloc_count > 2 * nb && nb < HASH_MAX_BUCKETS)
+        hash_grow_one(p);
+}
+
+/* Remove allocated leaf n (alloc_count already discounts it). */
+static void hash_remove_locked(struct mmio_pool *p, struct mmio_node *n)
+{
+    struct mmio_node **pp = hash_bucket(p, hash_index(p, va_hash(n->va)));
+    while (*pp != n) {
+        if (*pp == NULL)
+            mm_panic("hash_remove_locked: block %lx order %u not in its bucket",
+                     (unsigned long)n->va, n->order);
+        pp = &(*pp)->u.use.hnext;
+    }
+    *pp = n->u.use.hnext;
+    n->u.use.hnext = NULL;
+    if (p->alloc_count == 0)
+        hash_drop_locked(p);
+    else if (2 * p->alloc_count < hash_nbuckets(p) && hash_nbuckets(p) > HASH_MIN_BUCKETS)
+        hash_shrink_one(p);
+}
+
+/* The allocated block that starts at va, or NULL. */
+static struct mmio_node *hash_find_locked(struct mmio_pool *p, uint64_t va)
+{
+    if (p->hash_low == 0)
+        return NULL;
+    struct mmio_node *n = *hash_bucket(p, hash_index(p, va_hash(va)));
+    while (n && n->va != va)
+        n = n->u.use.hnext;
+    return n;
+}
+
 /* --------------------------------------------------------------- the tree */
 
 /* Split free block n (already off its list): n becomes inner, its upper
@@ -288,6 +462,7 @@ static void block_free_locked(struct mmio_pool *p, struct mmio_node *n)
     MM_BUG_ON(p->alloc_count == 0);
     p->alloc_count--;
     p->alloc_bytes -= order_size(n->order);
+    hash_remove_locked(p, n);
 
     for (;;) {
         struct mmio_node *parent = n->parent;
@@ -305,8 +480,8 @@ static void block_free_locked(struct mmio_pool *p, struct mmio_node *n)
 }
 
 /*
- * Find the allocated block that starts at va and has `size` bytes.  On a
- * mismatch print one line naming `fn` and return the error.
+ * Find the allocated block that starts at va and has `size` bytes (size 0:
+ * any size).  On a mismatch print one line naming `fn`, return the error.
  */
 static int find_block_locked(struct mmio_pool *p, const char *fn, uint64_t va,
                              uint64_t size, struct mmio_node **out)
@@ -321,14 +496,16 @@ static int find_block_locked(struct mmio_pool *p, const char *fn, uint64_t va,
         mm_printf("%s: va %lx not page aligned\n", fn, (unsigned long)va);
         return -MM_EINVAL;
     }
-    struct mmio_node *n = leaf_containing(p, va);
-    if (n->kind != MMIO_NODE_ALLOCATED || n->va != va) {
+    struct mmio_node *n = hash_find_locked(p, va);
+    if (!n) {
+        const struct mmio_node *in = leaf_containing(p, va);
         mm_printf("%s: va %lx is not an allocated block (inside %s block %lx of %lx bytes)\n",
-                  fn, (unsigned long)va, n->kind == MMIO_NODE_FREE ? "free" : "allocated",
-                  (unsigned long)n->va, (unsigned long)order_size(n->order));
+                  fn, (unsigned long)va, in->kind == MMIO_NODE_FREE ? "free" : "allocated",
+                  (unsigned long)in->va, (unsigned long)order_size(in->order));
         return -MM_ENOENT;
     }
-    if (size != order_size(n->order)) {
+    MM_BUG_ON(n->kind != MMIO_NODE_ALLOCATED);
+    if (size != 0 && size != order_size(n->order)) {
         mm_printf("%s: va %lx has %lx bytes, caller says %lx\n", fn, (unsigned long)va,
                   (unsigned long)order_size(n->order), (unsigned long)size);
         return -MM_EINVAL;
@@ -361,6 +538,9 @@ int mmio_pool_init(struct mmio_pool *p, struct frame_allocator *fa)
     p->alloc_count = p->alloc_bytes = 0;
     p->partial = NULL;
     p->free_slots = p->node_frames = p->nodes_in_use = 0;
+    for (unsigned i = 0; i < MMIO_HASH_SEGS; i++)
+        p->hash_seg[i] = NULL;
+    p->hash_low = p->hash_split = p->hash_frames = 0;
     /* Push from the top so the list head is the lowest address. */
     for (uint64_t i = MMIO_NR_ROOTS; i-- > 0;) {
         struct mmio_node *r = &p->root[i];
@@ -391,9 +571,12 @@ int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out)
         return -MM_ENOMEM;
     }
     unsigned from = order + (unsigned)__builtin_ctz(fit);
-    if (nodes_reserve_locked(p, 2u * (from - order)) != 0) {
+    bool new_table = p->hash_low == 0;
+    if (hash_reserve_locked(p) != 0 || nodes_reserve_locked(p, 2u * (from - order)) != 0) {
+        if (new_table && p->hash_low != 0)
+            hash_drop_locked(p);
         mm_spin_unlock_irqrestore(&p->lock, flags);
-        mm_printf("mmio_create: no frame for the nodes to split a %lx-byte block\n",
+        mm_printf("mmio_create: no frame for the bookkeeping to split a %lx-byte block\n",
                   (unsigned long)order_size(from));
         return -MM_ENOMEM;
     }
@@ -407,6 +590,7 @@ int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out)
     n->u.use.mapper_top_pa = 0;
     p->alloc_count++;
     p->alloc_bytes += order_size(order);
+    hash_insert_locked(p, n);
     out->va = VA(n->va);
     out->size = order_size(order);
     mm_spin_unlock_irqrestore(&p->lock, flags);
@@ -549,11 +733,14 @@ int mmio_iounmap(struct mmio_pool *p, struct pt_mapper *mapper, void *va)
         mm_printf("mmio_iounmap: %p is not an MMIO address\n", va);
         return -MM_EFAULT;
     }
-    /* The size comes from the block itself. */
+    /* Any size: the block knows its own. */
     unsigned long flags = mm_spin_lock_irqsave(&p->lock);
-    struct mmio_node *n = leaf_containing(p, start);
-    uint64_t size = order_size(n->order);
+    struct mmio_node *n;
+    int err = find_block_locked(p, "mmio_iounmap", start, 0, &n);
+    uint64_t size = err ? 0 : order_size(n->order);
     mm_spin_unlock_irqrestore(&p->lock, flags);
+    if (err)
+        return err;
 
     struct mmio_space space = { VA(start), size };
     return mmio_release(p, &space, mapper);
@@ -580,6 +767,7 @@ void mmio_pool_stats(struct mmio_pool *p, struct mmio_stats *out)
     out->alloc_blocks = p->alloc_count;
     out->alloc_bytes = p->alloc_bytes;
     out->node_frames = p->node_frames;
+    out->hash_frames = p->hash_frames;
     out->nodes_in_use = p->nodes_in_use;
     out->node_slots_free = p->free_slots;
     mm_spin_unlock_irqrestore(&p->lock, flags);
@@ -607,9 +795,9 @@ void mmio_pool_dump(struct mmio_pool *p)
             mm_printf("  order %2u %6lu KiB blocks: %lu free\n", k,
                       (unsigned long)(size / KiB), (unsigned long)s.free_blocks[k]);
     }
-    mm_printf("  bookkeeping: %lu node frames, %lu nodes in use, %lu free slots\n",
+    mm_printf("  bookkeeping: %lu node frames (%lu nodes, %lu free slots), %lu hash frames\n",
               (unsigned long)s.node_frames, (unsigned long)s.nodes_in_use,
-              (unsigned long)s.node_slots_free);
+              (unsigned long)s.node_slots_free, (unsigned long)s.hash_frames);
 }
 
 struct mmio_census {
@@ -620,7 +808,8 @@ struct mmio_census {
 };
 
 /* Check the subtree under n (recursion depth <= MMIO_MAX_ORDER + 1). */
-static void check_subtree(const struct mmio_node *n, struct mmio_census *c)
+static void check_subtree(struct mmio_pool *p, const struct mmio_node *n,
+                          struct mmio_census *c)
 {
     if (n->order > MMIO_MAX_ORDER || !is_aligned_u64(n->va, order_size(n->order)) ||
         !va_in_pool(n->va))
@@ -636,7 +825,7 @@ static void check_subtree(const struct mmio_node *n, struct mmio_census *c)
                 ch->va != n->va + i * order_size(ch->order))
                 mm_panic("mmio_pool_check: bad child %u of block %lx order %u", i,
                          (unsigned long)n->va, n->order);
-            check_subtree(ch, c);
+            check_subtree(p, ch, c);
         }
         if (n->u.child[0]->kind == MMIO_NODE_FREE && n->u.child[1]->kind == MMIO_NODE_FREE)
             mm_panic("mmio_pool_check: free buddies at %lx order %u were not merged",
@@ -651,11 +840,45 @@ static void check_subtree(const struct mmio_node *n, struct mmio_census *c)
         if (n->u.use.mapped_size > order_size(n->order))
             mm_panic("mmio_pool_check: block %lx maps %lx bytes, more than its size",
                      (unsigned long)n->va, (unsigned long)n->u.use.mapped_size);
+        if (hash_find_locked(p, n->va) != n)
+            mm_panic("mmio_pool_check: allocated block %lx order %u missing from the hash",
+                     (unsigned long)n->va, n->order);
         break;
     default:
         mm_panic("mmio_pool_check: node %p at %lx has kind %u", (const void *)n,
                  (unsigned long)n->va, n->kind);
     }
+}
+
+/* Shape of the hash table and the place of every entry. */
+static void check_hash_locked(struct mmio_pool *p)
+{
+    uint64_t nb = hash_nbuckets(p), entries = 0, segs = 0;
+    if (p->hash_low == 0 ? (p->hash_split != 0 || p->alloc_count != 0)
+                         : (!is_pow2_u64(p->hash_low) || p->hash_low < HASH_MIN_BUCKETS ||
+                            p->hash_split >= p->hash_low || nb > HASH_MAX_BUCKETS))
+        mm_panic("mmio_pool_check: hash low %lu split %lu with %lu blocks",
+                 (unsigned long)p->hash_low, (unsigned long)p->hash_split,
+                 (unsigned long)p->alloc_count);
+    for (uint64_t i = 0; i < MMIO_HASH_SEGS; i++) {
+        bool used = i * HASH_SEG_BUCKETS < nb;
+        if ((p->hash_seg[i] != NULL) != used)
+            mm_panic("mmio_pool_check: hash segment %lu %s with %lu buckets", (unsigned long)i,
+                     used ? "missing" : "left over", (unsigned long)nb);
+        segs += used;
+    }
+    for (uint64_t b = 0; b < nb; b++) {
+        for (const struct mmio_node *n = *hash_bucket(p, b); n; n = n->u.use.hnext) {
+            if (n->kind != MMIO_NODE_ALLOCATED || hash_index(p, va_hash(n->va)) != b ||
+                ++entries > p->alloc_count)
+                mm_panic("mmio_pool_check: hash bucket %lu holds block %lx kind %u",
+                         (unsigned long)b, (unsigned long)n->va, n->kind);
+        }
+    }
+    if (entries != p->alloc_count || segs != p->hash_frames)
+        mm_panic("mmio_pool_check: hash has %lu entries in %lu frames, expected %lu in %lu",
+                 (unsigned long)entries, (unsigned long)segs, (unsigned long)p->alloc_count,
+                 (unsigned long)p->hash_frames);
 }
 
 int mmio_pool_check(struct mmio_pool *p)
@@ -669,7 +892,7 @@ int mmio_pool_check(struct mmio_pool *p)
             r->va != MMIO_POOL_BASE + i * MMIO_MAX_SIZE)
             mm_panic("mmio_pool_check: root %lu has va %lx order %u", (unsigned long)i,
                      (unsigned long)r->va, r->order);
-        check_subtree(r, &c);
+        check_subtree(p, r, &c);
     }
     for (unsigned k = 0; k < MMIO_NR_ORDERS; k++) {
         uint64_t len = 0;
@@ -688,6 +911,7 @@ int mmio_pool_check(struct mmio_pool *p)
                      k, (unsigned long)len, (unsigned long)c.free_leaves[k],
                      (unsigned long)p->free_count[k]);
     }
+    check_hash_locked(p);
     if (c.alloc_leaves != p->alloc_count || c.alloc_bytes != p->alloc_bytes ||
         c.dynamic_nodes != p->nodes_in_use ||
         p->nodes_in_use + p->free_slots != p->node_frames * MMIO_SLOTS_PER_FRAME)

@@ -43,8 +43,8 @@ struct buddy {
     mm_spinlock_t lock;
     struct frame_allocator fa;          /* adapter, see buddy_frame_allocator */
 
-    uint64_t base_pfn;                  /* first frame of the span (1 GiB aligned) */
-    uint64_t span_npages;               /* span length, a multiple of 2^18 */
+    uint64_t base_pfn;                  /* 1 GiB-aligned frame at or below the first range */
+    uint64_t span_npages;               /* base_pfn .. end of the last range */
 
     /* Per order: one bit per block of that order over the span. */
     uint64_t *free_bits[BUDDY_NR_ORDERS];   /* block is in the free lists */
@@ -78,7 +78,7 @@ struct buddy {
  * Returns 0, -MM_EINVAL for a malformed list or a span over 16 TiB, or
  * -MM_ENOMEM if no single range can hold the metadata (logged; *b is then
  * unusable).  Metadata: about span / 8 KiB of bitmaps plus one list page
- * per 2040 managed frames, i.e. under 0.1% of RAM from 512 MiB up.
+ * per 2040 managed frames, i.e. under 0.1% of RAM from 256 MiB up.
  */
 int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
 

@@ -61,6 +61,7 @@ struct mm_init_report {
     uint64_t usable_bytes;
     unsigned nareas;
     uint64_t table_pages;                /* page-table frames of the kernel table */
+    uint64_t direct_table_pages;         /* of which the direct map needed */
     uint64_t direct_pages[4];            /* direct-map leaves by level (1..3) */
     uint64_t bump_frames;                /* frames bump handed out */
     uint64_t wx_pages;                   /* W+X 4 KiB units: must be 0 */

@@ -42,6 +42,9 @@
 #define MMIO_NR_ORDERS   (MMIO_MAX_ORDER + 1u)
 #define MMIO_MAX_SIZE    (PAGE_SIZE << MMIO_MAX_ORDER)
 #define MMIO_NR_ROOTS    (MMIO_POOL_SIZE / MMIO_MAX_SIZE) /* 1024 */
+/* Hash of allocated blocks: up to 512 frames of 512 bucket heads. */
+#define MMIO_HASH_SEG_BUCKETS (PAGE_SIZE / sizeof(void *))
+#define MMIO_HASH_SEGS        512u
 
 /* Leaf flags of every MMIO mapping: present, writable, cache-disable,
  * write-through, no-execute, global. */
@@ -65,6 +68,7 @@ struct mmio_node {
             struct mmio_node *prev, *next;
         } link;
         struct {                     /* kind allocated */
+            struct mmio_node *hnext; /* chain in the hash bucket */
             uint64_t mapped_size;    /* bytes mapped from va; 0: none */
             uint64_t mapper_top_pa;  /* top table they were mapped in */
         } use;
@@ -88,6 +92,11 @@ struct mmio_pool {
     uint64_t free_slots;                     /* free node slots in them */
     uint64_t node_frames;                    /* node frames held */
     uint64_t nodes_in_use;                   /* dynamic nodes in the trees */
+    /* Allocated blocks by address: a linear hash table (see mmio.c). */
+    struct mmio_node **hash_seg[MMIO_HASH_SEGS];   /* frames of bucket heads */
+    uint64_t hash_low;                       /* buckets at the start of this round */
+    uint64_t hash_split;                     /* next bucket to split, < hash_low */
+    uint64_t hash_frames;                    /* segments allocated */
     struct mmio_node root[MMIO_NR_ROOTS];    /* one per 1 GiB of the pool */
 };
 
@@ -104,14 +113,16 @@ struct mmio_stats {
     uint64_t alloc_blocks;                   /* blocks handed out */
     uint64_t alloc_bytes;
     uint64_t node_frames;                    /* frames held for nodes */
+    uint64_t hash_frames;                    /* frames of the address hash */
     uint64_t nodes_in_use;                   /* dynamic nodes in the trees */
     uint64_t node_slots_free;                /* unused slots in those frames */
 };
 
 /*
- * Make p the whole range as MMIO_NR_ROOTS free 1 GiB blocks.  Node frames
- * come from fa one 4 KiB frame at a time and go back to it as soon as they
- * hold no node, so a pool with nothing allocated holds no frame at all.
+ * Make p the whole range as MMIO_NR_ROOTS free 1 GiB blocks.  Bookkeeping
+ * frames (nodes, hash buckets) come from fa one 4 KiB frame at a time and
+ * go back to it as soon as they are empty, so a pool with nothing
+ * allocated holds no frame at all.
  * Unmapping frees page tables left empty (p->free_tables, true after
  * init): a kernel whose top tables share the MMIO range's level-3 tables
  * must set it to false.  Returns 0 or -MM_EINVAL (NULL argument).

@@ -26,8 +26,6 @@
 #define SAMPLES 1001
 #define BATCH   128
 
-static struct buddy B;
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -53,78 +51,78 @@ static void die(const char *what)
     exit(1);
 }
 
-/* Median ns of one alloc+free pair of `npages`. */
-static double time_pair(uint64_t npages)
+/* One sample: ns per alloc+free pair of npages, over BATCH pairs. */
+static double sample_pair(struct buddy *b, uint64_t npages)
 {
-    static double samples[SAMPLES];
-    for (unsigned s = 0; s < SAMPLES; s++) {
-        uint64_t t0 = now_ns();
-        for (unsigned i = 0; i < BATCH; i++) {
-            phys_addr_t pa;
-            if (buddy_alloc(&B, npages, &pa) || buddy_free(&B, pa, npages))
-                die("pair failed");
-        }
-        samples[s] = (double)(now_ns() - t0) / BATCH;
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < BATCH; i++) {
+        phys_addr_t pa;
+        if (buddy_alloc(b, npages, &pa) || buddy_free(b, pa, npages))
+            die("pair failed");
     }
-    return median(samples, SAMPLES);
+    return (double)(now_ns() - t0) / BATCH;
 }
 
-/* Median ns per pair of 64 allocs followed by 64 frees (reverse order). */
-static double time_batch64(void)
+/* One sample: ns per pair of 64 order-0 allocs then 64 frees (reverse). */
+static double sample_batch64(struct buddy *b)
 {
-    static double samples[SAMPLES];
     phys_addr_t pa[64];
-    for (unsigned s = 0; s < SAMPLES; s++) {
-        uint64_t t0 = now_ns();
-        for (unsigned r = 0; r < BATCH / 64 * 4; r++) {
-            for (unsigned i = 0; i < 64; i++)
-                if (buddy_alloc(&B, 1, &pa[i]))
-                    die("batch alloc failed");
-            for (unsigned i = 64; i-- > 0;)
-                if (buddy_free(&B, pa[i], 1))
-                    die("batch free failed");
-        }
-        samples[s] = (double)(now_ns() - t0) / (BATCH / 64 * 4 * 64);
+    uint64_t t0 = now_ns();
+    for (unsigned r = 0; r < BATCH / 64 * 2; r++) {
+        for (unsigned i = 0; i < 64; i++)
+            if (buddy_alloc(b, 1, &pa[i]))
+                die("batch alloc failed");
+        for (unsigned i = 64; i-- > 0;)
+            if (buddy_free(b, pa[i], 1))
+                die("batch free failed");
     }
-    return median(samples, SAMPLES);
+    return (double)(now_ns() - t0) / (BATCH / 64 * 2 * 64);
 }
 
-static void init_one_area(uint64_t start, uint64_t end)
+static void init_one_area(struct buddy *b, uint64_t start, uint64_t end)
 {
     struct mm_area_list l = { .count = 1 };
     l.area[0].start = PA(start);
     l.area[0].end = PA(end);
-    if (buddy_init(&B, &l))
+    if (buddy_init(b, &l))
         die("buddy_init failed");
 }
 
+/*
+ * Table 1.  Two allocators side by side: "ready" over [0, 4 GiB) holds one
+ * frame of its first GiB, which leaves one free block of each order 0..17
+ * there (and whole 1 GiB blocks elsewhere); "split" over [4, 8 GiB) holds
+ * every block below 1 GiB, so each pair splits a 1 GiB block.  Samples of
+ * all orders and both states are interleaved so noise hits all alike.
+ */
 static void table_orders(void)
 {
-    double ready[BUDDY_NR_ORDERS], split[BUDDY_NR_ORDERS];
-
-    /* 4 GiB; holding one frame of the first GiB leaves one free block of
-     * each order 0..17 there, and whole 1 GiB blocks remain. */
-    init_one_area(0, 4 * GiB);
+    static struct buddy ready, split;
+    static double rs[BUDDY_NR_ORDERS][SAMPLES], ss[BUDDY_NR_ORDERS][SAMPLES];
     phys_addr_t held;
-    if (buddy_alloc(&B, 1, &held))
-        die("alloc");
-    (void)time_pair(1);                         /* warm up caches and clocks */
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        ready[k] = time_pair(UINT64_C(1) << k);
 
-    /* Hold every block below 1 GiB: each pair must split a 1 GiB block. */
-    init_one_area(0, 4 * GiB);
+    init_one_area(&ready, 0, 4 * GiB);
+    if (buddy_alloc(&ready, 1, &held))
+        die("alloc");
+    init_one_area(&split, 4 * GiB, 8 * GiB);
     uint64_t counts[BUDDY_NR_ORDERS];
-    buddy_free_blocks(&B, counts);
+    buddy_free_blocks(&split, counts);
     for (unsigned k = 0; k < BUDDY_MAX_ORDER; k++)
         for (uint64_t i = 0; i < counts[k]; i++)
-            if (buddy_alloc(&B, UINT64_C(1) << k, &held))
+            if (buddy_alloc(&split, UINT64_C(1) << k, &held))
                 die("drain");
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        split[k] = time_pair(UINT64_C(1) << k);
+
+    for (unsigned w = 0; w < 100; w++)               /* warm up */
+        (void)sample_pair(&ready, 1);
+    for (unsigned s = 0; s < SAMPLES; s++)
+        for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
+            rs[k][s] = sample_pair(&ready, UINT64_C(1) << k);
+            ss[k][s] = sample_pair(&split, UINT64_C(1) << k);
+        }
 
     printf("alloc+free pair by order (median ns per pair)\n");
     printf("  order  size        block ready  split 1 GiB\n");
+    double r0 = 0, r18 = 0;
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
         uint64_t kib = (UINT64_C(4) << k);
         char size[16];
@@ -134,10 +132,14 @@ static void table_orders(void)
             snprintf(size, sizeof size, "%llu MiB", (unsigned long long)(kib >> 10));
         else
             snprintf(size, sizeof size, "%llu KiB", (unsigned long long)kib);
-        printf("  %5u  %-10s  %11.1f  %11.1f\n", k, size, ready[k], split[k]);
+        double r = median(rs[k], SAMPLES), sp = median(ss[k], SAMPLES);
+        printf("  %5u  %-10s  %11.1f  %11.1f\n", k, size, r, sp);
+        if (k == 0)
+            r0 = r;
+        if (k == BUDDY_MAX_ORDER)
+            r18 = r;
     }
-    printf("  1 GiB pair / order-0 pair (block ready): %.2fx\n\n",
-           ready[BUDDY_MAX_ORDER] / ready[0]);
+    printf("  1 GiB pair / order-0 pair (block ready): %.2fx\n\n", r18 / r0);
 }
 
 static uint64_t mem_available_bytes(void)
@@ -155,66 +157,72 @@ static uint64_t mem_available_bytes(void)
 }
 
 /*
- * Make nfree free order-0 blocks: allocate every frame at order 0, then
- * free those with an even frame number below 2 * nfree.  Allocated frames
- * are given back to the host (MADV_DONTNEED) so only the free blocks'
- * pages stay resident.
+ * An allocator over [base, base + 2 * nfree frames + 64 MiB) with nfree
+ * free order-0 blocks: allocate every frame at order 0, then free those
+ * with an even frame number in the first 2 * nfree frames (the tail holds
+ * the metadata and stays allocated).  Allocated frames are given back to
+ * the host (MADV_DONTNEED) so only the free blocks' pages stay resident.
  */
-static void fragment(uint64_t nfree)
+static void fragment(struct buddy *b, uint64_t base, uint64_t nfree)
 {
-    uint64_t region = 2 * nfree * PAGE_SIZE;
-    init_one_area(0, region + 64 * MiB);       /* the tail holds the metadata */
-    char *sim = pa_to_ptr(PA(0));
+    uint64_t region_end = base + 2 * nfree * PAGE_SIZE;
+    init_one_area(b, base, region_end + 64 * MiB);
     phys_addr_t pa;
     uint64_t run_start = UINT64_MAX, run_end = 0;
-    while (buddy_alloc(&B, 1, &pa) == 0) {
-        if (pa.raw >= region)
+    while (buddy_alloc(b, 1, &pa) == 0) {
+        if (pa.raw >= region_end)
             continue;
         if (pa.raw == run_end && run_end - run_start < 64 * MiB) {
             run_end += PAGE_SIZE;
         } else {
             if (run_start != UINT64_MAX)
-                madvise(sim + run_start, run_end - run_start, MADV_DONTNEED);
+                madvise(pa_to_ptr(PA(run_start)), run_end - run_start, MADV_DONTNEED);
             run_start = pa.raw;
             run_end = pa.raw + PAGE_SIZE;
         }
     }
     if (run_start != UINT64_MAX)
-        madvise(sim + run_start, run_end - run_start, MADV_DONTNEED);
-    for (uint64_t f = 0; f < 2 * nfree; f += 2)
-        if (buddy_free(&B, pfn_to_pa(f), 1))
+        madvise(pa_to_ptr(PA(run_start)), run_end - run_start, MADV_DONTNEED);
+    for (uint64_t pa2 = base; pa2 < region_end; pa2 += 2 * PAGE_SIZE)
+        if (buddy_free(b, PA(pa2), 1))
             die("fragment free");
     uint64_t counts[BUDDY_NR_ORDERS];
-    buddy_free_blocks(&B, counts);
+    buddy_free_blocks(b, counts);
     if (counts[0] != nfree)
         die("fragmentation not as planned");
 }
 
+/* Table 2: three fragmented allocators side by side, samples interleaved. */
 static void table_fragmentation(void)
 {
     static const uint64_t levels[] = { 1024, 65536, 1048576 };
-    double same[3], batch[3];
-    bool done[3] = { false, false, false };
+    static const uint64_t bases[] = { 0, 1 * GiB, 2 * GiB };
+    static struct buddy lb[3];
+    static double same[3][SAMPLES], batch[3][SAMPLES];
+    unsigned nlevels = 3;
 
-    for (unsigned i = 0; i < 3; i++) {
-        if (levels[i] >= 1048576 && mem_available_bytes() < 8 * GiB) {
-            printf("  (1M level skipped: less than 8 GiB available)\n");
-            continue;
-        }
-        fragment(levels[i]);
-        same[i] = time_pair(1);
-        batch[i] = time_batch64();
-        done[i] = true;
+    if (mem_available_bytes() < 8 * GiB) {
+        printf("  (1M level skipped: less than 8 GiB available)\n");
+        nlevels = 2;
     }
+    for (unsigned i = 0; i < nlevels; i++)
+        fragment(&lb[i], bases[i], levels[i]);
+    for (unsigned w = 0; w < 100; w++)
+        (void)sample_pair(&lb[0], 1);
+    for (unsigned s = 0; s < SAMPLES; s++)
+        for (unsigned i = 0; i < nlevels; i++) {
+            same[i][s] = sample_pair(&lb[i], 1);
+            batch[i][s] = sample_batch64(&lb[i]);
+        }
+
     printf("order-0 pair vs fragmentation (median ns per pair)\n");
     printf("  free order-0 blocks  same block  batch of 64\n");
     double lo = 1e30, hi = 0;
-    for (unsigned i = 0; i < 3; i++) {
-        if (!done[i])
-            continue;
-        printf("  %19llu  %10.1f  %11.1f\n", (unsigned long long)levels[i], same[i], batch[i]);
-        lo = same[i] < lo ? same[i] : lo;
-        hi = same[i] > hi ? same[i] : hi;
+    for (unsigned i = 0; i < nlevels; i++) {
+        double m = median(same[i], SAMPLES), mb = median(batch[i], SAMPLES);
+        printf("  %19llu  %10.1f  %11.1f\n", (unsigned long long)levels[i], m, mb);
+        lo = m < lo ? m : lo;
+        hi = m > hi ? m : hi;
     }
     printf("  spread (same block, max/min): %.2fx\n", hi / lo);
 }
@@ -222,8 +230,10 @@ static void table_fragmentation(void)
 int main(void)
 {
     harness_quiet = 1;
-    sim_mem_init(9 * GiB);
+    sim_mem_init(8 * GiB);
     table_orders();
+    sim_mem_fini();
+    sim_mem_init(2 * GiB + 8 * GiB + 64 * MiB);
     table_fragmentation();
     sim_mem_fini();
     return 0;

@@ -101,8 +101,8 @@ static void test_init_rejects_bad_lists(void)
 
 static void test_metadata_is_small(void)
 {
-    static const uint64_t sizes[] = { 512 * MiB, 1 * GiB, 4 * GiB - 2 * MiB };
-    for (unsigned i = 0; i < 3; i++) {
+    static const uint64_t sizes[] = { 256 * MiB, 512 * MiB, 1 * GiB, 4 * GiB - 2 * MiB };
+    for (unsigned i = 0; i < 4; i++) {
         uint64_t r[1][2] = { { 1 * MiB, 1 * MiB + sizes[i] } };
         REQUIRE(init_ranges(1, (const uint64_t(*)[2])r) == 0);
         struct buddy_usage u;
