@@ -23,9 +23,11 @@ else
 endif
 NASM ?= nasm
 
-KCFLAGS := -std=c11 -ffreestanding -mcmodel=kernel -mno-red-zone -mgeneral-regs-only \
-           -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables \
-           -fno-omit-frame-pointer -O2 -g -Wall -Wextra -Werror -Iinclude -Ikernel
+# The library sees only include/ (mm/ must not depend on kernel/).
+LIB_CFLAGS := -std=c11 -ffreestanding -mcmodel=kernel -mno-red-zone -mgeneral-regs-only \
+              -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables \
+              -fno-omit-frame-pointer -O2 -g -Wall -Wextra -Werror -Iinclude
+KCFLAGS := $(LIB_CFLAGS) -Ikernel
 ifneq ($(INJECT),)
   KCFLAGS += -DKTEST_INJECT_$(INJECT)
 endif
@@ -49,9 +51,9 @@ LIBMM      := $(BUILD)/libmm.a
 .PHONY: all
 all: $(BUILD)/kernel.iso $(LIBMM)
 
-$(BUILD)/lobj/%.o: %.c $(KHEADERS)
+$(BUILD)/lobj/%.o: %.c $(wildcard include/mm/*.h)
 	@mkdir -p $(dir $@)
-	$(KCC) $(KCFLAGS) -c $< -o $@
+	$(KCC) $(LIB_CFLAGS) -c $< -o $@
 
 $(KOBJ_DIR)/%.o: %.c $(KHEADERS)
 	@mkdir -p $(dir $@)
@@ -111,6 +113,8 @@ test-embed: $(LIBMM)
 	@$(MAKE) --no-print-directory -C tests/embed
 	@$(QEMU_VARS) LOG=tests/embed/build/serial-$(FIRMWARE).log \
 	    tools/run-qemu.sh test tests/embed/build/embed.iso
+	@$(QEMU_VARS) LOG=tests/embed/build/serial-own-$(FIRMWARE).log \
+	    tools/run-qemu.sh test tests/embed/build/embed-own.iso
 
 # ------------------------------------------------------------- host tests
 HOST_CC      ?= gcc

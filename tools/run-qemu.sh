@@ -63,7 +63,7 @@ secs=$(( $(date +%s) - start ))
 
 # Show the self-test results from the log.
 if [ -f "$LOG" ]; then
-    grep -E '^(KTAP|# Totals|ok |not ok |mm:|smp:|mm-kernel:)|not ok|EXPECTATION FAILED|PANIC|EXCEPTION|boot: error' "$LOG" |
+    grep -E '^(KTAP|# Totals|ok |not ok |mm:|smp:|mm-kernel:|embed:)|not ok|EXPECTATION FAILED|PANIC|EXCEPTION|boot: error' "$LOG" |
         sed 's/\r$//' | sed 's/^/  | /'
 fi
 

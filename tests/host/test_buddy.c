@@ -345,9 +345,15 @@ static void test_odd_ranges_cover_exactly(void)
 /* Found by the fuzzer: a list page at physical address 0 was taken for "none". */
 static void test_list_page_at_pa_zero(void)
 {
-    static const uint64_t r[][2] = { { 0, 0x35000 }, { 0x100000, 0x400000 } };
-    REQUIRE(init_ranges(2, r) == 0);
+    /* Size the first range so the metadata fills it exactly: list pages at 0. */
+    uint64_t r[2][2] = { { 0, 0x35000 }, { 0x100000, 0x400000 } };
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(init_ranges(2, (const uint64_t(*)[2])r) == 0);
+        r[0][1] = B.meta_end.raw - B.meta_start.raw;
+    }
+    REQUIRE(init_ranges(2, (const uint64_t(*)[2])r) == 0);
     CHECK_EQ(B.meta_start.raw, 0);
+    CHECK_EQ(B.ranges.count, 1);
     struct snapshot init = snap();
     phys_addr_t pas[1024];
     unsigned n = 0;
@@ -394,15 +400,17 @@ static void test_corrupt_free_block_panics(void)
 {
     static const uint64_t r[][2] = { { 1 * MiB, 32 * MiB } };
     REQUIRE(init_ranges(1, r) == 0);
-    phys_addr_t a, c;
-    REQUIRE(buddy_alloc(&B, 1, &a) == 0);
-    REQUIRE(buddy_alloc(&B, 1, &c) == 0);
-    /* a's buddy is free now; scribble over its back-index (use after free). */
-    phys_addr_t buddy = PA(a.raw ^ PAGE_SIZE);
-    if (buddy.raw == c.raw) {          /* make sure we corrupt a free block */
-        CHECK_EQ(buddy_free(&B, c, 1), 0);
-        REQUIRE(buddy_alloc(&B, 2, &c) == 0);
+    /* Allocate frames until one has a free buddy (it came from a split). */
+    phys_addr_t a, buddy;
+    bool found = false;
+    for (int i = 0; i < 64 && !found; i++) {
+        REQUIRE(buddy_alloc(&B, 1, &a) == 0);
+        buddy = PA(a.raw ^ PAGE_SIZE);
+        uint64_t idx = pa_to_pfn(buddy) - B.base_pfn;
+        found = (B.free_bits[0][idx / 64] >> (idx % 64)) & 1;
     }
+    REQUIRE(found);
+    /* Scribble over the free buddy's back-index (a use after free). */
     memset(pa_to_ptr(buddy), 0x5a, 16);
     harness_quiet = 1;
     EXPECT_PANIC(buddy_free(&B, a, 1));

@@ -114,6 +114,8 @@ static void fresh_pool(void)
     REQUIRE(mmio_pool_init(&pool, &tfa.fa) == 0);
 }
 
+#define HASH_SEG ((int)MMIO_HASH_SEG_BUCKETS)
+
 static uint64_t order_bytes(unsigned k) { return PAGE_SIZE << k; }
 
 /* Free counts per order equal `want` (NULL: the initial 1024 x 1 GiB). */
@@ -451,6 +453,39 @@ static void test_node_frames_exhausted(void)
     CHECK_EQ(tfa.outstanding, 0);
 }
 
+/* The address hash cannot grow (no frame): it keeps working, chains get
+ * longer, and it grows later once frames are back. */
+static void test_hash_growth_without_frames(void)
+{
+    fresh_pool();
+    enum { SMALL = 2 * HASH_SEG, BIG = 16 };
+    static struct mmio_space small[SMALL], big[BIG + 1];
+    struct mmio_stats st;
+    for (int i = 0; i < SMALL; i++)     /* load 2 per bucket: the limit */
+        REQUIRE(mmio_create(&pool, PAGE_SIZE, &small[i]) == 0);
+    mmio_pool_stats(&pool, &st);
+    CHECK_EQ(st.hash_frames, 1);
+    tfa.fail_after = 0;
+    for (int i = 0; i < BIG; i++)       /* whole roots: no node, growth fails */
+        REQUIRE(mmio_create(&pool, GiB, &big[i]) == 0);
+    mmio_pool_stats(&pool, &st);
+    CHECK_EQ(st.hash_frames, 1);
+    CHECK_EQ(st.alloc_blocks, SMALL + BIG);
+    mmio_pool_check(&pool);
+
+    tfa.fail_after = -1;
+    REQUIRE(mmio_create(&pool, GiB, &big[BIG]) == 0);   /* grows the hash now */
+    mmio_pool_stats(&pool, &st);
+    CHECK_EQ(st.hash_frames, 2);
+    mmio_pool_check(&pool);
+    for (int i = 0; i <= BIG; i++)
+        CHECK_EQ(mmio_release(&pool, &big[i], NULL), 0);
+    for (int i = 0; i < SMALL; i++)
+        CHECK_EQ(mmio_release(&pool, &small[i], NULL), 0);
+    CHECK(pool_is_initial());
+    CHECK_EQ(tfa.outstanding, 0);
+}
+
 static void test_address_space_exhausted(void)
 {
     fresh_pool();
@@ -733,6 +768,7 @@ int main(void)
     RUN(test_random_against_model);
     RUN(test_bad_input);
     RUN(test_node_frames_exhausted);
+    RUN(test_hash_growth_without_frames);
     RUN(test_address_space_exhausted);
     RUN(test_map_flags_and_release_unmaps);
     RUN(test_map_out_of_frames);
