@@ -398,7 +398,7 @@ static void hash_remove_locked(struct mmio_pool *p, struct mmio_node *n)
     struct mmio_node **pp = hash_bucket(p, hash_index(p, va_hash(n->va)));
     while (*pp != n) {
         if (*pp == NULL)
-            mm_panic("hash_remove_locked: block %lx order %u not in its bucket",
+            mm_panic("hash_remove_locked: block %#lx order %u not in its bucket",
                      (unsigned long)n->va, n->order);
         pp = &(*pp)->u.use.hnext;
     }
@@ -487,31 +487,31 @@ static int find_block_locked(struct mmio_pool *p, const char *fn, uint64_t va,
                              uint64_t size, struct mmio_node **out)
 {
     if (!va_in_pool(va)) {
-        mm_printf("%s: va %lx outside the MMIO pool [%lx, %lx)\n", fn,
+        mm_printf("%s: va %#lx outside the MMIO pool [%#lx, %#lx)\n", fn,
                   (unsigned long)va, (unsigned long)MMIO_POOL_BASE,
                   (unsigned long)MMIO_POOL_END);
         return -MM_EFAULT;
     }
     if (!is_aligned_u64(va, PAGE_SIZE)) {
-        mm_printf("%s: va %lx not page aligned\n", fn, (unsigned long)va);
+        mm_printf("%s: va %#lx not page aligned\n", fn, (unsigned long)va);
         return -MM_EINVAL;
     }
     struct mmio_node *n = hash_find_locked(p, va);
     if (!n) {
         const struct mmio_node *in = leaf_containing(p, va);
-        mm_printf("%s: va %lx is not an allocated block (inside %s block %lx of %lx bytes)\n",
+        mm_printf("%s: va %#lx is not an allocated block (inside %s block %#lx of %#lx bytes)\n",
                   fn, (unsigned long)va, in->kind == MMIO_NODE_FREE ? "free" : "allocated",
                   (unsigned long)in->va, (unsigned long)order_size(in->order));
         return -MM_ENOENT;
     }
     MM_BUG_ON(n->kind != MMIO_NODE_ALLOCATED);
     if (size != 0 && size != order_size(n->order)) {
-        mm_printf("%s: va %lx has %lx bytes, caller says %lx\n", fn, (unsigned long)va,
+        mm_printf("%s: va %#lx has %#lx bytes, caller says %#lx\n", fn, (unsigned long)va,
                   (unsigned long)order_size(n->order), (unsigned long)size);
         return -MM_EINVAL;
     }
     if (n->busy) {
-        mm_printf("%s: va %lx is being mapped or released by another CPU\n", fn,
+        mm_printf("%s: va %#lx is being mapped or released by another CPU\n", fn,
                   (unsigned long)va);
         return -MM_EBUSY;
     }
@@ -556,7 +556,7 @@ int mmio_pool_init(struct mmio_pool *p, struct frame_allocator *fa)
 int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out)
 {
     if (size == 0 || size > MMIO_MAX_SIZE) {
-        mm_printf("mmio_create: size %lx not in 1..%lx\n", (unsigned long)size,
+        mm_printf("mmio_create: size %#lx not in 1..%#lx\n", (unsigned long)size,
                   (unsigned long)MMIO_MAX_SIZE);
         return -MM_EINVAL;
     }
@@ -566,7 +566,7 @@ int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out)
     uint32_t fit = p->nonempty >> order;
     if (fit == 0) {
         mm_spin_unlock_irqrestore(&p->lock, flags);
-        mm_printf("mmio_create: no free block of %lx bytes left\n",
+        mm_printf("mmio_create: no free block of %#lx bytes left\n",
                   (unsigned long)order_size(order));
         return -MM_ENOMEM;
     }
@@ -576,7 +576,7 @@ int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out)
         if (new_table && p->hash_low != 0)
             hash_drop_locked(p);
         mm_spin_unlock_irqrestore(&p->lock, flags);
-        mm_printf("mmio_create: no frame for the bookkeeping to split a %lx-byte block\n",
+        mm_printf("mmio_create: no frame for the bookkeeping to split a %#lx-byte block\n",
                   (unsigned long)order_size(from));
         return -MM_ENOMEM;
     }
@@ -601,11 +601,11 @@ int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
                   struct pt_mapper *mapper, phys_addr_t pa, uint64_t length)
 {
     if (!mapper) {
-        mm_printf("mmio_map_phys: no mapper for va %lx\n", (unsigned long)space->va.raw);
+        mm_printf("mmio_map_phys: no mapper for va %#lx\n", (unsigned long)space->va.raw);
         return -MM_EINVAL;
     }
     if (!is_aligned_u64(pa.raw, PAGE_SIZE) || length == 0 || length > space->size) {
-        mm_printf("mmio_map_phys: pa %lx length %lx do not fit space va %lx size %lx\n",
+        mm_printf("mmio_map_phys: pa %#lx length %#lx do not fit space va %#lx size %#lx\n",
                   (unsigned long)pa.raw, (unsigned long)length,
                   (unsigned long)space->va.raw, (unsigned long)space->size);
         return -MM_EINVAL;
@@ -616,7 +616,7 @@ int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
     struct mmio_node *n;
     int err = find_block_locked(p, "mmio_map_phys", space->va.raw, space->size, &n);
     if (!err && n->u.use.mapped_size != 0) {
-        mm_printf("mmio_map_phys: va %lx already maps %lx bytes\n",
+        mm_printf("mmio_map_phys: va %#lx already maps %#lx bytes\n",
                   (unsigned long)space->va.raw, (unsigned long)n->u.use.mapped_size);
         err = -MM_EEXIST;
     }
@@ -627,12 +627,12 @@ int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
     n->busy = 1;
     mm_spin_unlock_irqrestore(&p->lock, flags);
 
-    /* The range was flushed when it was last released and x86 caches no
-     * not-present entries, but discharge the token the proper way anyway. */
+    /* Nothing to flush: a block leaves the pool with no TLB entry on any
+     * CPU (release flushes before giving it back, and the range starts out
+     * unmapped), and x86 never caches not-present entries. */
     struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
     err = pt_map_range(mapper, space->va, pa, map_size, MMIO_PTE_FLAGS, PAGE_1G_SIZE, &tok);
-    if (!err)
-        pt_flush(&tok);
+    pt_flush_ignore(&tok);
 
     flags = mm_spin_lock_irqsave(&p->lock);
     MM_BUG_ON(n->kind != MMIO_NODE_ALLOCATED || !n->busy);
@@ -643,7 +643,7 @@ int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
     }
     mm_spin_unlock_irqrestore(&p->lock, flags);
     if (err)
-        mm_printf("mmio_map_phys: mapping va %lx -> pa %lx (%lx bytes) failed: %d\n",
+        mm_printf("mmio_map_phys: mapping va %#lx -> pa %#lx (%#lx bytes) failed: %d\n",
                   (unsigned long)space->va.raw, (unsigned long)pa.raw,
                   (unsigned long)map_size, err);
     return err;
@@ -662,12 +662,12 @@ int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
     uint64_t mapped_size = n->u.use.mapped_size;
     if (mapped_size != 0) {
         if (!mapper || mapper->top_pa.raw != n->u.use.mapper_top_pa) {
-            mm_printf("mmio_release: va %lx was mapped in table %lx, not in %lx\n",
+            mm_printf("mmio_release: va %#lx was mapped in table %#lx, not in %#lx\n",
                       (unsigned long)space->va.raw, (unsigned long)n->u.use.mapper_top_pa,
                       mapper ? (unsigned long)mapper->top_pa.raw : 0ul);
             err = -MM_EINVAL;
         } else if (mapper->readonly) {
-            mm_printf("mmio_release: read-only mapper cannot unmap va %lx\n",
+            mm_printf("mmio_release: read-only mapper cannot unmap va %#lx\n",
                       (unsigned long)space->va.raw);
             err = -MM_EPERM;
         }
@@ -690,7 +690,7 @@ int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
         if (err) {
             /* Someone changed our entries behind our back: keep the block. */
             mm_spin_unlock_irqrestore(&p->lock, flags);
-            mm_printf("mmio_release: unmapping va %lx (%lx bytes) failed: %d\n",
+            mm_printf("mmio_release: unmapping va %#lx (%#lx bytes) failed: %d\n",
                       (unsigned long)space->va.raw, (unsigned long)mapped_size, err);
             return err;
         }
@@ -707,7 +707,7 @@ void *mmio_ioremap(struct mmio_pool *p, struct pt_mapper *mapper, phys_addr_t pa
 {
     uint64_t offset = pa.raw & (PAGE_SIZE - 1);
     if (size == 0 || size > MMIO_MAX_SIZE - offset) {
-        mm_printf("mmio_ioremap: pa %lx size %lx: size not in 1..%lx\n",
+        mm_printf("mmio_ioremap: pa %#lx size %#lx: size not in 1..%#lx\n",
                   (unsigned long)pa.raw, (unsigned long)size,
                   (unsigned long)(MMIO_MAX_SIZE - offset));
         return NULL;
@@ -719,7 +719,7 @@ void *mmio_ioremap(struct mmio_pool *p, struct pt_mapper *mapper, phys_addr_t pa
     if (mmio_map_phys(p, &space, mapper, PA(pa.raw - offset), length) != 0) {
         int err = mmio_release(p, &space, mapper);
         if (err)
-            mm_panic("mmio_ioremap: giving back unmapped va %lx failed: %d",
+            mm_panic("mmio_ioremap: giving back unmapped va %#lx failed: %d",
                      (unsigned long)space.va.raw, err);
         return NULL;
     }
@@ -777,7 +777,7 @@ void mmio_pool_dump(struct mmio_pool *p)
 {
     struct mmio_stats s;
     mmio_pool_stats(p, &s);
-    mm_printf("mmio pool [%lx, %lx): %lu MiB free, %lu blocks / %lu KiB allocated\n",
+    mm_printf("mmio pool [%#lx, %#lx): %lu MiB free, %lu blocks / %lu KiB allocated\n",
               (unsigned long)MMIO_POOL_BASE, (unsigned long)MMIO_POOL_END,
               (unsigned long)(s.free_bytes / MiB), (unsigned long)s.alloc_blocks,
               (unsigned long)(s.alloc_bytes / KiB));
@@ -813,7 +813,7 @@ static void check_subtree(struct mmio_pool *p, const struct mmio_node *n,
 {
     if (n->order > MMIO_MAX_ORDER || !is_aligned_u64(n->va, order_size(n->order)) ||
         !va_in_pool(n->va))
-        mm_panic("mmio_pool_check: node %p has va %lx order %u", (const void *)n,
+        mm_panic("mmio_pool_check: node %p has va %#lx order %u", (const void *)n,
                  (unsigned long)n->va, n->order);
     if (n->parent)
         c->dynamic_nodes++;
@@ -823,12 +823,12 @@ static void check_subtree(struct mmio_pool *p, const struct mmio_node *n,
             const struct mmio_node *ch = n->u.child[i];
             if (!ch || ch->parent != n || ch->order + 1u != n->order ||
                 ch->va != n->va + i * order_size(ch->order))
-                mm_panic("mmio_pool_check: bad child %u of block %lx order %u", i,
+                mm_panic("mmio_pool_check: bad child %u of block %#lx order %u", i,
                          (unsigned long)n->va, n->order);
             check_subtree(p, ch, c);
         }
         if (n->u.child[0]->kind == MMIO_NODE_FREE && n->u.child[1]->kind == MMIO_NODE_FREE)
-            mm_panic("mmio_pool_check: free buddies at %lx order %u were not merged",
+            mm_panic("mmio_pool_check: free buddies at %#lx order %u were not merged",
                      (unsigned long)n->va, n->order - 1u);
         break;
     case MMIO_NODE_FREE:
@@ -838,14 +838,14 @@ static void check_subtree(struct mmio_pool *p, const struct mmio_node *n,
         c->alloc_leaves++;
         c->alloc_bytes += order_size(n->order);
         if (n->u.use.mapped_size > order_size(n->order))
-            mm_panic("mmio_pool_check: block %lx maps %lx bytes, more than its size",
+            mm_panic("mmio_pool_check: block %#lx maps %#lx bytes, more than its size",
                      (unsigned long)n->va, (unsigned long)n->u.use.mapped_size);
         if (hash_find_locked(p, n->va) != n)
-            mm_panic("mmio_pool_check: allocated block %lx order %u missing from the hash",
+            mm_panic("mmio_pool_check: allocated block %#lx order %u missing from the hash",
                      (unsigned long)n->va, n->order);
         break;
     default:
-        mm_panic("mmio_pool_check: node %p at %lx has kind %u", (const void *)n,
+        mm_panic("mmio_pool_check: node %p at %#lx has kind %u", (const void *)n,
                  (unsigned long)n->va, n->kind);
     }
 }
@@ -871,7 +871,7 @@ static void check_hash_locked(struct mmio_pool *p)
         for (const struct mmio_node *n = *hash_bucket(p, b); n; n = n->u.use.hnext) {
             if (n->kind != MMIO_NODE_ALLOCATED || hash_index(p, va_hash(n->va)) != b ||
                 ++entries > p->alloc_count)
-                mm_panic("mmio_pool_check: hash bucket %lu holds block %lx kind %u",
+                mm_panic("mmio_pool_check: hash bucket %lu holds block %#lx kind %u",
                          (unsigned long)b, (unsigned long)n->va, n->kind);
         }
     }
@@ -890,7 +890,7 @@ int mmio_pool_check(struct mmio_pool *p)
         const struct mmio_node *r = &p->root[i];
         if (r->parent || r->order != MMIO_MAX_ORDER ||
             r->va != MMIO_POOL_BASE + i * MMIO_MAX_SIZE)
-            mm_panic("mmio_pool_check: root %lu has va %lx order %u", (unsigned long)i,
+            mm_panic("mmio_pool_check: root %lu has va %#lx order %u", (unsigned long)i,
                      (unsigned long)r->va, r->order);
         check_subtree(p, r, &c);
     }
@@ -900,7 +900,7 @@ int mmio_pool_check(struct mmio_pool *p)
         for (const struct mmio_node *n = p->free_head[k]; n; n = n->u.link.next) {
             if (n->kind != MMIO_NODE_FREE || n->order != k || n->u.link.prev != prev ||
                 len > c.free_leaves[k])
-                mm_panic("mmio_pool_check: free list %u broken at %lx (entry %lu)", k,
+                mm_panic("mmio_pool_check: free list %u broken at %#lx (entry %lu)", k,
                          (unsigned long)n->va, (unsigned long)len);
             prev = n;
             len++;

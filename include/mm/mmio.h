@@ -144,8 +144,8 @@ int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out);
  * Map [space->va, space->va + length) to device memory [pa, pa + length)
  * with MMIO_PTE_FLAGS in `mapper`, using 2 MiB / 1 GiB pages where both
  * addresses allow.  pa 4 KiB aligned; length rounded up to 4 KiB and at
- * most space->size.  A space can be mapped once.  The new entries are
- * flushed on all CPUs before return.
+ * most space->size.  A space can be mapped once.  No TLB flush is needed:
+ * a block comes out of the pool with no TLB entry on any CPU.
  * 0, -MM_EINVAL (alignment, length 0 or too long, space not a live block
  * or wrong size), -MM_ENOENT (space not allocated), -MM_EEXIST (already
  * mapped), -MM_EBUSY (another map/release of it in progress), and the
@@ -156,8 +156,9 @@ int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
 
 /*
  * Unmap whatever mmio_map_phys mapped in the space (mapper must be the one
- * used to map it), flush the TLB of every CPU with one batch, then give the
- * block back and merge it with its free buddies.  mapper may be NULL when
+ * used to map it), flush the TLB of every CPU with one token (a single
+ * shootdown for the whole range), then give the block back and merge it
+ * with its free buddies.  mapper may be NULL when
  * nothing was mapped.  0, -MM_EFAULT (va outside the pool), -MM_EINVAL
  * (misaligned, wrong size, other mapper), -MM_ENOENT (not allocated, e.g.
  * released twice), -MM_EBUSY, -MM_EPERM (read-only mapper).

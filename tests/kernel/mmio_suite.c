@@ -1,0 +1,233 @@
+/*
+ * mmio_suite.c - the MMIO pool and ioremap on real devices.
+ *
+ * The cases map two devices every PC has, through mm_ioremap (kernel
+ * mapper lock + the kernel's pool), and talk to them: the local APIC
+ * (identify it by its ID and version registers) and the VGA text buffer
+ * (write cells, read them back).  They check the page-table entries carry
+ * the device flags, that the address faults once iounmapped, and that the
+ * pool's free blocks per order are exactly as before each case and as at
+ * the start of the suite.  The runner's accounting case checks after the
+ * suite that no frame leaked (node frames, hash frames, page tables).
+ */
+#include "fault.h"
+#include "io.h"
+#include "ktest.h"
+#include "smp.h"
+
+#include <mm/init.h>
+#include <mm/kmapper.h>
+#include <mm/mmio.h>
+#include <mm/paging.h>
+
+#define MSR_APIC_BASE       0x1bu
+#define APIC_BASE_X2APIC    (UINT64_C(1) << 10)
+#define APIC_BASE_ENABLE    (UINT64_C(1) << 11)
+#define APIC_BASE_PA_MASK   UINT64_C(0x000ffffffffff000)
+#define LAPIC_ID            0x20u
+#define LAPIC_VERSION       0x30u
+
+#define VGA_TEXT_PA         UINT64_C(0xb8000)
+#define VGA_TEXT_BYTES      (80u * 25u * 2u)
+
+/* Free blocks per order when the first case started. */
+static uint64_t suite_counts[MMIO_NR_ORDERS];
+static bool suite_counts_taken;
+
+static void pool_counts(uint64_t out[MMIO_NR_ORDERS])
+{
+    mmio_pool_free_counts(mm_mmio_pool(), out);
+}
+
+static bool counts_equal(const uint64_t *a, const uint64_t *b)
+{
+    for (unsigned k = 0; k < MMIO_NR_ORDERS; k++)
+        if (a[k] != b[k])
+            return false;
+    return true;
+}
+
+/* Check the live kernel entry for va: device flags, and pa behind it. */
+static void expect_device_mapping(struct ktest *t, const volatile void *p, uint64_t pa)
+{
+    struct pt_mapper m = kmapper_peek();
+    struct pt_mapping map;
+    KASSERT(t, pt_translate(&m, VA((uintptr_t)p), &map) == 0);
+    KEXPECT_EQ(t, map.pa.raw, pa);
+    KEXPECT_EQ(t, map.flags & MMIO_PTE_FLAGS, MMIO_PTE_FLAGS);
+    KEXPECT(t, (map.flags & PTE_PCD) && (map.flags & PTE_PWT));
+    KEXPECT(t, (map.flags & PTE_NX) && (map.flags & PTE_GLOBAL) && (map.flags & PTE_WRITE));
+    KEXPECT(t, !(map.flags & PTE_USER));
+}
+
+/* After iounmap: the address is gone from the table and a read faults. */
+static void expect_unmapped(struct ktest *t, const volatile void *p)
+{
+    struct pt_mapper m = kmapper_peek();
+    struct pt_mapping map;
+    struct fault_info fi;
+    KEXPECT_EQ(t, pt_translate(&m, VA((uintptr_t)p), &map), -MM_ENOENT);
+    KEXPECT(t, probe_read(p, &fi));
+    KEXPECT_EQ(t, fi.vector, X86_PF);
+    KEXPECT_EQ(t, fi.cr2, (uintptr_t)p);
+    KEXPECT(t, !(fi.error_code & PF_PRESENT));
+}
+
+static bool in_pool(const volatile void *p)
+{
+    uintptr_t v = (uintptr_t)p;
+    return v >= MMIO_POOL_BASE && v < MMIO_POOL_END;
+}
+
+static void case_pool_ready(struct ktest *t)
+{
+    struct mmio_pool *pool = mm_mmio_pool();
+    KASSERT(t, pool != NULL);
+    pool_counts(suite_counts);
+    suite_counts_taken = true;
+    mmio_pool_check(pool);          /* panics on a broken invariant */
+    struct mmio_stats s;
+    mmio_pool_stats(pool, &s);
+    KEXPECT_EQ(t, s.free_bytes + s.alloc_bytes, MMIO_POOL_SIZE);
+    ktest_log(t, "%lu blocks allocated (%lu KiB), %lu node + %lu hash frames",
+              (unsigned long)s.alloc_blocks, (unsigned long)(s.alloc_bytes / KiB),
+              (unsigned long)s.node_frames, (unsigned long)s.hash_frames);
+}
+
+static void case_lapic_registers(struct ktest *t)
+{
+    uint64_t base = rdmsr(MSR_APIC_BASE);
+    if (!(base & APIC_BASE_ENABLE))
+        KSKIP(t, "local APIC disabled");
+    if (base & APIC_BASE_X2APIC)
+        KSKIP(t, "local APIC in x2APIC mode: no MMIO interface");
+    uint64_t pa = base & APIC_BASE_PA_MASK;
+
+    uint64_t before[MMIO_NR_ORDERS], after[MMIO_NR_ORDERS];
+    pool_counts(before);
+    volatile uint32_t *regs = mm_ioremap(PA(pa), PAGE_SIZE);
+    KASSERT(t, regs != NULL);
+    KEXPECT(t, in_pool(regs));
+    KEXPECT_EQ(t, (uintptr_t)regs & (PAGE_SIZE - 1), 0);
+    expect_device_mapping(t, regs, pa);
+
+    uint32_t id = regs[LAPIC_ID / 4], version = regs[LAPIC_VERSION / 4];
+    unsigned max_lvt = (version >> 16) & 0xffu;
+    ktest_log(t, "LAPIC at %#lx: id %#x, version %#x (max LVT %u)", (unsigned long)pa, id,
+              version, max_lvt);
+    KEXPECT(t, (version & 0xffu) >= 0x10 && (version & 0xffu) <= 0x15);
+    KEXPECT(t, max_lvt >= 2);
+    KEXPECT_EQ(t, id >> 24, this_cpu()->apic_id & 0xffu);
+
+    /* The same registers through an unaligned ioremap: offset kept. */
+    volatile uint32_t *ver = mm_ioremap(PA(pa + LAPIC_VERSION), 4);
+    KASSERT(t, ver != NULL);
+    KEXPECT_EQ(t, (uintptr_t)ver & (PAGE_SIZE - 1), LAPIC_VERSION);
+    KEXPECT_EQ(t, *ver, version);
+    expect_device_mapping(t, ver, pa + LAPIC_VERSION);
+
+    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)ver), 0);
+    expect_unmapped(t, ver);
+    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)regs), 0);
+    expect_unmapped(t, regs);
+    pool_counts(after);
+    KEXPECT(t, counts_equal(before, after));
+}
+
+static void case_vga_text_buffer(struct ktest *t)
+{
+    uint64_t before[MMIO_NR_ORDERS], after[MMIO_NR_ORDERS];
+    pool_counts(before);
+    volatile uint16_t *cells = mm_ioremap(PA(VGA_TEXT_PA), VGA_TEXT_BYTES);
+    KASSERT(t, cells != NULL);
+    KEXPECT(t, in_pool(cells));
+    expect_device_mapping(t, cells, VGA_TEXT_PA);
+    expect_device_mapping(t, (const volatile uint8_t *)cells + VGA_TEXT_BYTES - 2,
+                          VGA_TEXT_PA + VGA_TEXT_BYTES - 2);
+
+    /* Bottom-right corner, put back afterwards. */
+    enum { FIRST = 80 * 24 + 72, N = 8 };
+    uint16_t saved[N];
+    bool all_ones = true, all_ok = true;
+    for (unsigned i = 0; i < N; i++)
+        saved[i] = cells[FIRST + i];
+    for (unsigned i = 0; i < N; i++)
+        cells[FIRST + i] = (uint16_t)(0x1f00u | (unsigned char)"mmio ok!"[i]);
+    for (unsigned i = 0; i < N; i++) {
+        uint16_t got = cells[FIRST + i];
+        all_ones &= got == 0xffffu;
+        all_ok &= got == (uint16_t)(0x1f00u | (unsigned char)"mmio ok!"[i]);
+    }
+    for (unsigned i = 0; i < N; i++)
+        cells[FIRST + i] = saved[i];
+
+    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)cells), 0);
+    expect_unmapped(t, cells);
+    pool_counts(after);
+    KEXPECT(t, counts_equal(before, after));
+    if (all_ones)
+        KSKIP(t, "no VGA device answers at 0xb8000");
+    KEXPECT(t, all_ok);
+}
+
+/* Refused requests return an error and change nothing. */
+static void case_bad_requests(struct ktest *t)
+{
+    uint64_t before[MMIO_NR_ORDERS], after[MMIO_NR_ORDERS];
+    pool_counts(before);
+    KEXPECT(t, mm_ioremap(PA(VGA_TEXT_PA), 0) == NULL);
+    KEXPECT(t, mm_ioremap(PA(VGA_TEXT_PA), 2 * GiB) == NULL);
+    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)(MMIO_POOL_END - 5 * GiB)), -MM_ENOENT);
+    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)0x1000), -MM_EFAULT);
+
+    void *p = mm_ioremap(PA(VGA_TEXT_PA), PAGE_SIZE);
+    KASSERT(t, p != NULL);
+    KEXPECT_EQ(t, mm_iounmap(p), 0);
+    KEXPECT_EQ(t, mm_iounmap(p), -MM_ENOENT);       /* twice */
+    pool_counts(after);
+    KEXPECT(t, counts_equal(before, after));
+    mmio_pool_check(mm_mmio_pool());
+}
+
+/* A larger window: 2 MiB pages where the addresses allow, one flush. */
+static void case_large_window(struct ktest *t)
+{
+    uint64_t before[MMIO_NR_ORDERS], after[MMIO_NR_ORDERS];
+    pool_counts(before);
+    uint64_t shootdowns = smp_shootdowns();
+    /* 4 MiB of the legacy PCI hole below the LAPIC: only mapped, never touched. */
+    const uint64_t pa = UINT64_C(0xfe000000);
+    volatile uint8_t *w = mm_ioremap(PA(pa), 4 * MiB);
+    KASSERT(t, w != NULL);
+    KEXPECT_EQ(t, (uintptr_t)w & (4 * MiB - 1), 0);
+    struct pt_mapper m = kmapper_peek();
+    struct pt_mapping map;
+    KASSERT(t, pt_translate(&m, VA((uintptr_t)w + 3 * MiB), &map) == 0);
+    KEXPECT_EQ(t, map.pa.raw, pa + 3 * MiB);
+    KEXPECT_EQ(t, map.level, PT_LEVEL_PD);
+    KEXPECT_EQ(t, map.flags & MMIO_PTE_FLAGS, MMIO_PTE_FLAGS);
+    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)w), 0);
+    KEXPECT_EQ(t, pt_translate(&m, VA((uintptr_t)w + 3 * MiB), &map), -MM_ENOENT);
+    ktest_log(t, "shootdowns during map + unmap: %lu",
+              (unsigned long)(smp_shootdowns() - shootdowns));
+    pool_counts(after);
+    KEXPECT(t, counts_equal(before, after));
+}
+
+static void case_pool_back_to_start(struct ktest *t)
+{
+    uint64_t now[MMIO_NR_ORDERS];
+    KASSERT(t, suite_counts_taken);
+    pool_counts(now);
+    for (unsigned k = 0; k < MMIO_NR_ORDERS; k++)
+        KEXPECT_EQ(t, now[k], suite_counts[k]);
+    mmio_pool_check(mm_mmio_pool());
+}
+
+KTEST_SUITE(mmio_suite, "mmio",
+            KTEST_CASE(case_pool_ready),
+            KTEST_CASE(case_lapic_registers),
+            KTEST_CASE(case_vga_text_buffer),
+            KTEST_CASE(case_bad_requests),
+            KTEST_CASE(case_large_window),
+            KTEST_CASE(case_pool_back_to_start));
