@@ -13,6 +13,7 @@ void console_write_emergency(const char *s);
 
 int printk(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int vprintk(const char *fmt, va_list ap);
+extern bool mm_log_as_ktap_diagnostic;   /* printk.c */
 _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* QEMU isa-debug-exit (port 0xf4): QEMU exits with status (code << 1) | 1. */

@@ -135,8 +135,10 @@ int ktest_run_all(void)
     int index = 0;
 
     printk("KTAP version 1\n1..%d\n", nsuites);
+    mm_log_as_ktap_diagnostic = true;
     for (s = __ktest_suites_start; s < __ktest_suites_end; s++)
         run_suite(++index, s);
+    mm_log_as_ktap_diagnostic = false;
     printk("# Totals: pass:%d fail:%d skip:%d total:%d\n", totals_pass, totals_fail,
            totals_skip, totals_pass + totals_fail + totals_skip);
     return totals_fail;

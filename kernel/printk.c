@@ -57,8 +57,17 @@ _Noreturn void panic(const char *fmt, ...)
 
 /* ---- mm platform interface ---- */
 
+/* Set by the KTAP runner: library log lines become KTAP diagnostics. */
+bool mm_log_as_ktap_diagnostic;
+
 void mm_platform_puts(const char *s)
 {
+    if (mm_log_as_ktap_diagnostic) {
+        char line[320];
+        mm_snprintf(line, sizeof(line), "        # %s", s);
+        console_write(line);
+        return;
+    }
     console_write(s);
 }
 
