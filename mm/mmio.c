@@ -388,7 +388,7 @@ static void hash_insert_locked(struct mmio_pool *p, struct mmio_node *n)
     n->u.use.hnext = *head;
     *head = n;
     uint64_t nb = hash_nbuckets(p);
-    if (p->alloc_count > 2 * nb && nb < HASH_MAX_BUCKETS)
+    if (p->alloc_count > nb && nb < HASH_MAX_BUCKETS)
         hash_grow_one(p);
 }
 
@@ -406,7 +406,7 @@ static void hash_remove_locked(struct mmio_pool *p, struct mmio_node *n)
     n->u.use.hnext = NULL;
     if (p->alloc_count == 0)
         hash_drop_locked(p);
-    else if (2 * p->alloc_count < hash_nbuckets(p) && hash_nbuckets(p) > HASH_MIN_BUCKETS)
+    else if (4 * p->alloc_count < hash_nbuckets(p) && hash_nbuckets(p) > HASH_MIN_BUCKETS)
         hash_shrink_one(p);
 }
 

@@ -41,6 +41,8 @@ step "boot BIOS MEM=3G   CPU=max    SMP=3" boot bios 3G max 3
 step "boot BIOS MEM=5G   CPU=qemu64 SMP=4" boot bios 5G qemu64 4
 step "boot UEFI MEM=9G   CPU=max    SMP=4" boot uefi 9G max 4
 step "boot UEFI MEM=4G   CPU=qemu64 SMP=3" boot uefi 4G qemu64 3
+step "boot BIOS MEM=2G   CPU=max    SMP=2" boot bios 2G max 2
+step "boot UEFI MEM=64M  CPU=qemu64 SMP=1" boot uefi 64M qemu64 1
 if [ -f tests/embed/Makefile ]; then
     step "embedding example (BIOS)" $MAKE --no-print-directory -s test-embed FIRMWARE=bios
     step "embedding example (UEFI)" $MAKE --no-print-directory -s test-embed FIRMWARE=uefi
