@@ -1,0 +1,22 @@
+#!/bin/bash
+# measure-boot.sh [SIZES...] - boot build/kernel.iso with large sparse guests
+# (file-backed RAM, so the host only pays for pages the guest touches) on
+# CPU=max (1 GiB pages) and CPU=qemu64 (2 MiB pages), and print mm init's
+# summary lines: page-table pages of the direct map and the cycles of each
+# init step.  The backing file lives in build/ and is removed afterwards.
+set -u
+cd "$(dirname "$0")/.."
+sizes=${*:-1G 4G 16G 64G 256G}
+mem=build/guestmem
+for cpu in max qemu64; do
+    for sz in $sizes; do
+        rm -f "$mem"
+        log=build/measure-$cpu-$sz.log
+        EXTRA="-object memory-backend-file,id=mem,size=$sz,mem-path=$mem,share=on -machine memory-backend=mem" \
+            MEM=$sz CPU=$cpu,phys-bits=46 TIMEOUT=600 LOG=$log \
+            tools/run-qemu.sh test build/kernel.iso | tail -1
+        echo "$cpu $sz: $(grep -E '^mm: RAM' "$log")"
+        echo "$cpu $sz: $(grep -E '^mm: init cycles' "$log")"
+    done
+done
+rm -f "$mem"
