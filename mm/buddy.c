@@ -28,6 +28,18 @@
  * free, a free with the wrong size, or memory it never handed out.  Both
  * bitmaps together cost about span / 8 KiB bytes.
  *
+ * Lazy bitmaps.  The span is cut into 1 GiB chunks (one max-order block
+ * each).  Orders 0..12 have at least 64 bits, i.e. whole words, per chunk;
+ * their words of a chunk are zeroed only when a bit of that chunk is first
+ * set or cleared (both bitmaps, all those orders at once, about 128 KiB),
+ * and chunk_ready_bits records which chunks are done.  Until then every
+ * low-order bit of the chunk reads as 0 and its words are never read, so
+ * whatever the RAM held is harmless.  Reading never initialises.  Orders
+ * 13..18 (bits of several chunks share a word) are zeroed at init.  All
+ * bit access goes through block_bit / block_bit_set / block_bit_clear,
+ * which take (order, rel) and do this check.  A chunk seeded as one 1 GiB
+ * block is never initialised until something smaller is carved from it.
+ *
  * Where list pages come from.  All list pages are reserved once, at init,
  * from the metadata carve; they are never taken from or given back to the
  * buddy itself.  Emptied pages go to a private stack and are reused by any
@@ -40,12 +52,17 @@
  * that / 1020 + one partial top page per order.  With the bitmaps this is
  * under 0.1% of RAM from 256 MiB up (0.06%, 2.6 MiB, for 4 GiB).
  *
- * Metadata placement.  buddy_init computes the size of the reserve plus
- * both bitmaps and carves it from the end of the smallest range that can
- * hold it (least damage to large blocks); those frames are neither free
- * nor counted in "total".  The rest is seeded as the largest aligned
- * blocks, each pushed through the merging free path so the initial state
- * is already fully coalesced.  Cost: O(areas * orders + metadata size).
+ * Metadata placement.  buddy_init computes the size of the reserve, both
+ * bitmaps and the chunk bitmap (one bit per GiB) and carves it from the
+ * end of the smallest range that can hold it (least damage to large
+ * blocks); those frames are neither free nor counted in "total".  The
+ * rest is seeded as the largest aligned blocks, each pushed through the
+ * merging free path so the initial state is already fully coalesced.
+ * Cost: O(areas * orders + span / 1 GiB) plus about 128 KiB of zeroing
+ * per chunk that receives a block below 1 GiB (the chunks at area edges
+ * and the one holding the carve); the list pages and the low-order bitmap
+ * words of whole-GiB chunks are not touched, so a guest with hundreds of
+ * GiB initialises about as fast as one with 1 GiB.
  *
  * Who hands memory to whom.  mm init gives the bump allocator's leftovers
  * to buddy_init; from then on the buddy owns them and hands blocks to the
@@ -82,6 +99,10 @@ struct buddy_free_hdr {
     uint32_t order;
     uint64_t slot_pa;        /* physical address of the list slot naming us */
 };
+
+/* Orders below this have >= 64 bits per 1 GiB chunk and are zeroed lazily. */
+#define BUDDY_LAZY_ORDERS  (BUDDY_MAX_ORDER - 6 + 1)
+#define BUDDY_CHUNK_SHIFT  BUDDY_MAX_ORDER          /* frames per chunk, log2 */
 
 _Static_assert(sizeof(struct buddy_list_page) == BUDDY_LIST_HDR, "list header");
 _Static_assert(BUDDY_MAX_ORDER == PAGE_1G_SHIFT - PAGE_SHIFT, "max order is 1 GiB");
@@ -127,6 +148,80 @@ static inline struct buddy_list_page *list_page(uint64_t pa)
 static inline uint64_t pool_end_pa(const struct buddy *b)
 {
     return b->list_pool_base.raw + b->list_pool_npages * PAGE_SIZE;
+}
+
+/* ------------------------------------------------------------ bitmaps */
+
+static uint64_t span_nchunks(const struct buddy *b)
+{
+    return (b->span_npages + (UINT64_C(1) << BUDDY_CHUNK_SHIFT) - 1) >> BUDDY_CHUNK_SHIFT;
+}
+
+/* Words of one bitmap of a lazy order per chunk: 2^18 >> order bits. */
+static inline uint64_t chunk_nwords(unsigned order)
+{
+    return UINT64_C(1) << (BUDDY_CHUNK_SHIFT - 6 - order);
+}
+
+static uint64_t bitmap_words(const struct buddy *b, unsigned order)
+{
+    /* Two spare bits: the last (partial) block and its buddy are addressable. */
+    uint64_t nwords = ((b->span_npages >> order) + 2 + 63) / 64;
+    /* Lazy orders: that buddy is in the same chunk, so whole chunks suffice. */
+    if (order < BUDDY_LAZY_ORDERS && nwords > span_nchunks(b) * chunk_nwords(order))
+        nwords = span_nchunks(b) * chunk_nwords(order);
+    return nwords;
+}
+
+/* Are the bits of `order` valid around frame rel (not a lazy, untouched chunk)? */
+static inline bool chunk_ready(const struct buddy *b, unsigned order, uint64_t rel)
+{
+    return order >= BUDDY_LAZY_ORDERS ||
+           bit_get(b->chunk_ready_bits, rel >> BUDDY_CHUNK_SHIFT);
+}
+
+/* Zero the lazy-order words of `chunk` in both bitmaps; mark it ready.
+ * Runs once per chunk: kept out of line, off the alloc/free fast path. */
+__attribute__((cold, noinline))
+static void chunk_init_locked(struct buddy *b, uint64_t chunk)
+{
+    for (unsigned k = 0; k < BUDDY_LAZY_ORDERS; k++) {
+        uint64_t first = chunk * chunk_nwords(k);
+        uint64_t end = first + chunk_nwords(k);
+        if (end > bitmap_words(b, k))
+            end = bitmap_words(b, k);       /* the last chunk may be partial */
+        for (uint64_t i = first; i < end; i++) {
+            b->free_bits[k][i] = 0;
+            b->alloc_bits[k][i] = 0;
+        }
+    }
+    bit_set(b->chunk_ready_bits, chunk);
+}
+
+/*
+ * The bit of block (order, rel) in bits (b->free_bits or b->alloc_bits).
+ * In an untouched chunk it is 0 and no bitmap word is read.
+ */
+static inline bool block_bit(const struct buddy *b, uint64_t *const *bits,
+                             unsigned order, uint64_t rel)
+{
+    return chunk_ready(b, order, rel) && bit_get(bits[order], rel >> order);
+}
+
+static inline void block_bit_set(struct buddy *b, uint64_t *const *bits,
+                                 unsigned order, uint64_t rel)
+{
+    if (__builtin_expect(!chunk_ready(b, order, rel), 0))
+        chunk_init_locked(b, rel >> BUDDY_CHUNK_SHIFT);
+    bit_set(bits[order], rel >> order);
+}
+
+static inline void block_bit_clear(struct buddy *b, uint64_t *const *bits,
+                                   unsigned order, uint64_t rel)
+{
+    if (__builtin_expect(!chunk_ready(b, order, rel), 0))
+        chunk_init_locked(b, rel >> BUDDY_CHUNK_SHIFT);
+    bit_clear(bits[order], rel >> order);
 }
 
 /* --------------------------------------------------- list page reserve */
@@ -179,7 +274,7 @@ static void list_push_locked(struct buddy *b, unsigned order, uint64_t rel)
 
     uint32_t slot = top->count++;
     top->entry[slot] = (uint32_t)rel;
-    bit_set(b->free_bits[order], rel >> order);
+    block_bit_set(b, b->free_bits, order, rel);
     b->nfree_blocks[order]++;
     b->nonempty_mask |= 1u << order;
     b->free_npages += UINT64_C(1) << order;
@@ -199,7 +294,7 @@ static void list_account_removal_locked(struct buddy *b, unsigned order, uint64_
         pool_put_locked(b, top_pa);
     }
     /* The stale back-index stays: the clear bit says it is meaningless. */
-    bit_clear(b->free_bits[order], rel >> order);
+    block_bit_clear(b, b->free_bits, order, rel);
     if (--b->nfree_blocks[order] == 0)
         b->nonempty_mask &= ~(1u << order);
     b->free_npages -= UINT64_C(1) << order;
@@ -228,7 +323,7 @@ static uint64_t list_pop_locked(struct buddy *b, unsigned order)
 
     MM_BUG_ON(top_pa == BUDDY_NO_PAGE || top->count == 0);
     uint64_t rel = top->entry[--top->count];
-    if (!bit_get(b->free_bits[order], rel >> order))
+    if (!block_bit(b, b->free_bits, order, rel))
         mm_panic("buddy_alloc: listed block pa 0x%llx order %u not marked free",
                  (unsigned long long)rel_to_pa(b, rel).raw, order);
     check_back_index(b, order, rel, block_hdr(b, rel), "buddy_alloc");
@@ -271,7 +366,7 @@ static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
         k--;
         list_push_locked(b, k, rel + (UINT64_C(1) << k));
     }
-    bit_set(b->alloc_bits[order], rel >> order);
+    block_bit_set(b, b->alloc_bits, order, rel);
     *rel_out = rel;
     return 0;
 }
@@ -281,7 +376,7 @@ static void free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
 {
     while (order < BUDDY_MAX_ORDER) {
         uint64_t buddy_rel = rel ^ (UINT64_C(1) << order);
-        if (!bit_get(b->free_bits[order], buddy_rel >> order))
+        if (!block_bit(b, b->free_bits, order, buddy_rel))
             break;
         list_remove_locked(b, order, buddy_rel);
         rel &= ~(UINT64_C(1) << order);
@@ -362,7 +457,7 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
 
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     MM_BUG_ON(!b->ready);
-    if (__builtin_expect(!bit_get(b->alloc_bits[order], rel >> order), 0)) {
+    if (__builtin_expect(!block_bit(b, b->alloc_bits, order, rel), 0)) {
         bool managed = in_managed_ranges(b, pa.raw, npages);
         mm_spin_unlock_irqrestore(&b->lock, flags);
         if (!managed) {
@@ -375,7 +470,7 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
                   (unsigned long long)pa.raw, (unsigned long long)npages);
         return -MM_ENOENT;
     }
-    bit_clear(b->alloc_bits[order], rel >> order);
+    block_bit_clear(b, b->alloc_bits, order, rel);
     free_merge_locked(b, order, rel);
     mm_spin_unlock_irqrestore(&b->lock, flags);
     return 0;
@@ -428,10 +523,22 @@ static uint64_t popcount_bits(const uint64_t *bits, uint64_t nwords)
     return n;
 }
 
-static uint64_t bitmap_words(const struct buddy *b, unsigned order)
+/* Set bits in one bitmap of `order`; untouched chunks count as zero. */
+static uint64_t count_marked(const struct buddy *b, const uint64_t *bits, unsigned order)
 {
-    /* Two spare bits: the last (partial) block and its buddy are addressable. */
-    return ((b->span_npages >> order) + 2 + 63) / 64;
+    uint64_t nwords = bitmap_words(b, order);
+    if (order >= BUDDY_LAZY_ORDERS)
+        return popcount_bits(bits, nwords);
+
+    uint64_t n = 0;
+    for (uint64_t c = 0; c < span_nchunks(b); c++) {
+        if (!bit_get(b->chunk_ready_bits, c))
+            continue;
+        uint64_t first = c * chunk_nwords(order);
+        uint64_t end = first + chunk_nwords(order) < nwords ? first + chunk_nwords(order) : nwords;
+        n += popcount_bits(bits + first, end - first);
+    }
+    return n;
 }
 
 void buddy_check(struct buddy *b)
@@ -452,19 +559,19 @@ void buddy_check(struct buddy *b)
             for (uint32_t i = 0; i < p->count; i++) {
                 uint64_t rel = p->entry[i];
                 if (rel >= b->span_npages || (rel & ((UINT64_C(1) << k) - 1)) ||
-                    !bit_get(b->free_bits[k], rel >> k))
+                    !block_bit(b, b->free_bits, k, rel))
                     mm_panic("buddy_check: order %u entry %u = rel 0x%llx bad or not marked",
                              k, i, (unsigned long long)rel);
                 check_back_index(b, k, rel, block_hdr(b, rel), "buddy_check");
                 if (k < BUDDY_MAX_ORDER &&
-                    bit_get(b->free_bits[k], (rel >> k) ^ 1))
+                    block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
                     mm_panic("buddy_check: order %u block rel 0x%llx and its buddy both free",
                              k, (unsigned long long)rel);
-                if (bit_get(b->alloc_bits[k], rel >> k))
+                if (block_bit(b, b->alloc_bits, k, rel))
                     mm_panic("buddy_check: order %u block rel 0x%llx free and allocated",
                              k, (unsigned long long)rel);
                 for (unsigned j = k + 1; j < BUDDY_NR_ORDERS; j++)
-                    if (bit_get(b->free_bits[j], rel >> j))
+                    if (block_bit(b, b->free_bits, j, rel))
                         mm_panic("buddy_check: order %u block rel 0x%llx inside free order %u",
                                  k, (unsigned long long)rel, j);
             }
@@ -472,7 +579,7 @@ void buddy_check(struct buddy *b)
             pages_in_lists++;
             first = false;
         }
-        uint64_t marked = popcount_bits(b->free_bits[k], bitmap_words(b, k));
+        uint64_t marked = count_marked(b, b->free_bits[k], k);
         if (n != b->nfree_blocks[k] || marked != n ||
             ((b->nonempty_mask >> k) & 1) != (n != 0))
             mm_panic("buddy_check: order %u: %llu listed, %llu counted, %llu marked, mask 0x%x",
@@ -556,8 +663,10 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
         b->list_top[k] = PA(BUDDY_NO_PAGE);
 
-    /* Size the metadata: both bitmaps and the worst-case list pages. */
-    uint64_t managed_npages = 0, bitmap_nwords = 0;
+    /* Size the metadata: both bitmaps, the chunk bitmap (one bit per GiB,
+     * at most 2 KiB) and the worst-case list pages. */
+    uint64_t managed_npages = 0, chunk_nbitwords = (span_nchunks(b) + 63) / 64;
+    uint64_t bitmap_nwords = chunk_nbitwords;
     for (unsigned i = 0; i < free_ranges->count; i++)
         managed_npages += mm_area_size(&free_ranges->area[i]) / PAGE_SIZE;
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
@@ -594,14 +703,20 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
 
     b->list_pool_base = b->meta_start;
     b->list_pool_npages = list_npages;
+    /* Lay out the bitmaps; zero only the small ones (see "Lazy bitmaps"). */
     uint64_t *words = pa_to_ptr(PA(b->meta_start.raw + list_npages * PAGE_SIZE));
-    for (uint64_t i = 0; i < bitmap_nwords; i++)
+    b->chunk_ready_bits = words;
+    for (uint64_t i = 0; i < chunk_nbitwords; i++)
         words[i] = 0;
+    words += chunk_nbitwords;
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
+        uint64_t nwords = bitmap_words(b, k);
         b->free_bits[k] = words;
-        words += bitmap_words(b, k);
-        b->alloc_bits[k] = words;
-        words += bitmap_words(b, k);
+        b->alloc_bits[k] = words + nwords;
+        if (k >= BUDDY_LAZY_ORDERS)
+            for (uint64_t i = 0; i < 2 * nwords; i++)
+                words[i] = 0;
+        words += 2 * nwords;
     }
     b->total_npages = managed_npages - meta_npages;
 

@@ -5,13 +5,13 @@
  * Algorithm.  Every 1 GiB of the pool is the root of a binary "split tree".
  * A leaf is a block: free or allocated.  An inner node is a block that was
  * split into its two halves, child[0] (lower) and child[1] (upper), which
- * are buddies.  So the buddy of a block is its sibling, found in O(1)
- * through the parent pointer, and no list is ever searched:
+ * are buddies.  So the buddy of a block is its sibling, stored right next
+ * to it (see Memory below), and no list is ever searched:
  *   create:  take the head of the smallest non-empty free list of order
  *            >= the wanted one (a bitmap of non-empty orders + ctz), then
  *            split it down, pushing each upper half on its free list;
  *   release: mark the leaf free; while its sibling is a free leaf, unlink
- *            the sibling, drop both nodes and continue with the parent;
+ *            the sibling, drop the pair and continue with the parent;
  *            push the final block on its free list;
  *   lookup of an allocated block by address (release, map): a hash table
  *            keyed by address, chained through the allocated leaves.
@@ -22,8 +22,8 @@
  * one bucket at a time, never rehashing everything at once: buckets
  * [0, hash_low + hash_split) are in use; a key goes to bucket
  * h mod hash_low, or h mod 2*hash_low when that is below hash_split.  When
- * the table holds more than 2 blocks per bucket, bucket hash_split is
- * split in two; below 1/2 per bucket the last bucket is merged back.  The
+ * the table holds more than 1 block per bucket, bucket hash_split is
+ * split in two; below 1/4 per bucket the last bucket is merged back.  The
  * buckets live in 4 KiB "segments" of 512 heads, taken from the frame
  * allocator as the table grows; a failed segment allocation just means the
  * table does not grow this time.  With no block allocated the table is
@@ -37,13 +37,15 @@
  * allocated leaves are exactly the members of the hash table.
  *
  * Memory.  The 1024 roots live in struct mmio_pool.  Every other node
- * lives in a 4 KiB "node frame" taken from the pool's frame allocator:
- * slot 0 of the frame is a header (its free slots, how many are in use,
- * links in the list of frames with free slots), the rest are nodes.
- * A frame goes back to the frame allocator the moment its last node is
- * dropped, so an idle pool holds no frame.  A create needs at most two new
- * nodes per split; it reserves them all before touching any block, so a
- * frame allocator that runs dry gives -MM_ENOMEM with nothing changed.
+ * lives in a 4 KiB "node frame" taken from the pool's frame allocator,
+ * side by side with its buddy (struct mmio_pair): a frame is a 64-byte
+ * header (its free pairs, how many are in use, links in the list of
+ * frames with free pairs) and 42 pairs.  A frame goes back to the frame
+ * allocator the moment its last pair is dropped, so an idle pool holds no
+ * frame.  A create needs one new pair per split (and the first hash
+ * segment when the table is empty); it reserves them all before touching
+ * any block, so a frame allocator that runs dry gives -MM_ENOMEM with
+ * nothing changed.  Release never needs memory.
  *
  * Mapping.  An allocated leaf records how many bytes mmio_map_phys mapped
  * and in which top table, so release knows what to unmap.  Release unmaps,
@@ -70,20 +72,33 @@ enum mmio_node_kind {
     MMIO_NODE_ALLOCATED,    /* leaf handed out by mmio_create */
 };
 
-/* Header in slot 0 of every node frame. */
+/*
+ * Nodes are born and die in pairs: a split makes both halves, a merge
+ * drops both.  So the two halves of a block live side by side in one
+ * struct mmio_pair, and a node finds its buddy without going through the
+ * parent: the lower half is half[0], the upper half is half[1].
+ */
+struct mmio_pair {
+    struct mmio_node half[2];
+};
+
+/* Header at the start of every node frame; the pairs follow it. */
 struct mmio_node_frame {
-    struct mmio_node_frame *prev, *next;   /* in p->partial while it has free slots */
-    struct mmio_node *free_slot;           /* chain through u.link.next */
-    uint32_t used;                         /* slots holding a node */
-    uint32_t nfree;                        /* slots on free_slot */
+    struct mmio_node_frame *prev, *next;   /* in p->partial while it has free pairs */
+    struct mmio_pair *free_pair;           /* chain through half[0].u.link.next */
+    uint32_t used;                         /* pairs in the trees */
+    uint32_t nfree;                        /* pairs on free_pair */
     uint64_t reserved;
 };
 
-_Static_assert(sizeof(struct mmio_node) == 48, "mmio_node should stay small");
-_Static_assert(sizeof(struct mmio_node_frame) <= sizeof(struct mmio_node),
-               "node frame header must fit in one slot");
+#define MMIO_FRAME_HEADER   UINT64_C(64)   /* header, padded to a cache line */
+#define MMIO_PAIRS_PER_FRAME                                                  \
+    ((uint32_t)((PAGE_SIZE - MMIO_FRAME_HEADER) / sizeof(struct mmio_pair)))
 
-#define MMIO_SLOTS_PER_FRAME ((uint32_t)(PAGE_SIZE / sizeof(struct mmio_node)) - 1u)
+_Static_assert(sizeof(struct mmio_node) == 48, "mmio_node should stay small");
+_Static_assert(sizeof(struct mmio_node_frame) <= MMIO_FRAME_HEADER,
+               "node frame header must fit before the first pair");
+_Static_assert(MMIO_PAIRS_PER_FRAME == 42, "42 pairs of 96 bytes after the header");
 
 static struct mmio_pool mmio_global_pool;
 
@@ -141,9 +156,20 @@ static void free_unlink(struct mmio_pool *p, struct mmio_node *n)
 
 /* ------------------------------------------------------------ node frames */
 
-static inline struct mmio_node_frame *frame_of(struct mmio_node *n)
+static inline struct mmio_node_frame *frame_of(struct mmio_pair *pair)
 {
-    return (struct mmio_node_frame *)((uintptr_t)n & ~(uintptr_t)(PAGE_SIZE - 1));
+    return (struct mmio_node_frame *)((uintptr_t)pair & ~(uintptr_t)(PAGE_SIZE - 1));
+}
+
+/* The pair a non-root node is half of, and that node's buddy. */
+static inline unsigned half_index(const struct mmio_node *n)
+{
+    return (unsigned)(n->va >> (PAGE_SHIFT + n->order)) & 1u;
+}
+
+static inline struct mmio_pair *pair_of(struct mmio_node *n)
+{
+    return (struct mmio_pair *)(void *)(n - half_index(n));
 }
 
 static void partial_add(struct mmio_pool *p, struct mmio_node_frame *f)
@@ -167,45 +193,45 @@ static void partial_remove(struct mmio_pool *p, struct mmio_node_frame *f)
     f->prev = f->next = NULL;
 }
 
-/* Turn a fresh frame into a header and a chain of free slots. */
+/* Turn a fresh frame into a header and a chain of free pairs. */
 static struct mmio_node_frame *frame_setup(phys_addr_t pa)
 {
     struct mmio_node_frame *f = pa_to_ptr(pa);
-    struct mmio_node *slot = (struct mmio_node *)(void *)f;
+    struct mmio_pair *pairs = (struct mmio_pair *)(void *)((char *)f + MMIO_FRAME_HEADER);
     MM_BUG_ON(((uintptr_t)f & (PAGE_SIZE - 1)) != 0);
 
-    f->free_slot = NULL;
-    for (uint32_t i = MMIO_SLOTS_PER_FRAME; i >= 1; i--) {
-        slot[i].kind = MMIO_NODE_UNUSED;
-        slot[i].u.link.next = f->free_slot;
-        f->free_slot = &slot[i];
+    f->free_pair = NULL;
+    for (uint32_t i = MMIO_PAIRS_PER_FRAME; i-- > 0;) {
+        pairs[i].half[0].kind = pairs[i].half[1].kind = MMIO_NODE_UNUSED;
+        pairs[i].half[0].u.link.next = (struct mmio_node *)(void *)f->free_pair;
+        f->free_pair = &pairs[i];
     }
     f->used = 0;
-    f->nfree = MMIO_SLOTS_PER_FRAME;
+    f->nfree = MMIO_PAIRS_PER_FRAME;
     f->prev = f->next = NULL;
     return f;
 }
 
 static void frame_release(struct mmio_pool *p, struct mmio_node_frame *f)
 {
-    MM_BUG_ON(f->used != 0 || f->nfree != MMIO_SLOTS_PER_FRAME);
+    MM_BUG_ON(f->used != 0 || f->nfree != MMIO_PAIRS_PER_FRAME);
     partial_remove(p, f);
-    p->free_slots -= f->nfree;
+    p->free_slots -= 2u * f->nfree;
     p->node_frames--;
     p->fa->free(p->fa, direct_ptr_to_pa(f));
 }
 
 /*
- * Make sure at least `count` free node slots exist, taking frames from the
+ * Make sure at least `npairs` free pairs exist, taking frames from the
  * frame allocator.  On failure the frames taken by this call are given
  * back and -MM_ENOMEM is returned: the pool is as before.
  */
-static int nodes_reserve_locked(struct mmio_pool *p, uint64_t count)
+static int pairs_reserve_locked(struct mmio_pool *p, uint64_t npairs)
 {
     uint64_t added = 0;
     MM_BUG_ON(!mm_spin_held(&p->lock));
 
-    while (p->free_slots < count) {
+    while (p->free_slots < 2u * npairs) {
         phys_addr_t pa;
         if (frame_alloc(p->fa, &pa) != 0) {
             /* The new frames sit at the head of the partial list, unused. */
@@ -214,47 +240,48 @@ static int nodes_reserve_locked(struct mmio_pool *p, uint64_t count)
             return -MM_ENOMEM;
         }
         partial_add(p, frame_setup(pa));
-        p->free_slots += MMIO_SLOTS_PER_FRAME;
+        p->free_slots += 2u * MMIO_PAIRS_PER_FRAME;
         p->node_frames++;
         added++;
     }
     return 0;
 }
 
-/* Take a reserved slot and make it a node; the caller fills the fields. */
-static struct mmio_node *node_get(struct mmio_pool *p)
+/* Take a reserved pair; the caller fills both halves. */
+static struct mmio_pair *pair_get(struct mmio_pool *p)
 {
     struct mmio_node_frame *f = p->partial;
-    MM_BUG_ON(f == NULL || f->nfree == 0 || f->free_slot == NULL);
+    MM_BUG_ON(f == NULL || f->nfree == 0 || f->free_pair == NULL);
 
-    struct mmio_node *n = f->free_slot;
-    MM_BUG_ON(n->kind != MMIO_NODE_UNUSED);
-    f->free_slot = n->u.link.next;
+    struct mmio_pair *pair = f->free_pair;
+    MM_BUG_ON(pair->half[0].kind != MMIO_NODE_UNUSED || pair->half[1].kind != MMIO_NODE_UNUSED);
+    f->free_pair = (struct mmio_pair *)(void *)pair->half[0].u.link.next;
     f->nfree--;
     f->used++;
-    p->free_slots--;
-    p->nodes_in_use++;
+    p->free_slots -= 2;
+    p->nodes_in_use += 2;
     if (f->nfree == 0)
         partial_remove(p, f);
-    return n;
+    return pair;
 }
 
-/* Drop a non-root node; its frame goes back once it holds no node. */
-static void node_put(struct mmio_pool *p, struct mmio_node *n)
+/* Drop both halves of a merged block; the frame goes back once empty. */
+static void pair_put(struct mmio_pool *p, struct mmio_pair *pair)
 {
-    struct mmio_node_frame *f = frame_of(n);
-    MM_BUG_ON(n->parent == NULL);
+    struct mmio_node_frame *f = frame_of(pair);
     MM_BUG_ON(f->used == 0);
 
-    n->kind = MMIO_NODE_UNUSED;
-    n->parent = NULL;
-    n->u.link.next = f->free_slot;
-    f->free_slot = n;
+    for (unsigned i = 0; i < 2; i++) {
+        pair->half[i].kind = MMIO_NODE_UNUSED;
+        pair->half[i].parent = NULL;
+    }
+    pair->half[0].u.link.next = (struct mmio_node *)(void *)f->free_pair;
+    f->free_pair = pair;
     if (f->nfree++ == 0)
         partial_add(p, f);
     f->used--;
-    p->free_slots++;
-    p->nodes_in_use--;
+    p->free_slots += 2;
+    p->nodes_in_use -= 2;
     if (f->used == 0 && p->fa->free)
         frame_release(p, f);
 }
@@ -429,7 +456,8 @@ static struct mmio_node *split_locked(struct mmio_pool *p, struct mmio_node *n)
 {
     MM_BUG_ON(n->order == 0);
     unsigned half = n->order - 1u;
-    struct mmio_node *lo = node_get(p), *hi = node_get(p);
+    struct mmio_pair *pair = pair_get(p);
+    struct mmio_node *lo = &pair->half[0], *hi = &pair->half[1];
 
     lo->parent = hi->parent = n;
     lo->order = hi->order = (uint8_t)half;
@@ -464,16 +492,16 @@ static void block_free_locked(struct mmio_pool *p, struct mmio_node *n)
     p->alloc_bytes -= order_size(n->order);
     hash_remove_locked(p, n);
 
-    for (;;) {
+    /* The buddy sits next to n: the parent is read only to merge. */
+    while (n->parent) {
+        struct mmio_pair *pair = pair_of(n);
+        struct mmio_node *buddy = &pair->half[half_index(n) ^ 1u];
+        if (buddy->kind != MMIO_NODE_FREE)
+            break;
         struct mmio_node *parent = n->parent;
-        if (!parent)
-            break;
-        struct mmio_node *sibling = parent->u.child[parent->u.child[0] == n ? 1 : 0];
-        if (sibling->kind != MMIO_NODE_FREE)
-            break;
-        free_unlink(p, sibling);
-        node_put(p, sibling);
-        node_put(p, n);
+        MM_BUG_ON(parent->u.child[0] != &pair->half[0] || buddy->parent != parent);
+        free_unlink(p, buddy);
+        pair_put(p, pair);
         n = parent;
     }
     free_push(p, n);
@@ -572,7 +600,7 @@ int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out)
     }
     unsigned from = order + (unsigned)__builtin_ctz(fit);
     bool new_table = p->hash_low == 0;
-    if (hash_reserve_locked(p) != 0 || nodes_reserve_locked(p, 2u * (from - order)) != 0) {
+    if (hash_reserve_locked(p) != 0 || pairs_reserve_locked(p, from - order) != 0) {
         if (new_table && p->hash_low != 0)
             hash_drop_locked(p);
         mm_spin_unlock_irqrestore(&p->lock, flags);
@@ -822,7 +850,7 @@ static void check_subtree(struct mmio_pool *p, const struct mmio_node *n,
         for (unsigned i = 0; i < 2; i++) {
             const struct mmio_node *ch = n->u.child[i];
             if (!ch || ch->parent != n || ch->order + 1u != n->order ||
-                ch->va != n->va + i * order_size(ch->order))
+                ch->va != n->va + i * order_size(ch->order) || ch != n->u.child[0] + i)
                 mm_panic("mmio_pool_check: bad child %u of block %#lx order %u", i,
                          (unsigned long)n->va, n->order);
             check_subtree(p, ch, c);
@@ -914,7 +942,7 @@ int mmio_pool_check(struct mmio_pool *p)
     check_hash_locked(p);
     if (c.alloc_leaves != p->alloc_count || c.alloc_bytes != p->alloc_bytes ||
         c.dynamic_nodes != p->nodes_in_use ||
-        p->nodes_in_use + p->free_slots != p->node_frames * MMIO_SLOTS_PER_FRAME)
+        p->nodes_in_use + p->free_slots != p->node_frames * 2u * MMIO_PAIRS_PER_FRAME)
         mm_panic("mmio_pool_check: %lu allocated (count %lu), %lu nodes (count %lu), "
                  "%lu free slots, %lu frames",
                  (unsigned long)c.alloc_leaves, (unsigned long)p->alloc_count,

@@ -46,9 +46,11 @@ struct buddy {
     uint64_t base_pfn;                  /* 1 GiB-aligned frame at or below the first range */
     uint64_t span_npages;               /* base_pfn .. end of the last range */
 
-    /* Per order: one bit per block of that order over the span. */
+    /* Per order: one bit per block of that order over the span.  Orders
+     * 0..12 are zeroed lazily per 1 GiB chunk (see mm/buddy.c). */
     uint64_t *free_bits[BUDDY_NR_ORDERS];   /* block is in the free lists */
     uint64_t *alloc_bits[BUDDY_NR_ORDERS];  /* block was handed out whole */
+    uint64_t *chunk_ready_bits;             /* per 1 GiB chunk: its low-order bits are valid */
 
     /* Per order: top list page (partially filled) of the page-list stack. */
     phys_addr_t list_top[BUDDY_NR_ORDERS];  /* all ones = list empty */
@@ -74,7 +76,9 @@ struct buddy {
  * Take ownership of the frames in free_ranges (sorted, disjoint,
  * page-aligned; see mm/memmap.h).  The metadata is carved from the end of
  * the smallest range that can hold it; everything else is seeded as the
- * largest aligned blocks.  Cost O(areas + metadata size).
+ * largest aligned blocks.  Cost O(areas * orders + span / 1 GiB), plus
+ * zeroing the small-block bitmaps of the 1 GiB chunks that get blocks
+ * below 1 GiB (typically those at area edges); never O(frames).
  * Returns 0, -MM_EINVAL for a malformed list or a span over 16 TiB, or
  * -MM_ENOMEM if no single range can hold the metadata (logged; *b is then
  * unusable).  Metadata: about span / 8 KiB of bitmaps plus one list page

@@ -10,8 +10,12 @@
  *   "same block": alloc then free, repeatedly (hot cache, algorithmic cost);
  *   "batch of 64": 64 allocs then 64 frees (touches 64 distinct free blocks).
  *
- * Every figure is the median over many samples of a batch of pairs, in ns
- * per pair.  The 1M level touches about 4 GiB of simulated memory (every
+ * Line 0: buddy_init time over one free area [1 MiB, size) for 1, 64 and
+ *   256 GiB (median of a few runs, each over fresh untouched simulated
+ *   memory, so page faults on what init writes are counted too).
+ *
+ * Every figure in the tables is the median over many samples of a batch of
+ * pairs, in ns per pair.  The 1M level touches about 4 GiB of simulated memory (every
  * free block holds its back-index); it is skipped if the host has less
  * than 8 GiB available.
  */
@@ -86,6 +90,28 @@ static void init_one_area(struct buddy *b, uint64_t start, uint64_t end)
     l.area[0].end = PA(end);
     if (buddy_init(b, &l))
         die("buddy_init failed");
+}
+
+/* Line 0: init cost must not grow with the number of 4 KiB frames. */
+static void line_init(void)
+{
+    static const uint64_t sizes[] = { 1 * GiB, 64 * GiB, 256 * GiB };
+    enum { RUNS = 5 };
+    static struct buddy b;
+    double us[3][RUNS];
+
+    for (unsigned r = 0; r < RUNS; r++)
+        for (unsigned i = 0; i < 3; i++) {
+            sim_mem_init(sizes[i]);
+            uint64_t t0 = now_ns();
+            init_one_area(&b, 1 * MiB, sizes[i]);
+            us[i][r] = (double)(now_ns() - t0) / 1000.0;
+            sim_mem_fini();
+        }
+    printf("buddy_init over [1 MiB, size) (median us):");
+    for (unsigned i = 0; i < 3; i++)
+        printf("  %llu GiB %.1f", (unsigned long long)(sizes[i] / GiB), median(us[i], RUNS));
+    printf("\n\n");
 }
 
 /*
@@ -230,6 +256,7 @@ static void table_fragmentation(void)
 int main(void)
 {
     harness_quiet = 1;
+    line_init();
     sim_mem_init(8 * GiB);
     table_orders();
     sim_mem_fini();

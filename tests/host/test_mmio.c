@@ -458,10 +458,10 @@ static void test_node_frames_exhausted(void)
 static void test_hash_growth_without_frames(void)
 {
     fresh_pool();
-    enum { SMALL = 2 * HASH_SEG, BIG = 16 };
+    enum { SMALL = HASH_SEG, BIG = 16 };
     static struct mmio_space small[SMALL], big[BIG + 1];
     struct mmio_stats st;
-    for (int i = 0; i < SMALL; i++)     /* load 2 per bucket: the limit */
+    for (int i = 0; i < SMALL; i++)     /* 1 block per bucket: the limit */
         REQUIRE(mmio_create(&pool, PAGE_SIZE, &small[i]) == 0);
     mmio_pool_stats(&pool, &st);
     CHECK_EQ(st.hash_frames, 1);
