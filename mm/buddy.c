@@ -36,9 +36,12 @@
  * low-order bit of the chunk reads as 0 and its words are never read, so
  * whatever the RAM held is harmless.  Reading never initialises.  Orders
  * 13..18 (bits of several chunks share a word) are zeroed at init.  All
- * bit access goes through block_bit / block_bit_set / block_bit_clear,
- * which take (order, rel) and do this check.  A chunk seeded as one 1 GiB
- * block is never initialised until something smaller is carved from it.
+ * bit access takes (order, rel): block_bit checks the chunk and works for
+ * any block (bad-input checks, buddy_check); the ready_bit* fast-path
+ * accessors skip the check, because each operation settles its chunk once
+ * at its start and a block below 1 GiB and all its buddies share a chunk.
+ * A chunk seeded as one 1 GiB block stays untouched until something
+ * smaller is carved from it.
  *
  * Where list pages come from.  All list pages are reserved once, at init,
  * from the metadata carve; they are never taken from or given back to the
@@ -198,9 +201,16 @@ static void chunk_init_locked(struct buddy *b, uint64_t chunk)
     bit_set(b->chunk_ready_bits, chunk);
 }
 
+/* Make the bits of `order` around rel valid, before one is set. */
+static inline void chunk_prepare_locked(struct buddy *b, unsigned order, uint64_t rel)
+{
+    if (__builtin_expect(!chunk_ready(b, order, rel), 0))
+        chunk_init_locked(b, rel >> BUDDY_CHUNK_SHIFT);
+}
+
 /*
- * The bit of block (order, rel) in bits (b->free_bits or b->alloc_bits).
- * In an untouched chunk it is 0 and no bitmap word is read.
+ * The bit of block (order, rel) in bits (b->free_bits or b->alloc_bits),
+ * for any block: in an untouched chunk it is 0 and no word is read.
  */
 static inline bool block_bit(const struct buddy *b, uint64_t *const *bits,
                              unsigned order, uint64_t rel)
@@ -208,19 +218,27 @@ static inline bool block_bit(const struct buddy *b, uint64_t *const *bits,
     return chunk_ready(b, order, rel) && bit_get(bits[order], rel >> order);
 }
 
-static inline void block_bit_set(struct buddy *b, uint64_t *const *bits,
-                                 unsigned order, uint64_t rel)
+/*
+ * The same without the check, for the fast paths, where the chunk of rel
+ * is known ready (or the order is eager).  That holds in every call below:
+ * a chunk never becomes unready, a block below order 18 and its buddy
+ * share a chunk, and each operation settles its chunk once at its start
+ * (buddy_free through block_bit on the alloc bit, alloc_locked because
+ * the block was listed or through chunk_prepare_locked, the seeding loop
+ * through chunk_prepare_locked).
+ */
+static inline bool ready_bit(uint64_t *const *bits, unsigned order, uint64_t rel)
 {
-    if (__builtin_expect(!chunk_ready(b, order, rel), 0))
-        chunk_init_locked(b, rel >> BUDDY_CHUNK_SHIFT);
+    return bit_get(bits[order], rel >> order);
+}
+
+static inline void ready_bit_set(uint64_t *const *bits, unsigned order, uint64_t rel)
+{
     bit_set(bits[order], rel >> order);
 }
 
-static inline void block_bit_clear(struct buddy *b, uint64_t *const *bits,
-                                   unsigned order, uint64_t rel)
+static inline void ready_bit_clear(uint64_t *const *bits, unsigned order, uint64_t rel)
 {
-    if (__builtin_expect(!chunk_ready(b, order, rel), 0))
-        chunk_init_locked(b, rel >> BUDDY_CHUNK_SHIFT);
     bit_clear(bits[order], rel >> order);
 }
 
@@ -274,7 +292,7 @@ static void list_push_locked(struct buddy *b, unsigned order, uint64_t rel)
 
     uint32_t slot = top->count++;
     top->entry[slot] = (uint32_t)rel;
-    block_bit_set(b, b->free_bits, order, rel);
+    ready_bit_set(b->free_bits, order, rel);
     b->nfree_blocks[order]++;
     b->nonempty_mask |= 1u << order;
     b->free_npages += UINT64_C(1) << order;
@@ -294,7 +312,7 @@ static void list_account_removal_locked(struct buddy *b, unsigned order, uint64_
         pool_put_locked(b, top_pa);
     }
     /* The stale back-index stays: the clear bit says it is meaningless. */
-    block_bit_clear(b, b->free_bits, order, rel);
+    ready_bit_clear(b->free_bits, order, rel);
     if (--b->nfree_blocks[order] == 0)
         b->nonempty_mask &= ~(1u << order);
     b->free_npages -= UINT64_C(1) << order;
@@ -323,7 +341,7 @@ static uint64_t list_pop_locked(struct buddy *b, unsigned order)
 
     MM_BUG_ON(top_pa == BUDDY_NO_PAGE || top->count == 0);
     uint64_t rel = top->entry[--top->count];
-    if (!block_bit(b, b->free_bits, order, rel))
+    if (!ready_bit(b->free_bits, order, rel))
         mm_panic("buddy_alloc: listed block pa 0x%llx order %u not marked free",
                  (unsigned long long)rel_to_pa(b, rel).raw, order);
     check_back_index(b, order, rel, block_hdr(b, rel), "buddy_alloc");
@@ -362,21 +380,24 @@ static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
 
     unsigned k = order + (unsigned)__builtin_ctz(avail);
     uint64_t rel = list_pop_locked(b, k);
+    if (k >= BUDDY_LAZY_ORDERS)        /* a listed lazy-order block has a ready chunk */
+        chunk_prepare_locked(b, order, rel);
     while (k > order) {
         k--;
         list_push_locked(b, k, rel + (UINT64_C(1) << k));
     }
-    block_bit_set(b, b->alloc_bits, order, rel);
+    ready_bit_set(b->alloc_bits, order, rel);
     *rel_out = rel;
     return 0;
 }
 
-/* Give block (rel, order) back to the free lists, merging with free buddies. */
+/* Give block (rel, order) back to the free lists, merging with free buddies.
+ * Its chunk must be ready (see ready_bit). */
 static void free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
 {
     while (order < BUDDY_MAX_ORDER) {
         uint64_t buddy_rel = rel ^ (UINT64_C(1) << order);
-        if (!block_bit(b, b->free_bits, order, buddy_rel))
+        if (!ready_bit(b->free_bits, order, buddy_rel))
             break;
         list_remove_locked(b, order, buddy_rel);
         rel &= ~(UINT64_C(1) << order);
@@ -470,7 +491,7 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
                   (unsigned long long)pa.raw, (unsigned long long)npages);
         return -MM_ENOENT;
     }
-    block_bit_clear(b, b->alloc_bits, order, rel);
+    ready_bit_clear(b->alloc_bits, order, rel);     /* set, so its chunk is ready */
     free_merge_locked(b, order, rel);
     mm_spin_unlock_irqrestore(&b->lock, flags);
     return 0;
@@ -731,6 +752,7 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
                 order = (unsigned)__builtin_ctzll(rel);
             if (order > BUDDY_MAX_ORDER)
                 order = BUDDY_MAX_ORDER;
+            chunk_prepare_locked(b, order, rel);    /* only below 1 GiB */
             free_merge_locked(b, order, rel);
             rel += UINT64_C(1) << order;
         }

@@ -1,8 +1,10 @@
 /*
  * fuzz_buddy.c - libFuzzer target for the buddy allocator.
  *
- * The first bytes choose up to three free ranges inside a 64 MiB simulated
- * physical memory; the rest is an operation sequence:
+ * The first bytes choose up to three free ranges inside a 4 GiB simulated
+ * physical memory (lazily backed): small ones in 64 KiB steps, or whole
+ * GiBs, whose chunks stay uninitialised until something below 1 GiB is
+ * carved from them; the rest is an operation sequence:
  *   alloc of an order, free of the i-th live block, one of several bad
  *   frees (double, unaligned, partial, wrong size, foreign), and a full
  *   buddy_check.
@@ -15,7 +17,7 @@
 #include <mm/buddy.h>
 #include <mm/log.h>
 
-#define SIM_SIZE   (64 * MiB)
+#define SIM_SIZE   (4 * GiB)
 #define NFRAMES    (SIM_SIZE / PAGE_SIZE)
 #define MAX_LIVE   4096
 #define FUZZ_MAX_ORDER 12
@@ -127,12 +129,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     harness_quiet = 1;
     struct reader r = { data, size };
 
-    /* Up to three ranges, in 64 KiB steps, sorted and disjoint by construction. */
+    /* Up to three ranges, sorted and disjoint by construction: in 64 KiB
+     * steps, or from the next GiB boundary 1..2 GiB minus a few pages. */
     struct mm_area_list l = { .count = 0 };
     uint64_t cursor = (uint64_t)(next_byte(&r) % 16) * PAGE_SIZE;
     unsigned nareas = 1 + next_byte(&r) % 3;
     for (unsigned i = 0; i < nareas && cursor < SIM_SIZE; i++) {
+        unsigned shape = next_byte(&r);
         uint64_t len = ((uint64_t)next_byte(&r) + 1) * 64 * KiB + (next_byte(&r) % 16) * PAGE_SIZE;
+        if (shape >= 0xc0) {
+            cursor = align_up_u64(cursor, GiB);
+            len = (1 + (shape & 1)) * GiB - (len % (16 * MiB));
+            if (cursor >= SIM_SIZE)
+                break;
+        }
         uint64_t end = cursor + len > SIM_SIZE ? SIM_SIZE : cursor + len;
         l.area[l.count].start = PA(cursor);
         l.area[l.count].end = PA(end);

@@ -2,13 +2,16 @@
  * test_buddy.c - host tests of the buddy frame allocator (mm/buddy.c) over
  * simulated physical memory: every order, alignment, exhaustion, every
  * kind of bad input, odd seeding ranges, 1 GiB blocks, the frame-allocator
- * adapter, two threads sharing one allocator, and a long random operation
- * sequence checked against a reference model (one byte per frame).
+ * adapter, two threads sharing one allocator, a long random operation
+ * sequence checked against a reference model (one byte per frame), and
+ * the lazy per-GiB bitmap initialisation (garbage in untouched chunks is
+ * never read; init touches only a few pages of a 64 GiB span).
  */
 #define _GNU_SOURCE
 #include "harness.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <mm/buddy.h>
 #include <mm/log.h>
 
@@ -525,6 +528,173 @@ static void test_random_all_orders(void)
     run_random(0xfeedbeef, 60000, BUDDY_MAX_ORDER);
 }
 
+/* ------------------------------------------------------ lazy chunk bitmaps */
+
+static bool chunk_is_ready(uint64_t chunk)
+{
+    return (B.chunk_ready_bits[chunk / 64] >> (chunk % 64)) & 1;
+}
+
+static unsigned chunks_ready(void)
+{
+    unsigned n = 0;
+    for (uint64_t c = 0; c < (B.span_npages + BUDDY_MAX_NPAGES - 1) / BUDDY_MAX_NPAGES; c++)
+        n += chunk_is_ready(c);
+    return n;
+}
+
+/* Resident pages of simulated memory in [start, end) (page aligned). */
+static uint64_t resident_pages(uint64_t start, uint64_t end)
+{
+    uint64_t npages = (end - start) / PAGE_SIZE, n = 0;
+    unsigned char *vec = malloc(npages);
+    if (!vec || mincore(pa_to_ptr(PA(start)), end - start, vec)) {
+        free(vec);
+        return UINT64_MAX;
+    }
+    for (uint64_t i = 0; i < npages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    return n;
+}
+
+/* The bitmaps follow the list page reserve in the carve. */
+static uint64_t bitmaps_start_pa(void)
+{
+    return B.list_pool_base.raw + B.list_pool_npages * PAGE_SIZE;
+}
+
+/*
+ * 8 GiB span, metadata full of garbage (as real RAM would be): chunks 2..7
+ * get only blocks of 64 MiB and up at init and stay uninitialised.  Bad frees there
+ * are refused without touching anything; then a random model run splits
+ * those chunks and must see consistent state throughout.
+ */
+static void test_lazy_chunks_with_garbage(void)
+{
+    static const uint64_t r[][2] = { { 1 * MiB, 2 * GiB }, { 2 * GiB + 64 * MiB, 8 * GiB } };
+    const uint64_t span_pages = 8 * GiB / PAGE_SIZE;
+    sim_mem_fini();
+    sim_mem_init(8 * GiB);
+
+    REQUIRE(init_ranges(2, r) == 0);
+    phys_addr_t meta_start = B.meta_start, meta_end = B.meta_end;
+    memset(pa_to_ptr(meta_start), 0xa5, meta_end.raw - meta_start.raw);
+    REQUIRE(init_ranges(2, r) == 0);               /* same layout, over garbage */
+    REQUIRE(B.meta_start.raw == meta_start.raw && B.meta_end.raw == meta_end.raw);
+    CHECK(B.meta_end.raw == 2 * GiB);
+    for (uint64_t c = 0; c < 8; c++)
+        CHECK_EQ(chunk_is_ready(c), c <= 1);   /* 1 MiB edge and carve; 64 MiB edge needs none */
+    struct snapshot init = snap();
+    CHECK_EQ(init.counts[BUDDY_MAX_ORDER], 5);
+    buddy_check(&B);
+
+    /* Never-allocated blocks in an untouched chunk: refused, nothing changes. */
+    EXPECT_REJECTED(buddy_free(&B, PA(5 * GiB + 7 * PAGE_SIZE), 1), -MM_ENOENT);
+    EXPECT_REJECTED(buddy_free(&B, PA(5 * GiB + 64 * PAGE_SIZE), 16), -MM_ENOENT);
+    EXPECT_REJECTED(buddy_free(&B, PA(7 * GiB + 16 * MiB), 4096), -MM_ENOENT);
+    EXPECT_REJECTED(buddy_free(&B, PA(3 * GiB), 1), -MM_ENOENT);
+    EXPECT_REJECTED(buddy_free(&B, PA(2 * GiB + 4 * PAGE_SIZE), 1), -MM_EFAULT);
+    CHECK_EQ(chunks_ready(), 2);
+    buddy_check(&B);
+    CHECK_EQ(chunks_ready(), 2);
+
+    /* Random alloc/free across chunks against a model (1 = allocated). */
+    uint8_t *state = calloc(span_pages, 1);
+    struct live *live = calloc(20000, sizeof *live);
+    REQUIRE(state && live);
+    unsigned nlive = 0, nbad = 0;
+    uint64_t used = 0, rng = 0x1a2b3c;
+    for (unsigned op = 0; op < 20000; op++) {
+        uint64_t x = rng_next(&rng);
+        if (nlive == 0 || x % 100 < 55) {
+            unsigned order = (unsigned)__builtin_ctzll((x >> 8) | (UINT64_C(1) << 8));
+            if (((x >> 40) & 3) == 0)
+                order = (unsigned)((x >> 20) % BUDDY_NR_ORDERS);
+            uint64_t npages = UINT64_C(1) << order;
+            phys_addr_t pa;
+            int rc = buddy_alloc(&B, npages, &pa);
+            if (rc) {
+                CHECK_EQ(rc, -MM_ENOMEM);
+                continue;
+            }
+            REQUIRE(is_aligned_u64(pa.raw, npages * PAGE_SIZE) && pa_in_ranges(pa.raw, npages));
+            for (uint64_t f = 0; f < npages; f++) {
+                REQUIRE(!state[pa_to_pfn(pa) + f]);
+                state[pa_to_pfn(pa) + f] = 1;
+            }
+            live[nlive++] = (struct live){ pa.raw, order, 0 };
+            used += npages;
+        } else if (x % 100 < 95) {
+            unsigned i = (unsigned)(rng_next(&rng) % nlive);
+            struct live l = live[i];
+            uint64_t npages = UINT64_C(1) << l.order;
+            REQUIRE(buddy_free(&B, PA(l.pa), npages) == 0);
+            memset(state + l.pa / PAGE_SIZE, 0, npages);
+            live[i] = live[--nlive];
+            used -= npages;
+        } else {
+            /* A frame nobody holds, anywhere in the span: refused. */
+            uint64_t pfn = rng_next(&rng) % span_pages;
+            if (state[pfn])
+                continue;
+            EXPECT_REJECTED(buddy_free(&B, pfn_to_pa(pfn), 1),
+                            pa_in_ranges(pfn * PAGE_SIZE, 1) ? -MM_ENOENT : -MM_EFAULT);
+            nbad++;
+        }
+        struct buddy_usage u;
+        buddy_usage(&B, &u);
+        REQUIRE(u.used_npages == used);
+        if (op % 2000 == 0)
+            buddy_check(&B);
+    }
+    unsigned ready = chunks_ready();
+    printf("# 20000 ops over 8 GiB: %u bad frees, %u of 8 chunks initialised\n", nbad, ready);
+    CHECK(ready >= 6 && nbad > 50);
+    buddy_check(&B);
+    while (nlive) {
+        struct live l = live[--nlive];
+        REQUIRE(buddy_free(&B, PA(l.pa), UINT64_C(1) << l.order) == 0);
+    }
+    buddy_check(&B);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+    free(state);
+    free(live);
+    sim_mem_fini();
+    sim_mem_init(SIM_SIZE);
+}
+
+/*
+ * A 64 GiB span of 1 GiB-aligned areas: init writes the bitmap words of
+ * the one chunk holding the carve and the tiny eager ones, not the 8 MiB
+ * of bitmaps over the whole span; reading (buddy_check, a refused free)
+ * touches no further page.
+ */
+static void test_init_touches_few_bitmap_pages(void)
+{
+    static const uint64_t r[][2] = { { 0, 20 * GiB }, { 21 * GiB, 64 * GiB } };
+    sim_mem_fini();
+    sim_mem_init(64 * GiB);
+    REQUIRE(init_ranges(2, r) == 0);
+    uint64_t start = bitmaps_start_pa(), end = B.meta_end.raw;
+    uint64_t touched = resident_pages(start, end);
+    printf("# 64 GiB: bitmaps %llu KiB, %llu pages of them touched by init; %u chunks ready\n",
+           (unsigned long long)((end - start) / KiB), (unsigned long long)touched, chunks_ready());
+    CHECK(end - start > 4 * MiB);                  /* the bitmaps do span 64 GiB */
+    /* One chunk's low-order words are 2 x 32 KiB at order 0 down to 2 x 8 B
+     * at order 12 (at most ~80 pages counting straddles); all: 2049 pages. */
+    CHECK(touched < 96);
+    CHECK_EQ(chunks_ready(), 1);
+
+    buddy_check(&B);
+    EXPECT_REJECTED(buddy_free(&B, PA(33 * GiB + 5 * PAGE_SIZE), 1), -MM_ENOENT);
+    CHECK_EQ(resident_pages(start, end), touched);
+    CHECK_EQ(chunks_ready(), 1);
+    sim_mem_fini();
+    sim_mem_init(SIM_SIZE);
+}
+
 /* ---------------------------------------------------------------- threads */
 
 static void *thread_churn(void *arg)
@@ -590,6 +760,8 @@ int main(void)
     RUN(test_random_small_orders);
     RUN(test_random_all_orders);
     RUN(test_two_threads_share_one_allocator);
+    RUN(test_lazy_chunks_with_garbage);
+    RUN(test_init_touches_few_bitmap_pages);
     sim_mem_fini();
     return harness_finish();
 }
