@@ -42,7 +42,13 @@ args+=(${EXTRA:-})
 
 case "$mode" in
 run)
-    exec qemu-system-x86_64 "${args[@]}" -display none -serial mon:stdio
+    qemu-system-x86_64 "${args[@]}" -display none -serial mon:stdio
+    status=$?
+    case $status in
+        33) echo "run-qemu: the kernel reported success (QEMU status 33)"; exit 0 ;;
+        0)  echo "run-qemu: QEMU exited with status 0 (quit by hand, or a triple fault)"; exit 0 ;;
+        *)  echo "run-qemu: the kernel reported failure (QEMU status $status)"; exit 1 ;;
+    esac
     ;;
 debug)
     exec qemu-system-x86_64 "${args[@]}" -display none -serial mon:stdio -s -S
