@@ -143,6 +143,38 @@ static inline void token_set(struct pt_flush *tok, int kind, virt_addr_t va, uin
 static inline void token_clear(struct pt_flush *tok)
 {
     token_set(tok, PT_FLUSH_NONE, VA(0), 0);
+    tok->deferred = 0;
+    tok->deferred_fa = NULL;
+}
+
+/*
+ * Deferred frees.  A frame unlinked from a live table may still be reached
+ * through another CPU's TLB or paging-structure caches until the flush, so
+ * it is chained into the token and freed when the token is discharged.
+ * The link written into word 0 has bit 62 set and the present bit clear:
+ * a stale walk that reads it sees a non-present entry.
+ */
+#define DEFER_LINK (UINT64_C(1) << 62)
+
+static void defer_free(struct pt_flush *tok, struct frame_allocator *fa, phys_addr_t pa)
+{
+    if (tok->deferred_fa && tok->deferred_fa != fa)
+        mm_panic("defer_free: frame %lx from another allocator in the same token",
+                 (unsigned long)pa.raw);
+    table_words(pa)[0] = tok->deferred;
+    tok->deferred = pa.raw | DEFER_LINK;
+    tok->deferred_fa = fa;
+}
+
+/* Give every chained frame back to its allocator; empties the chain. */
+static void release_deferred(uint64_t *chain, struct frame_allocator **fa)
+{
+    while (*chain) {
+        phys_addr_t pa = PA(*chain & ~DEFER_LINK);
+        *chain = table_words(pa)[0];
+        (*fa)->free(*fa, pa);
+    }
+    *fa = NULL;
 }
 
 /* -------------------------------------------------------------- table pool */
@@ -387,7 +419,7 @@ int pt_map_range(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t s
  * path[level] upwards while they are empty.  Never the top table.
  */
 static void free_empty_tables(struct pt_mapper *m, virt_addr_t va, unsigned level,
-                              const phys_addr_t path[PT_LEVELS + 1])
+                              const phys_addr_t path[PT_LEVELS + 1], struct pt_flush *tok)
 {
     if (!m->fa->free)
         return;
@@ -395,7 +427,7 @@ static void free_empty_tables(struct pt_mapper *m, virt_addr_t va, unsigned leve
         if (!table_is_empty(path[l]))
             return;
         entry_write(path[l + 1], pt_index(va, l + 1), (pt_entry_t){ 0 });
-        m->fa->free(m->fa, path[l]);
+        defer_free(tok, m->fa, path[l]);     /* freed after the flush */
     }
 }
 
@@ -431,7 +463,7 @@ int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
 
     entry_write(path[level], pt_index(va, level), (pt_entry_t){ 0 });
     if (free_tables)
-        free_empty_tables(m, va, level, path);
+        free_empty_tables(m, va, level, path, flush_out);
 
     if (old_out) {
         old_out->pa = leaf_pa(e, level);
@@ -461,7 +493,7 @@ int pt_unmap(struct pt_mapper *m, virt_addr_t va, bool free_tables, struct pt_fl
     if (err)
         mm_panic("pt_unmap: unmap of va %lx failed (%d) after lookup",
                  (unsigned long)va.raw, err);
-    m->fa->free(m->fa, old.pa);
+    defer_free(flush_out, m->fa, old.pa);   /* freed after the flush */
     return 0;
 }
 
@@ -498,7 +530,7 @@ int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free
         off += pt_level_size(level);
         uint64_t next = va.raw + off;
         if (free_tables && (next == end || is_aligned_u64(next, pt_level_size(level + 1))))
-            free_empty_tables(m, cur, level, path);
+            free_empty_tables(m, cur, level, path, flush_out);
     }
 
     token_set(flush_out, nleaves == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
@@ -675,6 +707,7 @@ static void shootdown_token(const struct pt_flush *tok)
 void pt_flush_local(struct pt_flush *tok)
 {
     flush_token_here(tok);
+    release_deferred(&tok->deferred, &tok->deferred_fa);
     token_clear(tok);
 }
 
@@ -682,11 +715,13 @@ void pt_flush(struct pt_flush *tok)
 {
     flush_token_here(tok);
     shootdown_token(tok);
+    release_deferred(&tok->deferred, &tok->deferred_fa);
     token_clear(tok);
 }
 
 void pt_flush_ignore(struct pt_flush *tok)
 {
+    release_deferred(&tok->deferred, &tok->deferred_fa);
     token_clear(tok);
 }
 
@@ -702,12 +737,25 @@ void pt_flush_batch_init(struct pt_flush_batch *b)
     b->nslots = 0;
     b->all = false;
     b->npages = 0;
+    b->deferred = 0;
+    b->deferred_fa = NULL;
 }
 
 void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok)
 {
     if (!pt_flush_pending(tok))
         return;
+    /* Move the token's deferred frames onto the batch's chain. */
+    while (tok->deferred) {
+        phys_addr_t pa = PA(tok->deferred & ~DEFER_LINK);
+        if (b->deferred_fa && b->deferred_fa != tok->deferred_fa)
+            mm_panic("pt_flush_batch_add: frame %lx from another allocator in the batch",
+                     (unsigned long)pa.raw);
+        tok->deferred = table_words(pa)[0];
+        table_words(pa)[0] = b->deferred;
+        b->deferred = pa.raw | DEFER_LINK;
+        b->deferred_fa = tok->deferred_fa;
+    }
     uint64_t cost = tok->kind == PT_FLUSH_ONE_PAGE ? 1 : tok->npages;
     if (!b->all) {
         if (tok->kind == PT_FLUSH_ALL || b->nslots == PT_FLUSH_BATCH_SLOTS ||
@@ -721,13 +769,20 @@ void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok)
     token_clear(tok);
 }
 
-void pt_flush_batch_flush_local(struct pt_flush_batch *b)
+/* This CPU's part of a batch; the deferred frames stay for the caller. */
+static void batch_flush_here(struct pt_flush_batch *b)
 {
     if (b->all)
         arch_flush_tlb_all();
     else
         for (unsigned i = 0; i < b->nslots; i++)
             flush_token_here(&b->slot[i]);
+}
+
+void pt_flush_batch_flush_local(struct pt_flush_batch *b)
+{
+    batch_flush_here(b);
+    release_deferred(&b->deferred, &b->deferred_fa);
     pt_flush_batch_init(b);
 }
 
@@ -748,6 +803,8 @@ void pt_flush_batch_flush(struct pt_flush_batch *b)
         }
         token_set(&remote, PT_FLUSH_RANGE, VA(lo), (hi - lo) >> PAGE_SHIFT);
     }
-    pt_flush_batch_flush_local(b);
+    batch_flush_here(b);
     shootdown_token(&remote);
+    release_deferred(&b->deferred, &b->deferred_fa);   /* only now unreachable */
+    pt_flush_batch_init(b);
 }

@@ -160,9 +160,18 @@ struct pt_flush {
     virt_addr_t va;
     uint64_t npages;        /* 4 KiB pages covered (ONE_PAGE: size/4K) */
     int kind;               /* enum pt_flush_kind */
+    /*
+     * Frames the call unlinked (emptied tables, pt_unmap's data frame).
+     * They are handed back to deferred_fa only when the token is
+     * discharged, after the flush: until then another CPU may still hold
+     * a cached walk through them.  A chain through each frame's word 0
+     * (values with bit 62 set and the present bit clear, 0 = end).
+     */
+    uint64_t deferred;
+    struct frame_allocator *deferred_fa;
 };
 
-#define PT_FLUSH_INIT { { 0 }, 0, PT_FLUSH_NONE }
+#define PT_FLUSH_INIT { { 0 }, 0, PT_FLUSH_NONE, 0, NULL }
 
 /* Above this many 4 KiB pages a range flush becomes a full flush. */
 #define PT_FLUSH_MAX_INVLPG 64
@@ -176,7 +185,7 @@ void pt_flush_ignore(struct pt_flush *tok);
 /* The obligation has not been discharged yet. */
 static inline bool pt_flush_pending(const struct pt_flush *tok)
 {
-    return tok->kind != PT_FLUSH_NONE;
+    return tok->kind != PT_FLUSH_NONE || tok->deferred != 0;
 }
 
 /* Cleanup hook of PT_FLUSH_SCOPED: panics if the token is still pending. */
@@ -198,6 +207,8 @@ struct pt_flush_batch {
     bool all;               /* merged into a full flush */
     uint64_t npages;        /* 4 KiB pages over all slots */
     struct pt_flush slot[PT_FLUSH_BATCH_SLOTS];
+    uint64_t deferred;      /* frames freed after the batch's flush */
+    struct frame_allocator *deferred_fa;   /* all tokens must share it */
 };
 
 void pt_flush_batch_init(struct pt_flush_batch *b);

@@ -1009,9 +1009,54 @@ static void test_level_helpers(void)
     CHECK_EQ(pt_level_of_size(12345), 0);
 }
 
+/*
+ * Frames unlinked by an unmap (emptied tables, pt_unmap's data frame) go
+ * back to the allocator only when the token is discharged: before the
+ * flush another CPU may still walk through them.  Also for batches.
+ */
+static void test_frees_wait_for_flush(void)
+{
+    struct pt_mapper m = new_mapper();
+    struct pt_flush tok = PT_FLUSH_INIT;
+    uint64_t base = tfa.outstanding;               /* the top table */
+    phys_addr_t pa;
+    REQUIRE(pt_map(&m, VA(KVA), PTE_KERNEL_RW, &pa, &tok) == 0);
+    pt_flush_ignore(&tok);
+    CHECK_EQ(tfa.outstanding, base + 4);           /* PDPT, PD, PT, data */
+
+    REQUIRE(pt_unmap(&m, VA(KVA), true, &tok) == 0);
+    CHECK(pt_flush_pending(&tok));
+    CHECK_EQ(tfa.outstanding, base + 4);           /* nothing freed yet */
+    unsigned long invlpg = host_invlpg_count;
+    pt_flush(&tok);
+    CHECK_EQ(host_invlpg_count, invlpg + 1);
+    CHECK_EQ(tfa.outstanding, base);               /* all four after the flush */
+    CHECK(!pt_flush_pending(&tok));
+    CHECK_EQ(tfa.bad_frees, 0);
+
+    /* Through a batch: freed by the batch flush, not by batch_add. */
+    struct pt_flush_batch batch;
+    pt_flush_batch_init(&batch);
+    for (uint64_t i = 0; i < 3; i++) {
+        REQUIRE(pt_map(&m, VA(KVA + i * PAGE_1G_SIZE), PTE_KERNEL_RW, NULL, &tok) == 0);
+        pt_flush_ignore(&tok);
+    }
+    uint64_t mapped = tfa.outstanding;
+    for (uint64_t i = 0; i < 3; i++) {
+        REQUIRE(pt_unmap(&m, VA(KVA + i * PAGE_1G_SIZE), true, &tok) == 0);
+        pt_flush_batch_add(&batch, &tok);
+        CHECK(!pt_flush_pending(&tok));
+    }
+    CHECK_EQ(tfa.outstanding, mapped);
+    pt_flush_batch_flush(&batch);
+    CHECK_EQ(tfa.outstanding, base);
+    CHECK_EQ(tfa.bad_frees, 0);
+}
+
 int main(void)
 {
     RUN(test_level_helpers);
+    RUN(test_frees_wait_for_flush);
     RUN(test_roundtrip_4k);
     RUN(test_roundtrip_huge);
     RUN(test_map_existing);
