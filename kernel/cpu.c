@@ -1,7 +1,8 @@
 /*
  * cpu.c - per-CPU descriptor tables: a GDT with a 64-bit code segment, a
- * data segment and a TSS whose IST1 stack is used for double faults and
- * NMIs, so a kernel stack overflow still produces a readable report.
+ * data segment and a TSS with two IST stacks (IST1 for double faults,
+ * IST2 for NMIs), so a kernel stack overflow still produces a readable
+ * report.
  * GS base points at the CPU's struct percpu (see smp.h).
  */
 #include "kernel.h"
@@ -12,7 +13,9 @@
 #define IST_STACK_SIZE 8192
 
 struct percpu percpu_area[MM_MAX_CPUS];
-static uint8_t ist_stacks[MM_MAX_CPUS][IST_STACK_SIZE] __attribute__((aligned(16)));
+/* Per CPU: IST1 for double faults, IST2 for NMIs (an NMI during a #DF
+ * handler must not reuse its stack). */
+static uint8_t ist_stacks[MM_MAX_CPUS][2][IST_STACK_SIZE] __attribute__((aligned(16)));
 
 void percpu_setup(unsigned cpu_id, uint32_t apic_id)
 {
@@ -20,13 +23,15 @@ void percpu_setup(unsigned cpu_id, uint32_t apic_id)
     pc->cpu_id = cpu_id;
     pc->apic_id = apic_id;
     pc->self = pc;
-    pc->ist_stack_top = ist_stacks[cpu_id] + IST_STACK_SIZE;
+    pc->ist_stack_top = ist_stacks[cpu_id][0] + IST_STACK_SIZE;
 
-    /* TSS: IST1 at byte offset 36; I/O map base beyond the limit. */
+    /* TSS: IST1 at byte offset 36, IST2 at 44; I/O map base beyond the limit. */
     uint8_t *tss = (uint8_t *)pc->tss;
     memset(tss, 0, sizeof(pc->tss));
     uint64_t ist1 = (uint64_t)pc->ist_stack_top;
+    uint64_t ist2 = (uint64_t)(ist_stacks[cpu_id][1] + IST_STACK_SIZE);
     memcpy(tss + 36, &ist1, 8);
+    memcpy(tss + 44, &ist2, 8);
     uint16_t iomap = sizeof(pc->tss);
     memcpy(tss + 102, &iomap, 2);
 

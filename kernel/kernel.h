@@ -22,7 +22,6 @@ _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 #define QEMU_EXIT_PANIC 0x12    /* status 37: panic or unexpected exception */
 _Noreturn void qemu_exit(uint8_t code);
 
-void gdt_init_bsp(void);
 void idt_init(void);
 void idt_load(void);
 

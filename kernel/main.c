@@ -67,6 +67,33 @@ static void inject_failure(void)
 #endif
 }
 
+/* Spurious interrupts of the (masked) 8259s arrive as IRQ 7 / 15. */
+static void pic_spurious(struct trap_frame *tf)
+{
+    (void)tf;
+}
+
+/*
+ * The legacy 8259 PICs: move their vectors to 0x20-0x2f (the BIOS leaves
+ * them on top of the CPU exceptions), ignore their spurious IRQs, and
+ * mask every line.  Only local APIC interrupts are used.
+ */
+static void pic_disable(void)
+{
+    outb(0x20, 0x11);       /* ICW1: init, expect ICW4 */
+    outb(0xa0, 0x11);
+    outb(0x21, 0x20);       /* ICW2: vector base */
+    outb(0xa1, 0x28);
+    outb(0x21, 0x04);       /* ICW3: slave on IRQ 2 */
+    outb(0xa1, 0x02);
+    outb(0x21, 0x01);       /* ICW4: 8086 mode */
+    outb(0xa1, 0x01);
+    outb(0x21, 0xff);       /* mask all */
+    outb(0xa1, 0xff);
+    irq_register(0x27, pic_spurious);
+    irq_register(0x2f, pic_spurious);
+}
+
 void kmain(uint32_t magic, uint64_t mbi_pa)
 {
     console_init();
@@ -81,11 +108,9 @@ void kmain(uint32_t magic, uint64_t mbi_pa)
     smp_init();      /* starts the APs, then removes the low identity map */
     /*
      * Interrupts on from here: a CPU waiting for the kernel mapper lock
-     * must be able to acknowledge the holder's TLB shootdown IPI.  The
-     * legacy PIC is masked so only local APIC interrupts arrive.
+     * must be able to acknowledge the holder's TLB shootdown IPI.
      */
-    outb(0x21, 0xff);
-    outb(0xa1, 0xff);
+    pic_disable();
     __asm__ volatile("sti");
     inject_failure();
 

@@ -281,13 +281,22 @@ _Noreturn void ap_main(uint64_t cpu)
     ap_idle();
 }
 
-static bool trampoline_page_is_ram(void)
+/* Is [pa, pa + size) free for the trampoline: type-1 RAM that holds
+ * neither the boot information nor a module (mm keeps pointers into it)? */
+static bool trampoline_page_usable(uint64_t pa, uint64_t size)
 {
     const struct mb2_info *mbi = mm_boot_info();
-    for (unsigned i = 0; mbi && i < mbi->map_count; i++) {
+    if (!mbi)
+        return false;
+    if (pa < mbi->pa.raw + mbi->total_size && mbi->pa.raw < pa + size)
+        return false;
+    for (unsigned i = 0; i < mbi->nmodules; i++)
+        if (pa < mbi->modules[i].end.raw && mbi->modules[i].start.raw < pa + size)
+            return false;
+    for (unsigned i = 0; i < mbi->map_count; i++) {
         struct mb2_mmap_entry e;
         if (mb2_map_entry(mbi, i, &e) == 0 && e.type == MB2_MEM_AVAILABLE &&
-            e.base <= TRAMPOLINE_PA && e.base + e.length >= TRAMPOLINE_PA + PAGE_SIZE)
+            e.base <= pa && e.base + e.length >= pa + size)
             return true;
     }
     return false;
@@ -322,8 +331,14 @@ static bool start_ap(unsigned cpu, uint32_t apic_id)
     for (int ms = 0; ms < 2000 && !ap_reported; ms++)
         udelay(1000);
     if (!ap_reported) {
-        printk("smp: cpu %u (APIC id %u) did not start\n", cpu, apic_id);
-        buddy_free(mm_buddy(), stack_pa, AP_STACK_PAGES);   /* it never ran on it */
+        /*
+         * Park it with INIT so a late start cannot run on a reused stack
+         * or under an id that the next CPU gets.  The stack is not freed:
+         * we cannot be sure the AP never touched it.
+         */
+        lapic_send(apic_id, 0x4500);
+        printk("smp: cpu %u (APIC id %u) did not start; parked with INIT, "
+               "its 16 KiB stack is not reused\n", cpu, apic_id);
         return false;
     }
     return true;
@@ -351,15 +366,15 @@ void smp_init(void)
         printk("smp: RSDP from %s; MADT lists %u CPUs\n", cpus.rsdp_source, cpus.count);
     }
 
-    bool have_tramp = trampoline_page_is_ram();
+    size_t tramp_size = (size_t)(ap_trampoline_end - ap_trampoline_start);
+    bool have_tramp = trampoline_page_usable(TRAMPOLINE_PA, tramp_size);
     if (cpus.count > 1 && !have_tramp)
-        printk("smp: page %#x is not free RAM; application processors not started\n",
-               TRAMPOLINE_PA);
+        printk("smp: page %#x is not free RAM (or holds boot information); "
+               "application processors not started\n", TRAMPOLINE_PA);
     if (cpus.count > 1 && have_tramp) {
         if (!mm_has_low_identity())
             panic("smp_init: the low identity map is gone; APs cannot start");
-        memcpy(pa_to_ptr(PA(TRAMPOLINE_PA)), ap_trampoline_start,
-               (size_t)(ap_trampoline_end - ap_trampoline_start));
+        memcpy(pa_to_ptr(PA(TRAMPOLINE_PA)), ap_trampoline_start, tramp_size);
         unsigned next = 1;
         for (unsigned i = 0; i < cpus.count && next < MM_MAX_CPUS; i++) {
             if (cpus.apic_id[i] == bsp_apic)

@@ -43,7 +43,7 @@ void idt_init(void)
         uint64_t off = isr_table[v];
         idt[v].offset_lo = off & 0xffff;
         idt[v].selector = 0x08;
-        idt[v].ist = (v == 8 || v == 2) ? 1 : 0;   /* #DF, NMI on IST1 */
+        idt[v].ist = v == 8 ? 1 : v == 2 ? 2 : 0;  /* #DF on IST1, NMI on IST2 */
         idt[v].type_attr = 0x8e;                   /* present, ring 0, interrupt gate */
         idt[v].offset_mid = (off >> 16) & 0xffff;
         idt[v].offset_hi = off >> 32;
