@@ -170,6 +170,47 @@ static void map_or_panic(int err, const char *what, uint64_t va, uint64_t size)
                  (unsigned long)va, (unsigned long)size, mm_strerror(err));
 }
 
+/* Direct-map [start, end) with `flags` into the table being built. */
+static void map_direct(struct pt_mapper *kpt, uint64_t start, uint64_t end, uint64_t flags,
+                       uint64_t max_page)
+{
+    if (end <= start)
+        return;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    virt_addr_t va = pa_to_direct_va(PA(start));
+    map_or_panic(pt_map_range(kpt, va, PA(start), end - start, flags, max_page, &tok),
+                 "direct map", va.raw, end - start);
+    pt_flush_ignore(&tok);     /* the table is not loaded yet */
+}
+
+/*
+ * The direct-map alias of the kernel image, page by page, so W^X holds for
+ * physical memory too: text and rodata are read-only there, data and bss
+ * (and the boot stub's pages) read-write; all of it no-execute.
+ */
+static void map_image_alias(struct pt_mapper *kpt, const struct mm_boot_params *params)
+{
+    uint64_t pos = params->image_pa_start.raw;
+    for (;;) {
+        /* The section with the lowest physical start at or after pos. */
+        const struct mm_image_section *next = NULL;
+        for (unsigned i = 0; i < params->nsections; i++) {
+            const struct mm_image_section *s = &params->sections[i];
+            uint64_t pa = s->va.raw - params->image_va_offset;
+            if (pa >= pos && (!next || pa < next->va.raw - params->image_va_offset))
+                next = s;
+        }
+        uint64_t gap_end = next ? next->va.raw - params->image_va_offset
+                                : params->image_pa_end.raw;
+        map_direct(kpt, pos, gap_end, PTE_KERNEL_RW, PAGE_SIZE);
+        if (!next)
+            return;
+        uint64_t flags = (next->flags & PTE_WRITE) ? PTE_KERNEL_RW : PTE_KERNEL_RO;
+        map_direct(kpt, gap_end, gap_end + next->size, flags, PAGE_SIZE);
+        pos = gap_end + next->size;
+    }
+}
+
 void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
 {
     uint64_t t0 = arch_read_tsc();
@@ -177,6 +218,19 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     char err[MB2_ERR_LEN];
 
     mm_direct_map_offset = MM_DIRECT_MAP_BASE;
+    if (params->nsections > MM_MAX_SECTIONS || params->nreserved > 4)
+        mm_panic("mm_init: %u sections (max %u), %u reserved ranges (max 4)",
+                 params->nsections, MM_MAX_SECTIONS, params->nreserved);
+    for (unsigned i = 0; i < params->nsections; i++) {
+        const struct mm_image_section *s = &params->sections[i];
+        uint64_t pa = s->va.raw - params->image_va_offset;
+        if (!is_aligned_u64(s->va.raw | s->size, PAGE_SIZE) || pa < params->image_pa_start.raw ||
+            pa + s->size > params->image_pa_end.raw)
+            mm_panic("mm_init: section %s (va %#lx, %#lx bytes) is not page-aligned "
+                     "inside the image [%#lx, %#lx)", s->name, (unsigned long)s->va.raw,
+                     (unsigned long)s->size, (unsigned long)params->image_pa_start.raw,
+                     (unsigned long)params->image_pa_end.raw);
+    }
     if (!arch_has_nx())
         mm_panic("mm_init: the CPU has no NX bit; W^X cannot be enforced");
 
@@ -193,7 +247,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     unsigned nreserved = 0;
     reserved[nreserved++] = (struct mb2_reserved){ params->image_pa_start,
                                                    params->image_pa_end, "kernel image" };
-    for (unsigned i = 0; i < params->nreserved && i < 4; i++)
+    for (unsigned i = 0; i < params->nreserved; i++)
         reserved[nreserved++] = params->reserved[i];
     struct mb2_usable_stats stats;
     if (mb2_usable_areas(&boot_info, reserved, nreserved, &usable_areas, &stats) != 0)
@@ -218,14 +272,17 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     struct pt_flush tok = PT_FLUSH_INIT;
     collect_ram_ranges(&ram_ranges);
     uint64_t frames_before_direct = bump_used_frames(&boot_bump);
+    uint64_t img_start = params->image_pa_start.raw, img_end = params->image_pa_end.raw;
     for (unsigned i = 0; i < ram_ranges.count; i++) {
-        const struct mm_area *r = &ram_ranges.area[i];
-        uint64_t size = mm_area_size(r);
-        virt_addr_t va = pa_to_direct_va(r->start);
-        map_or_panic(pt_map_range(&kpt, va, r->start, size, PTE_KERNEL_RW, max_page, &tok),
-                     "direct map", va.raw, size);
-        pt_flush_ignore(&tok);     /* the table is not loaded yet */
+        /* RAM around the kernel image; the image's own alias comes below. */
+        uint64_t start = ram_ranges.area[i].start.raw, end = ram_ranges.area[i].end.raw;
+        if (start < img_start)
+            map_direct(&kpt, start, end < img_start ? end : img_start,
+                       PTE_KERNEL_RW, max_page);
+        if (end > img_end)
+            map_direct(&kpt, start > img_end ? start : img_end, end, PTE_KERNEL_RW, max_page);
     }
+    map_image_alias(&kpt, params);
     uint64_t direct_tables = bump_used_frames(&boot_bump) - frames_before_direct;
     for (unsigned i = 0; i < params->nsections; i++) {
         const struct mm_image_section *s = &params->sections[i];

@@ -290,6 +290,25 @@ static void case_kernel_image_protection(struct ktest *t)
     KEXPECT_EQ(t, tr.flags & (PTE_WRITE | PTE_NX), PTE_WRITE | PTE_NX);
 }
 
+/* The image's physical pages are also reachable through the direct map:
+ * there, text and rodata must be read-only too, and data not executable. */
+static void case_direct_map_alias_of_image(struct ktest *t)
+{
+    struct fault_info fi;
+    uint64_t text_pa = (uint64_t)(uintptr_t)__text_start - 0xffffffff80000000ull;
+    uint64_t rodata_pa = (uint64_t)(uintptr_t)__rodata_start - 0xffffffff80000000ull;
+    volatile uint8_t *text_alias = pa_to_ptr(PA(text_pa));
+    volatile uint8_t *rodata_alias = pa_to_ptr(PA(rodata_pa));
+    KEXPECT_EQ(t, *text_alias, *(volatile uint8_t *)__text_start);   /* same bytes */
+    KEXPECT(t, probe_write(text_alias, *text_alias, &fi));
+    KEXPECT_EQ(t, fi.vector, X86_PF);
+    KEXPECT_EQ(t, fi.cr2, (uint64_t)(uintptr_t)text_alias);
+    KEXPECT(t, probe_write(rodata_alias, *rodata_alias, &fi));
+    KEXPECT_EQ(t, fi.vector, X86_PF);
+    KEXPECT(t, probe_exec((const void *)text_alias, &fi));
+    KEXPECT_EQ(t, fi.error_code & PF_FETCH, PF_FETCH);
+}
+
 static uint8_t data_ret[16] = { 0xc3 };          /* "ret" in .data */
 
 static void plain_function(void)
@@ -373,6 +392,7 @@ KTEST_SUITE(paging_suite, "paging",
             KTEST_CASE(case_unmap_frees_tables),
             KTEST_CASE(case_remap_readonly),
             KTEST_CASE(case_kernel_image_protection),
+            KTEST_CASE(case_direct_map_alias_of_image),
             KTEST_CASE(case_no_execute),
             KTEST_CASE(case_null_dereference),
             KTEST_CASE(case_no_wx_pages),
