@@ -1,9 +1,10 @@
 /*
  * acpi.c - locate the RSDP (multiboot2 ACPI tags first, then the BIOS
  * area scan), walk the XSDT or RSDT to the MADT ("APIC") and list the
- * enabled local APICs.  Tables may sit in reserved memory that the direct
- * map does not cover, so each one is read through a temporary ioremap.
- * Checksums are verified; a bad table is reported and skipped.
+ * enabled local APICs.  Tables usually sit in memory the direct map covers
+ * (ACPI or firmware-reserved RAM); anything else is read through a
+ * temporary ioremap.  Checksums are verified; a bad table is reported and
+ * skipped.
  */
 #include "kernel.h"
 #include "acpi.h"
@@ -43,23 +44,38 @@ static uint8_t sum_bytes(const void *p, size_t n)
     return s;
 }
 
+/* A readable view of [pa, pa + size): the direct map, else an ioremap. */
+static const void *acpi_map(uint64_t pa, uint64_t size)
+{
+    if (mm_direct_map_contains(PA(pa), size))
+        return pa_to_ptr(PA(pa));
+    return mm_ioremap(PA(pa), size);
+}
+
+static void acpi_unmap(const void *p)
+{
+    uint64_t va = (uint64_t)(uintptr_t)p;
+    if (va >= MMIO_POOL_BASE && va < MMIO_POOL_END)
+        mm_iounmap((void *)(uintptr_t)p);
+}
+
 /* Map a whole table: header first for its length, then all of it. */
 static const struct sdt_header *map_table(uint64_t pa, uint32_t *len_out)
 {
-    const struct sdt_header *h = mm_ioremap(PA(pa), sizeof(*h));
+    const struct sdt_header *h = acpi_map(pa, sizeof(*h));
     if (!h)
         return NULL;
     uint32_t len = h->length;
-    mm_iounmap((void *)h);
+    acpi_unmap(h);
     if (len < sizeof(*h) || len > (1u << 20)) {
         printk("acpi: table at %#lx has implausible length %u\n", pa, len);
         return NULL;
     }
-    h = mm_ioremap(PA(pa), len);
+    h = acpi_map(pa, len);
     if (h && sum_bytes(h, len) != 0) {
         printk("acpi: table %c%c%c%c at %#lx: bad checksum\n", h->signature[0],
                h->signature[1], h->signature[2], h->signature[3], pa);
-        mm_iounmap((void *)h);
+        acpi_unmap(h);
         return NULL;
     }
     *len_out = len;
@@ -79,7 +95,7 @@ static bool rsdp_valid(const struct rsdp *r, size_t avail)
 /* Scan [pa, pa+len) on 16-byte boundaries for a valid RSDP; copy it out. */
 static bool scan_for_rsdp(uint64_t pa, uint64_t len, struct rsdp *out)
 {
-    const uint8_t *p = mm_ioremap(PA(pa), len);
+    const uint8_t *p = acpi_map(pa, len);
     bool found = false;
     if (!p)
         return false;
@@ -90,7 +106,7 @@ static bool scan_for_rsdp(uint64_t pa, uint64_t len, struct rsdp *out)
             break;
         }
     }
-    mm_iounmap((void *)p);
+    acpi_unmap(p);
     return found;
 }
 
@@ -110,11 +126,11 @@ static bool find_rsdp(struct rsdp *out, const char **source)
         return true;
     }
     /* BIOS: first KiB of the EBDA, then 0xE0000..0xFFFFF. */
-    const uint16_t *ebda_seg = mm_ioremap(PA(0x40e), 2);
+    const uint16_t *ebda_seg = acpi_map(0x40e, 2);
     uint64_t ebda = 0;
     if (ebda_seg) {
         ebda = (uint64_t)*ebda_seg << 4;
-        mm_iounmap((void *)ebda_seg);
+        acpi_unmap(ebda_seg);
     }
     if (ebda >= 0x80000 && ebda < 0xa0000 && scan_for_rsdp(ebda, 1024, out)) {
         *source = "EBDA scan";
@@ -187,9 +203,9 @@ int acpi_find_cpus(struct acpi_cpus *out)
             parse_madt(t, tlen, out);
             rc = 0;
         }
-        mm_iounmap((void *)t);
+        acpi_unmap(t);
     }
-    mm_iounmap((void *)root);
+    acpi_unmap(root);
     if (rc != 0)
         printk("acpi: no MADT in the %s\n", xsdt ? "XSDT" : "RSDT");
     return rc;

@@ -412,10 +412,41 @@ int mm_remove_low_identity(void)
     return rc;
 }
 
+bool mm_direct_map_contains(phys_addr_t pa, uint64_t size)
+{
+    for (unsigned i = 0; boot_info_ready && i < ram_ranges.count; i++)
+        if (pa.raw >= ram_ranges.area[i].start.raw &&
+            pa.raw + size <= ram_ranges.area[i].end.raw && pa.raw + size >= pa.raw)
+            return true;
+    return false;
+}
+
+/* Does [pa, pa + size) overlap RAM the firmware calls available? */
+static bool overlaps_available_ram(phys_addr_t pa, uint64_t size)
+{
+    for (unsigned i = 0; boot_info_ready && i < boot_info.map_count; i++) {
+        struct mb2_mmap_entry e;
+        if (mb2_map_entry(&boot_info, i, &e) == 0 && e.type == MB2_MEM_AVAILABLE &&
+            pa.raw < e.base + e.length && e.base < pa.raw + size)
+            return true;
+    }
+    return false;
+}
+
 void *mm_ioremap(phys_addr_t pa, uint64_t size)
 {
     struct kmapper km;
     void *va = NULL;
+    /*
+     * RAM is already in the direct map, write-back.  An uncached second
+     * mapping of the same bytes is a memory-type alias the SDM forbids
+     * (vol. 3, 11.12.4), so RAM is refused here.
+     */
+    if (overlaps_available_ram(pa, size)) {
+        mm_printf("mm_ioremap: pa %#lx (+%#lx) is RAM; use the direct map (pa_to_ptr)\n",
+                  (unsigned long)pa.raw, (unsigned long)size);
+        return NULL;
+    }
     if (kmapper_lock(&km))
         va = mmio_ioremap(mmio_pool_global(), &km.mapper, pa, size);
     else

@@ -69,7 +69,8 @@ struct mm_init_report {
     bool used_1g;
 };
 
-/* Bring everything up (see above).  Returns 0; panics on broken input. */
+/* Bring everything up (see above).  Panics on malformed boot information
+ * or parameters: without them the kernel cannot continue. */
 void mm_init(const struct mm_boot_params *params, struct mm_init_report *report);
 
 /* Remove the temporary low identity map (no-op if there is none). */
@@ -85,8 +86,13 @@ struct mmio_pool *mm_mmio_pool(void);
  * ioremap/iounmap on the kernel table: take the kernel mapper lock, then
  * use the MMIO pool.  Returns NULL / a negative MM_E* code on failure
  * (-MM_EPERM when called while this CPU already holds the mapper lock).
+ * mm_ioremap refuses ranges that overlap available RAM (one log line):
+ * RAM is reached through the direct map, and an uncached alias of
+ * write-back memory is not allowed on x86.
  */
 void *mm_ioremap(phys_addr_t pa, uint64_t size);
+/* True if all of [pa, pa + size) is in the direct map (pa_to_ptr works). */
+bool mm_direct_map_contains(phys_addr_t pa, uint64_t size);
 int mm_iounmap(void *va);
 
 /* Print the kernel page table (coalesced) and the W+X line. */

@@ -101,6 +101,18 @@ struct stress_result {
 
 static struct stress_result stress_res[MM_MAX_CPUS];
 
+#define LAPIC_VERSION 0x30
+static uint64_t lapic_pa;          /* IA32_APIC_BASE */
+static uint32_t lapic_version;     /* as read through the kernel's own mapping */
+
+static void read_lapic_identity(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0x1bu));
+    lapic_pa = (((uint64_t)hi << 32) | lo) & 0x000ffffffffff000ull;
+    lapic_version = smp_lapic()[LAPIC_VERSION / 4];
+}
+
 static uint64_t xorshift(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -139,15 +151,16 @@ static void stress_worker(void *arg)
         r->allocs++;
         *(volatile uint64_t *)pa_to_ptr(frame[s]) = frame[s].raw ^ me;
 
-        /* Every fourth round: map that frame through the MMIO pool too,
-         * read our stamp through the new mapping, release it. */
+        /* Every fourth round: ioremap the local APIC (a real device; RAM
+         * may not be ioremapped), read its version register through the
+         * new mapping, release it. */
         if ((round & 3) == 0) {
-            volatile uint64_t *io = mm_ioremap(frame[s], n * PAGE_SIZE);
+            volatile uint32_t *io = mm_ioremap(PA(lapic_pa), PAGE_SIZE);
             if (!io) {
                 r->errors++;
                 continue;
             }
-            if (*io != (frame[s].raw ^ me))
+            if (io[LAPIC_VERSION / 4] != lapic_version)
                 r->errors++;
             if (mm_iounmap((void *)io) != 0)
                 r->errors++;
@@ -167,6 +180,7 @@ static void case_concurrent_stress(struct ktest *t)
     buddy_usage(mm_buddy(), &before);
     mmio_pool_stats(mm_mmio_pool(), &mb);
     memset(stress_res, 0, sizeof(stress_res));
+    read_lapic_identity();
 
     smp_call_all(stress_worker, NULL);
 
@@ -189,8 +203,8 @@ static void case_concurrent_stress(struct ktest *t)
 /* -------------------------------------------------------------- shootdown */
 
 struct touch {
-    volatile uint64_t *va;
-    uint64_t value;
+    volatile uint32_t *va;
+    uint32_t value;
     bool faulted;
     struct fault_info fi;
 };
@@ -207,26 +221,36 @@ static void case_shootdown_reaches_other_cpus(struct ktest *t)
 {
     if (smp_online_cpus() < 2)
         KSKIP(t, "needs 2 CPUs");
-    phys_addr_t pa;
-    KASSERT(t, buddy_alloc(mm_buddy(), 1, &pa) == 0);
-    *(volatile uint64_t *)pa_to_ptr(pa) = 0x5ca1ab1e;
-
-    volatile uint64_t *va = mm_ioremap(pa, PAGE_SIZE);
-    KASSERT(t, va != NULL);
-    struct touch tc = { .va = va };
+    read_lapic_identity();
+    volatile uint32_t *regs = mm_ioremap(PA(lapic_pa), PAGE_SIZE);
+    KASSERT(t, regs != NULL);
+    struct touch tc = { .va = &regs[LAPIC_VERSION / 4] };
     smp_call(1, touch_on_ap, &tc);           /* the AP now caches the translation */
     KEXPECT(t, !tc.faulted);
-    KEXPECT_EQ(t, tc.value, 0x5ca1ab1e);
+    KEXPECT_EQ(t, tc.value, lapic_version);
 
     uint64_t shootdowns = smp_shootdowns();
-    KEXPECT_EQ(t, mm_iounmap((void *)va), 0);
-    KEXPECT(t, smp_shootdowns() > shootdowns);
+    KEXPECT_EQ(t, mm_iounmap((void *)regs), 0);
+    KEXPECT_EQ(t, smp_shootdowns(), shootdowns + 1);   /* one, for the whole release */
 
     tc.faulted = false;
-    smp_call(1, touch_on_ap, &tc);           /* stale TLB entry would let this read */
+    smp_call(1, touch_on_ap, &tc);           /* a stale TLB entry would let this read */
     KEXPECT(t, tc.faulted);
     KEXPECT_EQ(t, tc.fi.vector, 14);
-    KEXPECT_EQ(t, tc.fi.cr2, (uint64_t)(uintptr_t)va);
+    KEXPECT_EQ(t, tc.fi.cr2, (uint64_t)(uintptr_t)tc.va);
+}
+
+/* RAM must be reached through the direct map, never ioremapped. */
+static void case_ioremap_refuses_ram(struct ktest *t)
+{
+    phys_addr_t pa;
+    KASSERT(t, buddy_alloc(mm_buddy(), 1, &pa) == 0);
+    struct mmio_stats before, after;
+    mmio_pool_stats(mm_mmio_pool(), &before);
+    KEXPECT(t, mm_ioremap(pa, PAGE_SIZE) == NULL);
+    KEXPECT(t, mm_direct_map_contains(pa, PAGE_SIZE));
+    mmio_pool_stats(mm_mmio_pool(), &after);
+    KEXPECT_EQ(t, after.free_bytes, before.free_bytes);
     KEXPECT_EQ(t, buddy_free(mm_buddy(), pa, 1), 0);
 }
 
@@ -235,4 +259,5 @@ KTEST_SUITE(smp_suite, "smp",
             KTEST_CASE(case_nested_lock_is_readonly),
             KTEST_CASE(case_lock_excludes_other_cpus),
             KTEST_CASE(case_concurrent_stress),
-            KTEST_CASE(case_shootdown_reaches_other_cpus));
+            KTEST_CASE(case_shootdown_reaches_other_cpus),
+            KTEST_CASE(case_ioremap_refuses_ram));
