@@ -24,6 +24,10 @@ void kernel_accounting(struct ktest_accounting *a)
     a->frames_free = u.free_npages;
     a->frames_used = u.used_npages;
     a->frames_total = u.total_npages;
+    uint64_t counts[BUDDY_NR_ORDERS];
+    buddy_free_blocks(b, counts);
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        a->frames_free_in_blocks += counts[k] << k;
     struct mmio_stats ms;
     mmio_pool_stats(mm_mmio_pool(), &ms);
     a->mmio_free_bytes = ms.free_bytes;

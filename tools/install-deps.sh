@@ -19,7 +19,7 @@ grub-mkrescue:grub-common
 xorriso:xorriso
 mformat:mtools
 qemu-system-x86_64:qemu-system-x86
-/usr/share/ovmf/OVMF.fd:ovmf
+/usr/share/OVMF/OVMF_CODE_4M.fd:ovmf
 gdb:gdb
 "
 missing=""

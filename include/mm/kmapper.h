@@ -22,11 +22,12 @@
  * (the mapper takes table frames from the buddy while this lock is held).
  * Never take the kernel mapper lock while holding either of the others.
  *
- * Interrupts: call kmapper_lock() with interrupts enabled once other CPUs
- * run.  The holder's TLB shootdown waits for every other CPU to
- * acknowledge an IPI, and a CPU spinning here with interrupts off could
- * not.  (The recursion exists for the opposite case: an interrupt handler
- * on the holder's own CPU gets a read-only mapper instead of deadlocking.)
+ * Interrupts: once other CPUs run, call kmapper_lock() only with
+ * interrupts enabled, and never from an interrupt handler.  The holder's
+ * TLB shootdown waits for every other CPU to acknowledge an IPI, and a CPU
+ * spinning here with interrupts off never would: deadlock.  The recursion
+ * covers code that runs while its own CPU already holds the lock; it gets
+ * a read-only mapper instead of corrupting the holder's walk.
  */
 #ifndef MM_KMAPPER_H
 #define MM_KMAPPER_H
