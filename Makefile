@@ -32,7 +32,7 @@ ifneq ($(INJECT),)
   KCFLAGS += -DKTEST_INJECT_$(INJECT)
 endif
 KLDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=0x1000 \
-            -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -T linker.ld
+            -Wl,-z,noexecstack -T linker.ld
 
 MM_SRCS      := $(sort $(wildcard mm/*.c))
 KERNEL_CSRCS := $(sort $(wildcard kernel/*.c)) $(sort $(wildcard tests/kernel/*.c))
