@@ -345,14 +345,14 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     buddy_usage(&kernel_buddy, &u);
     mm_printf("mm: RAM %lu MiB usable in %u areas; kernel page table %lu pages (%lu KiB); "
               "direct map %lu x 1G + %lu x 2M + %lu x 4K pages in %lu table pages (%s); bump used %lu frames; "
-              "buddy %lu MiB free; mm init %lu cycles\n",
+              "buddy %lu MiB free (metadata %lu KiB); mm init %lu cycles\n",
               (unsigned long)(stats.usable_bytes / MiB), usable_areas.count,
               (unsigned long)tables, (unsigned long)(tables * PAGE_SIZE / KiB),
               (unsigned long)lc.per_level[3], (unsigned long)lc.per_level[2],
               (unsigned long)lc.per_level[1], (unsigned long)direct_tables,
               big ? "CPU has 1 GiB pages" : "no 1 GiB pages",
               (unsigned long)bump_frames, (unsigned long)(u.free_npages * PAGE_SIZE / MiB),
-              (unsigned long)cycles);
+              (unsigned long)(u.meta_npages * PAGE_SIZE / KiB), (unsigned long)cycles);
     mm_printf("mm: init cycles: boot info + areas %lu, page table %lu, buddy %lu, "
               "mapper + MMIO pool %lu, checks %lu\n", (unsigned long)(t_parse - t0),
               (unsigned long)(t_table - t_parse), (unsigned long)(t_buddy - t_table),
