@@ -54,14 +54,19 @@
  * One node of the split tree (see mm/mmio.c).  Nodes live in frames taken
  * from the pool's frame allocator, except the 1024 roots, which live in
  * struct mmio_pool.  Opaque to users.
+ *
+ * 32 bytes, so that a node and its buddy (stored side by side) share one
+ * 64-byte cache line: release reads the leaf and its buddy with a single
+ * miss.  To fit, the address is kept as a page index within the pool and
+ * the mapping record as one packed word (see mm/mmio.c).
  */
 struct mmio_node {
     struct mmio_node *parent;        /* NULL for a root */
-    uint64_t va;                     /* start of the block */
+    uint32_t page;                   /* start: MMIO_POOL_BASE + page * 4 KiB */
     uint8_t order;                   /* block size = 4 KiB << order */
     uint8_t kind;                    /* enum mmio_node_kind in mmio.c */
     uint8_t busy;                    /* a map or unmap is in progress */
-    uint8_t reserved[5];
+    uint8_t reserved;
     union {
         struct mmio_node *child[2];  /* kind inner: lower, upper half */
         struct {                     /* kind free: per-order free list */
@@ -69,8 +74,7 @@ struct mmio_node {
         } link;
         struct {                     /* kind allocated */
             struct mmio_node *hnext; /* chain in the hash bucket */
-            uint64_t mapped_size;    /* bytes mapped from va; 0: none */
-            uint64_t mapper_top_pa;  /* top table they were mapped in */
+            uint64_t mapping;        /* mapped pages and top table; 0: none */
         } use;
     } u;
 };

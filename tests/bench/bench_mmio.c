@@ -2,21 +2,43 @@
  * bench_mmio.c - cost of one mmio_release + mmio_create pair in a pool
  * holding a steady number of live blocks (pool only, no page mapping).
  *
- * Each step releases a random live block and creates one of a random
- * log-uniform size (order uniform in 0..max_order, then a byte count
- * uniform within that order).  The pair is timed with rdtsc (TSC ticks
- * converted to ns against CLOCK_MONOTONIC).  If the pool cannot hold the
- * new block (the full 4 KiB..1 GiB mix at 10^4 live blocks needs about
- * as much address space as the pool has), the step releases another
- * random block and tries again; the timed step includes those retries and
- * the "full" column counts them.
+ * What one sample is.  Each step releases a random live block and creates
+ * one of a random log-uniform size (order uniform in 0..max_order, then a
+ * byte count uniform within that order) in its place.  The sample is the
+ * TSC time of exactly those two calls, back to back:
+ *     victim = live[i]                        (before t0)
+ *     t0 = lfence; rdtsc
+ *     mmio_release(pool, &victim, NULL)
+ *     mmio_create(pool, size, &fresh)         (always succeeds, see below)
+ *     t1 = rdtscp; lfence
+ *     live[i] = fresh                         (after t1)
+ * and nothing else: drawing the victim and the size (RNG, divisions) and
+ * the model's bookkeeping (the live[] array, a caller-side structure) are
+ * outside the interval, so the sample is the pool's own work with the
+ * caller's arguments in hand.  Every step gives one sample; no sample is
+ * dropped and none covers more than one pair.  TSC ticks are converted to
+ * ns against CLOCK_MONOTONIC.  The timer itself costs a few tens of ns
+ * (its median on an empty interval is printed as "timer"); it is included
+ * in every sample, not subtracted.  (An earlier version also timed the
+ * RNG, the swap-removal in live[] and the retries; that added ~30 ns to
+ * the median and put the retry steps in the tail.)
+ *
+ * A full pool.  The full 4 KiB..1 GiB mix at 10^4 live blocks needs about
+ * as much address space as the pool has, so sometimes no free block is
+ * large enough for the size drawn.  Before t0 the step then releases other
+ * random blocks (untimed; counted in the "room" column, per step) until
+ * one is (checked with mmio_pool_free_counts): the timed create always
+ * succeeds, so a sample is never a failed create nor a series of
+ * retries.  After t1 the live count is topped up to the target (untimed)
+ * as far as the pool allows.
  *
  * Output: one row per configuration: median and p99 of the per-step time
  * over RUNS runs (the median of the runs' medians and of their p99s);
  * "frames" is the pool's bookkeeping (node + hash frames) at the end of a
  * run, and "mem ref" the p99/median of a memory-only reference loop over
  * a buffer of that size (see memory_reference): the part of the tail that
- * comes from the machine's caches rather than from the allocator.
+ * comes from the machine's caches rather than from the allocator.  The
+ * first row is the target workload: 10^4 live blocks of 4 KiB .. 1 GiB.
  */
 #define _GNU_SOURCE
 #include "harness.h"
@@ -129,10 +151,22 @@ static void must(int err, const char *what)
 struct result {
     double median_ns, p99_ns, max_ns;
     double mem_ratio;        /* p99/median of the memory-only reference */
-    uint64_t full;           /* create retries because the pool was full */
+    uint64_t room;           /* untimed releases to make room for a create */
     uint64_t node_frames;    /* at the end of the run */
     uint64_t live_avg;       /* live blocks, averaged over the timed steps */
 };
+
+/* Median ticks of an empty timed interval: the timer's own cost. */
+static uint32_t timer_ticks(void)
+{
+    for (int s = 0; s < STEPS; s++) {
+        uint64_t t0 = tsc_begin();
+        uint64_t t1 = tsc_end();
+        ticks[s] = (uint32_t)(t1 - t0);
+    }
+    qsort(ticks, STEPS, sizeof(ticks[0]), cmp_u32);
+    return ticks[STEPS / 2];
+}
 
 /*
  * Reference: the same number of steps, each doing 6 random read-modify-
@@ -156,22 +190,60 @@ static double memory_reference(uint64_t bytes)
     return (double)ticks[STEPS / 100 * 99] / ticks[STEPS / 2];
 }
 
-/* One step: release a random block, create a new one (retrying as above). */
-static uint64_t step(size_t *n, uint64_t *rng, unsigned max_order)
+/* Is there a free block that a create of `size` bytes can take? */
+static bool fits(uint64_t size)
 {
-    uint64_t full = 0;
-    size_t i = rng_next(rng) % *n;
-    must(mmio_release(&pool, &live[i], NULL), "release");
-    live[i] = live[--*n];
-    uint64_t size = random_size(rng, max_order);
-    while (mmio_create(&pool, size, &live[*n]) != 0) {
-        full++;
-        i = rng_next(rng) % *n;
+    uint64_t free_blocks[MMIO_NR_ORDERS];
+    mmio_pool_free_counts(&pool, free_blocks);
+    for (unsigned k = MMIO_NR_ORDERS; k-- > 0 && (PAGE_SIZE << k) >= size;)
+        if (free_blocks[k] != 0)
+            return true;
+    return false;
+}
+
+/* Release random blocks until a create of `size` bytes will succeed. */
+static uint64_t make_room(size_t *n, uint64_t *rng, uint64_t size)
+{
+    uint64_t released = 0;
+    while (!fits(size)) {
+        size_t i = rng_next(rng) % *n;
         must(mmio_release(&pool, &live[i], NULL), "release");
         live[i] = live[--*n];
+        released++;
     }
-    ++*n;
-    return full;
+    return released;
+}
+
+/* Create random blocks until there are nlive, or the pool is full. */
+static void top_up(size_t *n, size_t nlive, uint64_t *rng, unsigned max_order)
+{
+    while (*n < nlive && mmio_create(&pool, random_size(rng, max_order), &live[*n]) == 0)
+        ++*n;
+}
+
+/*
+ * One step: release a random block and create one of a random size in its
+ * place.  Returns the ticks of exactly that pair; *room counts the blocks
+ * released beforehand (untimed) to make room.
+ */
+static uint64_t step(size_t *n, size_t nlive, uint64_t *rng, unsigned max_order,
+                     uint64_t *room)
+{
+    uint64_t size = random_size(rng, max_order);
+    *room += make_room(n, rng, size);
+    size_t i = rng_next(rng) % *n;
+    struct mmio_space victim = live[i], fresh;
+
+    uint64_t t0 = tsc_begin();
+    int err_release = mmio_release(&pool, &victim, NULL);
+    int err_create = mmio_create(&pool, size, &fresh);
+    uint64_t t1 = tsc_end();
+
+    must(err_release, "release");
+    must(err_create, "create");
+    live[i] = fresh;
+    top_up(n, nlive, rng, max_order);
+    return t1 - t0;
 }
 
 static struct result run(size_t nlive, unsigned max_order, uint64_t seed)
@@ -182,19 +254,13 @@ static struct result run(size_t nlive, unsigned max_order, uint64_t seed)
     size_t n = 0;
     must(mmio_pool_init(&pool, &bfa), "init");
     harness_quiet = 1;      /* "pool full" lines */
-    /* Fill up to nlive blocks, or until the pool is full. */
-    while (n < nlive && mmio_create(&pool, random_size(&rng, max_order), &live[n]) == 0)
-        n++;
+    uint64_t warm_room = 0;
+    top_up(&n, nlive, &rng, max_order);
     for (int s = 0; s < WARMUP; s++)
-        step(&n, &rng, max_order);
+        step(&n, nlive, &rng, max_order, &warm_room);
     for (int s = 0; s < STEPS; s++) {
-        uint64_t t0 = tsc_begin();
-        r.full += step(&n, &rng, max_order);
-        uint64_t t1 = tsc_end();
-        ticks[s] = (uint32_t)(t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0);
-        /* Keep the live count steady after retries shrank it. */
-        while (n < nlive && mmio_create(&pool, random_size(&rng, max_order), &live[n]) == 0)
-            n++;
+        uint64_t t = step(&n, nlive, &rng, max_order, &r.room);
+        ticks[s] = (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t);
         live_sum += n;
     }
     r.live_avg = live_sum / STEPS;
@@ -243,13 +309,14 @@ int main(void)
     calibrate();
 
     printf("mmio pool: release+create pair, %d steps x %d runs per row, "
-           "median of runs (TSC %.3f ns/tick, %s)\n", STEPS, RUNS, ns_per_tick,
+           "median of runs (TSC %.3f ns/tick, timer %.0f ns, %s)\n", STEPS, RUNS,
+           ns_per_tick, timer_ticks() * ns_per_tick,
            thp == 0 ? "huge-page backed" : "4 KiB pages");
     printf("%7s %7s %-12s %10s %10s %8s %10s %10s %7s %8s\n", "target", "live", "sizes",
-           "median ns", "p99 ns", "p99/med", "worst max", "full/step", "frames",
+           "median ns", "p99 ns", "p99/med", "worst max", "room/step", "frames",
            "mem ref");
     for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
-        double med[RUNS], p99[RUNS], ratio[RUNS], mem[RUNS], worst = 0, full = 0;
+        double med[RUNS], p99[RUNS], ratio[RUNS], mem[RUNS], worst = 0, room = 0;
         uint64_t frames = 0, live_avg = 0;
         for (int i = 0; i < RUNS; i++) {
             struct result r = run(cfg[c].nlive, cfg[c].max_order, 0x9e3779b97f4a7c15ull + (uint64_t)i);
@@ -259,7 +326,7 @@ int main(void)
             mem[i] = r.mem_ratio;
             if (r.max_ns > worst)
                 worst = r.max_ns;
-            full += (double)r.full / STEPS / RUNS;
+            room += (double)r.room / STEPS / RUNS;
             frames = r.node_frames;
             live_avg = r.live_avg;
         }
@@ -269,7 +336,7 @@ int main(void)
         printf("%7zu %7llu %-12s %10.0f %10.0f %8.2f %10.0f %10.3f %7llu %8.2f\n",
                cfg[c].nlive, (unsigned long long)live_avg, sizes,
                median_of(med, RUNS), median_of(p99, RUNS), median_of(ratio, RUNS), worst,
-               full, (unsigned long long)frames, median_of(mem, RUNS));
+               room, (unsigned long long)frames, median_of(mem, RUNS));
     }
     return 0;
 }

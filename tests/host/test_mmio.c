@@ -665,6 +665,52 @@ static void test_ioremap_keeps_offset(void)
     CHECK_EQ(tfa.outstanding, 0);
 }
 
+/*
+ * Layout: a node is 32 bytes and a pair of buddies fills exactly one
+ * 64-byte cache line (a release reads leaf and buddy with one miss); the
+ * mapping record, packed into one word to get there, still holds a whole
+ * 1 GiB mapping and the table it was made in.
+ */
+static void test_pair_layout_and_mapping_record(void)
+{
+    fresh_pool();
+    CHECK_EQ(sizeof(struct mmio_node), 32);
+    struct mmio_space small;
+    REQUIRE(mmio_create(&pool, PAGE_SIZE, &small) == 0);
+    unsigned depth = 0;
+    for (const struct mmio_node *n = &pool.root[0]; n->order > 0; n = n->u.child[0]) {
+        const struct mmio_node *lo = n->u.child[0], *hi = n->u.child[1];
+        CHECK_EQ((uintptr_t)lo % 64, 0);
+        CHECK(hi == lo + 1);
+        CHECK(lo->parent == n && hi->parent == n);
+        depth++;
+    }
+    CHECK_EQ(depth, MMIO_MAX_ORDER);
+
+    struct pt_mapper m, other;
+    REQUIRE(pt_mapper_create(&tfa.fa, &m) == 0);
+    REQUIRE(pt_mapper_create(&tfa.fa, &other) == 0);
+    struct mmio_space whole;
+    REQUIRE(mmio_create(&pool, GiB, &whole) == 0);
+    REQUIRE(mmio_map_phys(&pool, &whole, &m, PA(0x40000000), GiB) == 0);
+    harness_quiet = 1;
+    CHECK_EQ(mmio_map_phys(&pool, &whole, &m, PA(0x40000000), PAGE_SIZE), -MM_EEXIST);
+    CHECK_EQ(mmio_release(&pool, &whole, &other), -MM_EINVAL);
+    harness_quiet = 0;
+    struct pt_mapping t;
+    REQUIRE(translate_ok(&m, whole.va.raw + GiB - 1, &t));
+    CHECK_EQ(t.pa.raw, 0x40000000 + GiB - 1);
+    CHECK_EQ(mmio_release(&pool, &whole, &m), 0);
+    CHECK(!translate_ok(&m, whole.va.raw, &t));
+    CHECK(!translate_ok(&m, whole.va.raw + GiB - 1, &t));
+
+    CHECK_EQ(mmio_release(&pool, &small, NULL), 0);
+    CHECK(pool_is_initial());
+    CHECK_EQ(pt_mapper_destroy(&other), 0);
+    CHECK_EQ(pt_mapper_destroy(&m), 0);
+    CHECK_EQ(tfa.outstanding, 0);
+}
+
 static void test_dump(void)
 {
     fresh_pool();
@@ -773,6 +819,7 @@ int main(void)
     RUN(test_map_flags_and_release_unmaps);
     RUN(test_map_out_of_frames);
     RUN(test_ioremap_keeps_offset);
+    RUN(test_pair_layout_and_mapping_record);
     RUN(test_dump);
     RUN(test_check_detects_corruption);
     RUN(test_concurrent_churn);
