@@ -374,6 +374,7 @@ static void list_remove_locked(struct buddy *b, unsigned order, uint64_t rel)
 /* Pop a block of exactly `order`, splitting a larger one if needed. */
 static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
 {
+    MM_BUG_ON(!b->lock.locked);       /* cheap check: no CPU-id lookup */
     uint32_t avail = b->nonempty_mask >> order;
     if (!avail)
         return -MM_ENOMEM;
@@ -395,6 +396,7 @@ static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
  * Its chunk must be ready (see ready_bit). */
 static void free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
 {
+    MM_BUG_ON(!b->lock.locked);
     while (order < BUDDY_MAX_ORDER) {
         uint64_t buddy_rel = rel ^ (UINT64_C(1) << order);
         if (!ready_bit(b->free_bits, order, buddy_rel))
