@@ -24,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "bench_util.h"
 
 #include <sys/mman.h>
 #include <time.h>
@@ -32,25 +33,6 @@
 
 #define SAMPLES 1001
 #define BATCH   128
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, unsigned n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static void die(const char *what)
 {

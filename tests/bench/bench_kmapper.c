@@ -13,31 +13,13 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "bench_util.h"
 
 #include <time.h>
 #include <mm/kmapper.h>
 
 #define BATCH  100000
 #define ROUNDS 31
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
-}
 
 static uint64_t word;
 
