@@ -52,7 +52,7 @@
  * the worst case: of the two frames 2i and 2i+1 at most one can start a
  * free block (if both are free they are buddies and merged), so there are
  * at most managed/2 + areas free blocks, and the pages in use are at most
- * that / 1020 + one partial top page per order.  With the bitmaps this is
+ * that / 1020 + 11 (see list_reserve_extra for the bound).  With the bitmaps this is
  * under 0.1% of RAM from 256 MiB up (0.06%, 2.6 MiB, for 4 GiB).
  *
  * Metadata placement.  buddy_init computes the size of the reserve, both
@@ -661,6 +661,28 @@ struct frame_allocator *buddy_frame_allocator(struct buddy *b)
     return &b->fa;
 }
 
+/*
+ * List pages needed beyond (managed/2 + areas) / BUDDY_LIST_CAP.  With n_k
+ * free blocks of order k, the lists use sum_k ceil(n_k / C) pages (C =
+ * BUDDY_LIST_CAP; empty pages go back to the reserve).  Of every aligned
+ * pair of frames at most one starts a free order-0 block, and pairs inside
+ * free blocks of higher orders start none, so n_0 <= (managed - F)/2 +
+ * areas, where F = sum_{k>=1} n_k 2^k.  Hence
+ *   pages <= (managed/2 + areas)/C + 1 + sum_{k>=1, n_k>0} (1 + n_k (1 - 2^(k-1)) / C).
+ * A term of that last sum is positive only while 2^(k-1) <= C, i.e. for
+ * the small orders 1..10; larger orders pay for their list page with the
+ * order-0 blocks they exclude.  So 1 + (number of such orders) pages on top
+ * of the bulk always suffice.
+ */
+static uint64_t list_reserve_extra(void)
+{
+    uint64_t extra = 1;
+    for (unsigned k = 1; k < BUDDY_NR_ORDERS; k++)
+        if ((UINT64_C(1) << (k - 1)) <= BUDDY_LIST_CAP)
+            extra++;
+    return extra;
+}
+
 int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
 {
     if (!area_list_valid(free_ranges)) {
@@ -695,7 +717,8 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
         bitmap_nwords += 2 * bitmap_words(b, k);
     uint64_t max_free_blocks = managed_npages / 2 + free_ranges->count;
-    uint64_t list_npages = (max_free_blocks + BUDDY_LIST_CAP - 1) / BUDDY_LIST_CAP + BUDDY_NR_ORDERS;
+    uint64_t list_npages = (max_free_blocks + BUDDY_LIST_CAP - 1) / BUDDY_LIST_CAP +
+                           list_reserve_extra();
     uint64_t meta_npages = list_npages + (bitmap_nwords * 8 + PAGE_SIZE - 1) / PAGE_SIZE;
 
     /* Best fit: the smallest range that holds it all, carved from its end. */

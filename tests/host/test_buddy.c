@@ -257,6 +257,54 @@ static void test_exhaustion_and_fragmentation(void)
     free(pas);
 }
 
+/*
+ * The list-page reserve's worst case (see list_reserve_extra in buddy.c):
+ * one free block at each of the orders 1..10 plus every other remaining
+ * frame free at order 0.  The lists must fit in the reserve (running out
+ * panics), and after freeing everything the layout is the initial one.
+ */
+static void test_list_reserve_worst_case(void)
+{
+    static const uint64_t r[][2] = { { 0x100000, 0x8100000 } };   /* 128 MiB */
+    REQUIRE(init_ranges(1, r) == 0);
+    struct snapshot init = snap();
+    uint64_t total = init.u.total_npages;
+    phys_addr_t *pas = calloc(total, sizeof *pas);
+    REQUIRE(pas);
+    uint64_t n = 0;
+    phys_addr_t pa;
+    while (buddy_alloc(&B, 1, &pa) == 0)
+        pas[n++] = pa;
+    REQUIRE(n == total);
+
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t rel = pa_to_pfn(pas[i]);            /* windows aligned in absolute frames */
+        unsigned k = (unsigned)(rel / 2048);         /* window k holds order k */
+        bool in_window = k >= 1 && k <= 10;
+        bool free_it = in_window ? (rel % 2048) < (UINT64_C(1) << k) : (rel & 1) == 0;
+        if (free_it) {
+            CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
+            pas[i] = PA(UINT64_MAX);
+        }
+    }
+    struct snapshot worst = snap();
+    uint64_t pages = 0;
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        pages += (worst.counts[k] + 1019) / 1020;
+    for (unsigned k = 1; k <= 10; k++)
+        CHECK_EQ(worst.counts[k], 1);
+    CHECK_EQ(B.list_pages_in_use, pages);
+    CHECK(B.list_pages_in_use <= B.list_pool_npages);
+    buddy_check(&B);
+
+    for (uint64_t i = 0; i < n; i++)
+        if (pas[i].raw != UINT64_MAX)
+            CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
+    struct snapshot end = snap();
+    CHECK(snap_equal(&end, &init));
+    free(pas);
+}
+
 static void test_bad_input_rejected(void)
 {
     static const uint64_t r[][2] = { { 1 * MiB, 64 * MiB }, { 128 * MiB, 256 * MiB } };
@@ -751,6 +799,7 @@ int main(void)
     RUN(test_split_leaves_one_block_per_order);
     RUN(test_1g_blocks);
     RUN(test_exhaustion_and_fragmentation);
+    RUN(test_list_reserve_worst_case);
     RUN(test_bad_input_rejected);
     RUN(test_odd_ranges_cover_exactly);
     RUN(test_list_page_at_pa_zero);
