@@ -1,5 +1,6 @@
 /*
- * mm/buddy.c - page-list buddy allocator for physical frames.
+ * mm/buddy.c - page-list buddy allocator for physical frames (the "pages"
+ * of the lists are 2 KiB list blocks, two per 4 KiB frame).
  *
  * Algorithm.  Free memory is a set of blocks; a block of order k is 2^k
  * frames aligned to 2^k frames (order 0 = 4 KiB .. 18 = 1 GiB).  The buddy
@@ -9,14 +10,16 @@
  * merges the block with its buddy while the buddy is free, then pushes the
  * result.  Both are O(orders), independent of fragmentation.
  *
- * Free lists.  The free list of each order is a stack of list pages: 4 KiB
- * pages holding a header and an array of up to 1020 block numbers (32-bit
- * frame numbers relative to the span base).  Only the top page is partly
- * filled; every page below it is full.  Push and pop work on the top page.
- * To remove a block from the middle (its buddy is being freed), every free
- * block carries in its first 16 bytes a back-index {magic, order, physical
- * address of its slot}; the block is removed by moving the top page's last
- * entry into that slot and re-pointing the moved block's back-index.
+ * Free lists.  The free list of each order is a stack of list blocks: 2 KiB
+ * half-pages (BUDDY_LIST_UNIT_SIZE; two per 4 KiB frame of the reserve)
+ * holding a 16-byte header and an array of up to 508 block numbers (32-bit
+ * frame numbers relative to the span base).  Only the top list block is
+ * partly filled; every one below it is full.  Push and pop work on the top
+ * list block.  To remove a block from the middle (its buddy is being
+ * freed), every free block carries in its first 16 bytes a back-index
+ * {magic, order, physical address of its slot}; the block is removed by
+ * moving the top list block's last entry into that slot and re-pointing
+ * the moved block's back-index.
  *
  * Bitmaps.  Per order, free_bits has one bit per block of that order over
  * the span: set iff that block is in a free list.  It is authoritative; a
@@ -43,27 +46,32 @@
  * A chunk seeded as one 1 GiB block stays untouched until something
  * smaller is carved from it.
  *
- * Where list pages come from.  All list pages are reserved once, at init,
- * from the metadata carve; they are never taken from or given back to the
- * buddy itself.  Emptied pages go to a private stack and are reused by any
- * order.  So a push never allocates, a pop never frees, nothing recurses,
- * a free cannot fail for lack of list space, and after everything is freed
- * the block layout is exactly the initial one.  The reserve is sized for
- * the worst case: of the two frames 2i and 2i+1 at most one can start a
- * free block (if both are free they are buddies and merged), so there are
- * at most managed/2 + areas free blocks, and the pages in use are at most
- * that / 1020 + 11 (see list_reserve_extra for the bound).  With the bitmaps this is
- * under 0.1% of RAM from 256 MiB up (0.06%, 2.6 MiB, for 4 GiB).
+ * Where list blocks come from.  All list blocks are reserved once, at
+ * init, from the metadata carve; they are never taken from or given back
+ * to the buddy itself.  Emptied list blocks go to a private stack and are
+ * reused by any order.  So a push never allocates, a pop never frees,
+ * nothing recurses, a free cannot fail for lack of list space, and after
+ * everything is freed the block layout is exactly the initial one.  The
+ * reserve is sized for the worst case: of the two frames 2i and 2i+1 at
+ * most one can start a free block (if both are free they are buddies and
+ * merged), so there are at most managed/2 + areas free blocks, and the
+ * list blocks in use are at most floor(that / 508) + 10 (see
+ * list_reserve_extra for the bound): about managed / 2032 bytes plus a
+ * fixed 20 KiB.  With the bitmaps this is under 0.1% of RAM from 64 MiB
+ * up (60 KiB, 0.098%, for the 61 MiB a 64 MiB guest manages; 0.06%,
+ * 2.6 MiB, for 4 GiB).
  *
- * Metadata placement.  buddy_init computes the size of the reserve, both
- * bitmaps and the chunk bitmap (one bit per GiB) and carves it from the
- * end of the smallest range that can hold it (least damage to large
- * blocks); those frames are neither free nor counted in "total".  The
- * rest is seeded as the largest aligned blocks, each pushed through the
- * merging free path so the initial state is already fully coalesced.
- * Cost: O(areas * orders + span / 1 GiB) plus about 128 KiB of zeroing
- * per chunk that receives a block below 1 GiB (the chunks at area edges
- * and the one holding the carve); the list pages and the low-order bitmap
+ * Metadata placement.  buddy_init computes the size of the reserve, the
+ * chunk bitmap (one bit per GiB) and both bitmaps, which follow the last
+ * list block directly (so an odd number of list blocks wastes no half
+ * frame), rounds the sum up to whole frames and carves it from the end of
+ * the smallest range that can hold it (least damage to large blocks);
+ * those frames are neither free nor counted in "total".  The rest is
+ * seeded as the largest aligned blocks, each pushed through the merging
+ * free path so the initial state is already fully coalesced.  Cost:
+ * O(areas * orders + span / 1 GiB) plus about 128 KiB of zeroing per
+ * chunk that receives a block below 1 GiB (the chunks at area edges and
+ * the one holding the carve); the list blocks and the low-order bitmap
  * words of whole-GiB chunks are not touched, so a guest with hundreds of
  * GiB initialises about as fast as one with 1 GiB.
  *
@@ -73,28 +81,30 @@
  * struct frame_allocator adapter.
  *
  * Locking.  b->lock (interrupt-safe spinlock) protects every field of
- * struct buddy, the bitmaps, the list pages and the back-indexes in free
+ * struct buddy, the bitmaps, the list blocks and the back-indexes in free
  * blocks.  Every public function takes it; *_locked functions expect it.
  */
 #include <mm/buddy.h>
 #include <mm/log.h>
 
 #define BUDDY_FREE_MAGIC  0xf4eeb10cu
-/* "No list page": physical address 0 may itself be a list page. */
-#define BUDDY_NO_PAGE     UINT64_MAX
+/* "No list block": physical address 0 may itself be a list block. */
+#define BUDDY_NO_BLOCK    UINT64_MAX
 #define BUDDY_LIST_MAGIC  0x1157u
 
-/* A list page: header plus as many 32-bit block numbers as fit. */
-struct buddy_list_page {
-    uint64_t next_pa;        /* next (full) page of the stack, or BUDDY_NO_PAGE */
+/* A list block: header plus as many 32-bit block numbers as fit. */
+struct buddy_list_block {
+    uint64_t next_pa;        /* next (full) list block of the stack, or BUDDY_NO_BLOCK */
     uint32_t count;          /* entries used, 1..BUDDY_LIST_CAP while listed */
     uint16_t magic;
     uint16_t order;
     uint32_t entry[];
 };
 
-#define BUDDY_LIST_HDR  16u
-#define BUDDY_LIST_CAP  ((uint32_t)((PAGE_SIZE - BUDDY_LIST_HDR) / sizeof(uint32_t)))
+/* The list unit: a half page.  Everything else about list blocks derives from it. */
+#define BUDDY_LIST_UNIT_SIZE   2048u
+#define BUDDY_LIST_HDR         16u
+#define BUDDY_LIST_CAP  ((uint32_t)((BUDDY_LIST_UNIT_SIZE - BUDDY_LIST_HDR) / sizeof(uint32_t)))
 
 /* The back-index kept in the first bytes of every free block. */
 struct buddy_free_hdr {
@@ -107,7 +117,10 @@ struct buddy_free_hdr {
 #define BUDDY_LAZY_ORDERS  (BUDDY_MAX_ORDER - 6 + 1)
 #define BUDDY_CHUNK_SHIFT  BUDDY_MAX_ORDER          /* frames per chunk, log2 */
 
-_Static_assert(sizeof(struct buddy_list_page) == BUDDY_LIST_HDR, "list header");
+_Static_assert(sizeof(struct buddy_list_block) == BUDDY_LIST_HDR, "list header");
+_Static_assert((BUDDY_LIST_UNIT_SIZE & (BUDDY_LIST_UNIT_SIZE - 1)) == 0 &&
+               PAGE_SIZE % BUDDY_LIST_UNIT_SIZE == 0 && BUDDY_LIST_UNIT_SIZE > BUDDY_LIST_HDR,
+               "list units tile a page");
 _Static_assert(BUDDY_MAX_ORDER == PAGE_1G_SHIFT - PAGE_SHIFT, "max order is 1 GiB");
 
 /* ------------------------------------------------------------ helpers */
@@ -143,14 +156,15 @@ static inline struct buddy_free_hdr *block_hdr(const struct buddy *b, uint64_t r
     return pa_to_ptr(rel_to_pa(b, rel));
 }
 
-static inline struct buddy_list_page *list_page(uint64_t pa)
+static inline struct buddy_list_block *list_block(uint64_t pa)
 {
     return pa_to_ptr(PA(pa));
 }
 
+/* End of the reserved list blocks; the bitmaps start here. */
 static inline uint64_t pool_end_pa(const struct buddy *b)
 {
-    return b->list_pool_base.raw + b->list_pool_npages * PAGE_SIZE;
+    return b->list_pool_base.raw + b->list_pool_nblocks * BUDDY_LIST_UNIT_SIZE;
 }
 
 /* ------------------------------------------------------------ bitmaps */
@@ -242,32 +256,32 @@ static inline void ready_bit_clear(uint64_t *const *bits, unsigned order, uint64
     bit_clear(bits[order], rel >> order);
 }
 
-/* --------------------------------------------------- list page reserve */
+/* -------------------------------------------------- list block reserve */
 
 static uint64_t pool_take_locked(struct buddy *b, unsigned order)
 {
     uint64_t pa = b->list_pool_free.raw;
 
-    if (pa != BUDDY_NO_PAGE) {
-        b->list_pool_free = PA(list_page(pa)->next_pa);
+    if (pa != BUDDY_NO_BLOCK) {
+        b->list_pool_free = PA(list_block(pa)->next_pa);
     } else {
-        if (b->list_pool_next >= b->list_pool_npages)
-            mm_panic("buddy: list page reserve exhausted (order %u, %llu in use of %llu)",
-                     order, (unsigned long long)b->list_pages_in_use,
-                     (unsigned long long)b->list_pool_npages);
-        pa = b->list_pool_base.raw + b->list_pool_next * PAGE_SIZE;
+        if (b->list_pool_next >= b->list_pool_nblocks)
+            mm_panic("buddy: list block reserve exhausted (order %u, %llu in use of %llu)",
+                     order, (unsigned long long)b->list_blocks_in_use,
+                     (unsigned long long)b->list_pool_nblocks);
+        pa = b->list_pool_base.raw + b->list_pool_next * BUDDY_LIST_UNIT_SIZE;
         b->list_pool_next++;
     }
-    b->list_pages_in_use++;
+    b->list_blocks_in_use++;
     return pa;
 }
 
 static void pool_put_locked(struct buddy *b, uint64_t pa)
 {
-    list_page(pa)->magic = 0;
-    list_page(pa)->next_pa = b->list_pool_free.raw;
+    list_block(pa)->magic = 0;
+    list_block(pa)->next_pa = b->list_pool_free.raw;
     b->list_pool_free = PA(pa);
-    b->list_pages_in_use--;
+    b->list_blocks_in_use--;
 }
 
 /* ---------------------------------------------------------- free lists */
@@ -276,18 +290,18 @@ static void pool_put_locked(struct buddy *b, uint64_t pa)
 static void list_push_locked(struct buddy *b, unsigned order, uint64_t rel)
 {
     uint64_t top_pa = b->list_top[order].raw;
-    struct buddy_list_page *top = top_pa != BUDDY_NO_PAGE ? list_page(top_pa) : NULL;
+    struct buddy_list_block *top = top_pa != BUDDY_NO_BLOCK ? list_block(top_pa) : NULL;
 
     if (!top || top->count == BUDDY_LIST_CAP) {
         uint64_t new_pa = pool_take_locked(b, order);
-        struct buddy_list_page *page = list_page(new_pa);
-        page->next_pa = top_pa;
-        page->count = 0;
-        page->magic = BUDDY_LIST_MAGIC;
-        page->order = (uint16_t)order;
+        struct buddy_list_block *blk = list_block(new_pa);
+        blk->next_pa = top_pa;
+        blk->count = 0;
+        blk->magic = BUDDY_LIST_MAGIC;
+        blk->order = (uint16_t)order;
         b->list_top[order] = PA(new_pa);
         top_pa = new_pa;
-        top = page;
+        top = blk;
     }
 
     uint32_t slot = top->count++;
@@ -305,7 +319,7 @@ static void list_push_locked(struct buddy *b, unsigned order, uint64_t rel)
 
 /* Bookkeeping common to pop and remove, after the entry left its slot. */
 static void list_account_removal_locked(struct buddy *b, unsigned order, uint64_t rel,
-                                        struct buddy_list_page *top, uint64_t top_pa)
+                                        struct buddy_list_block *top, uint64_t top_pa)
 {
     if (top->count == 0) {
         b->list_top[order] = PA(top->next_pa);
@@ -324,7 +338,7 @@ static void check_back_index(const struct buddy *b, unsigned order, uint64_t rel
 {
     uint64_t slot = h->slot_pa;
     bool slot_ok = slot >= b->list_pool_base.raw && slot < pool_end_pa(b) &&
-                   (slot & (PAGE_SIZE - 1)) >= BUDDY_LIST_HDR && (slot & 3) == 0;
+                   (slot & (BUDDY_LIST_UNIT_SIZE - 1)) >= BUDDY_LIST_HDR && (slot & 3) == 0;
 
     if (h->magic != BUDDY_FREE_MAGIC || h->order != order || !slot_ok ||
         *(const uint32_t *)pa_to_ptr(PA(slot)) != (uint32_t)rel)
@@ -337,9 +351,9 @@ static void check_back_index(const struct buddy *b, unsigned order, uint64_t rel
 static uint64_t list_pop_locked(struct buddy *b, unsigned order)
 {
     uint64_t top_pa = b->list_top[order].raw;
-    struct buddy_list_page *top = list_page(top_pa);
+    struct buddy_list_block *top = list_block(top_pa);
 
-    MM_BUG_ON(top_pa == BUDDY_NO_PAGE || top->count == 0);
+    MM_BUG_ON(top_pa == BUDDY_NO_BLOCK || top->count == 0);
     uint64_t rel = top->entry[--top->count];
     if (!ready_bit(b->free_bits, order, rel))
         mm_panic("buddy_alloc: listed block pa 0x%llx order %u not marked free",
@@ -356,7 +370,7 @@ static void list_remove_locked(struct buddy *b, unsigned order, uint64_t rel)
     check_back_index(b, order, rel, h, "buddy_free");
 
     uint64_t top_pa = b->list_top[order].raw;
-    struct buddy_list_page *top = list_page(top_pa);
+    struct buddy_list_block *top = list_block(top_pa);
     uint32_t *slot = pa_to_ptr(PA(h->slot_pa));
     uint32_t *last = &top->entry[top->count - 1];
 
@@ -567,17 +581,18 @@ static uint64_t count_marked(const struct buddy *b, const uint64_t *bits, unsign
 void buddy_check(struct buddy *b)
 {
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
-    uint64_t free_npages = 0, pages_in_lists = 0;
+    uint64_t free_npages = 0, blocks_in_lists = 0;
 
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
         uint64_t n = 0;
         bool first = true;
-        for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_PAGE; pa = list_page(pa)->next_pa) {
-            struct buddy_list_page *p = list_page(pa);
+        for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa) {
+            struct buddy_list_block *p = list_block(pa);
             if (pa < b->list_pool_base.raw || pa >= pool_end_pa(b) ||
                 p->magic != BUDDY_LIST_MAGIC || p->order != k || p->count == 0 ||
                 p->count > BUDDY_LIST_CAP || (!first && p->count != BUDDY_LIST_CAP))
-                mm_panic("buddy_check: bad list page 0x%llx order %u: magic 0x%x order %u count %u",
+                mm_panic("buddy_check: bad list block 0x%llx order %u: "
+                         "magic 0x%x order %u count %u",
                          (unsigned long long)pa, k, p->magic, p->order, p->count);
             for (uint32_t i = 0; i < p->count; i++) {
                 uint64_t rel = p->entry[i];
@@ -599,7 +614,7 @@ void buddy_check(struct buddy *b)
                                  k, (unsigned long long)rel, j);
             }
             n += p->count;
-            pages_in_lists++;
+            blocks_in_lists++;
             first = false;
         }
         uint64_t marked = count_marked(b, b->free_bits[k], k);
@@ -612,18 +627,18 @@ void buddy_check(struct buddy *b)
     }
 
     uint64_t stacked = 0;
-    for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_PAGE; pa = list_page(pa)->next_pa)
+    for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa)
         stacked++;
     if (free_npages != b->free_npages || free_npages > b->total_npages ||
-        pages_in_lists != b->list_pages_in_use ||
-        pages_in_lists + stacked != b->list_pool_next ||
-        b->list_pool_next > b->list_pool_npages)
-        mm_panic("buddy_check: free %llu vs %llu (total %llu), list pages %llu vs %llu, "
+        blocks_in_lists != b->list_blocks_in_use ||
+        blocks_in_lists + stacked != b->list_pool_next ||
+        b->list_pool_next > b->list_pool_nblocks)
+        mm_panic("buddy_check: free %llu vs %llu (total %llu), list blocks %llu vs %llu, "
                  "stacked %llu, used once %llu of %llu",
                  (unsigned long long)free_npages, (unsigned long long)b->free_npages,
-                 (unsigned long long)b->total_npages, (unsigned long long)pages_in_lists,
-                 (unsigned long long)b->list_pages_in_use, (unsigned long long)stacked,
-                 (unsigned long long)b->list_pool_next, (unsigned long long)b->list_pool_npages);
+                 (unsigned long long)b->total_npages, (unsigned long long)blocks_in_lists,
+                 (unsigned long long)b->list_blocks_in_use, (unsigned long long)stacked,
+                 (unsigned long long)b->list_pool_next, (unsigned long long)b->list_pool_nblocks);
     mm_spin_unlock_irqrestore(&b->lock, flags);
 }
 
@@ -662,17 +677,20 @@ struct frame_allocator *buddy_frame_allocator(struct buddy *b)
 }
 
 /*
- * List pages needed beyond (managed/2 + areas) / BUDDY_LIST_CAP.  With n_k
- * free blocks of order k, the lists use sum_k ceil(n_k / C) pages (C =
- * BUDDY_LIST_CAP; empty pages go back to the reserve).  Of every aligned
- * pair of frames at most one starts a free order-0 block, and pairs inside
- * free blocks of higher orders start none, so n_0 <= (managed - F)/2 +
- * areas, where F = sum_{k>=1} n_k 2^k.  Hence
- *   pages <= (managed/2 + areas)/C + 1 + sum_{k>=1, n_k>0} (1 + n_k (1 - 2^(k-1)) / C).
+ * List blocks needed beyond floor(X / C), where X = managed/2 + areas
+ * (managed/2 rounded down) and C = BUDDY_LIST_CAP = 508 entries per 2 KiB
+ * list block.  With n_k free blocks of order k, the lists use
+ * sum_k ceil(n_k / C) list blocks (empty ones go back to the reserve).  Of
+ * every aligned pair of frames at most one starts a free order-0 block,
+ * and pairs inside free blocks of higher orders start none, so
+ * n_0 <= (managed - F)/2 + areas, where F = sum_{k>=1} n_k 2^k (F is even
+ * and n_0 an integer, so managed/2 may be rounded down).  Hence
+ *   list blocks <= X/C + 1 + sum_{k>=1, n_k>0} (1 + n_k (1 - 2^(k-1)) / C).
  * A term of that last sum is positive only while 2^(k-1) <= C, i.e. for
- * the small orders 1..10; larger orders pay for their list page with the
- * order-0 blocks they exclude.  So 1 + (number of such orders) pages on top
- * of the bulk always suffice.
+ * the small orders 1..9; larger orders pay for their list block with the
+ * order-0 blocks they exclude.  So 1 + (number of such orders) = 10 list
+ * blocks (20 KiB) on top of X/C always suffice, and as the count is an
+ * integer, on top of floor(X/C) too.
  */
 static uint64_t list_reserve_extra(void)
 {
@@ -704,12 +722,13 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
     b->span_npages = span_npages;
     b->fa.alloc = buddy_fa_alloc;
     b->fa.free = buddy_fa_free;
-    b->list_pool_free = PA(BUDDY_NO_PAGE);
+    b->list_pool_free = PA(BUDDY_NO_BLOCK);
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        b->list_top[k] = PA(BUDDY_NO_PAGE);
+        b->list_top[k] = PA(BUDDY_NO_BLOCK);
 
-    /* Size the metadata: both bitmaps, the chunk bitmap (one bit per GiB,
-     * at most 2 KiB) and the worst-case list pages. */
+    /* Size the metadata: the worst-case list blocks, then (right after the
+     * last one, 8-byte aligned) the chunk bitmap (one bit per GiB, at most
+     * 2 KiB) and both bitmaps; the carve is that rounded up to whole frames. */
     uint64_t managed_npages = 0, chunk_nbitwords = (span_nchunks(b) + 63) / 64;
     uint64_t bitmap_nwords = chunk_nbitwords;
     for (unsigned i = 0; i < free_ranges->count; i++)
@@ -717,9 +736,9 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
         bitmap_nwords += 2 * bitmap_words(b, k);
     uint64_t max_free_blocks = managed_npages / 2 + free_ranges->count;
-    uint64_t list_npages = (max_free_blocks + BUDDY_LIST_CAP - 1) / BUDDY_LIST_CAP +
-                           list_reserve_extra();
-    uint64_t meta_npages = list_npages + (bitmap_nwords * 8 + PAGE_SIZE - 1) / PAGE_SIZE;
+    uint64_t list_nblocks = max_free_blocks / BUDDY_LIST_CAP + list_reserve_extra();
+    uint64_t meta_bytes = list_nblocks * BUDDY_LIST_UNIT_SIZE + bitmap_nwords * 8;
+    uint64_t meta_npages = (meta_bytes + PAGE_SIZE - 1) / PAGE_SIZE;
 
     /* Best fit: the smallest range that holds it all, carved from its end. */
     unsigned best = MM_MAX_AREAS;
@@ -748,9 +767,9 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
     }
 
     b->list_pool_base = b->meta_start;
-    b->list_pool_npages = list_npages;
+    b->list_pool_nblocks = list_nblocks;
     /* Lay out the bitmaps; zero only the small ones (see "Lazy bitmaps"). */
-    uint64_t *words = pa_to_ptr(PA(b->meta_start.raw + list_npages * PAGE_SIZE));
+    uint64_t *words = pa_to_ptr(PA(pool_end_pa(b)));
     b->chunk_ready_bits = words;
     for (uint64_t i = 0; i < chunk_nbitwords; i++)
         words[i] = 0;

@@ -8,7 +8,7 @@
  *
  * Counting convention: "total" is the number of frames handed to the
  * buddy minus the frames it keeps for its own metadata (bitmaps and list
- * pages, carved out at init).  free + used == total at every moment.
+ * blocks, carved out at init).  free + used == total at every moment.
  *
  * See mm/buddy.c for the algorithm and the invariants.
  */
@@ -29,15 +29,15 @@ struct buddy_usage {
     uint64_t total_npages;   /* managed frames, metadata excluded */
     uint64_t used_npages;    /* frames currently allocated to callers */
     uint64_t free_npages;    /* frames in the free lists */
-    uint64_t meta_npages;    /* frames kept for bitmaps and list pages */
+    uint64_t meta_npages;    /* frames kept for bitmaps and list blocks */
 };
 
 /*
  * The allocator state.  Treat as opaque; it is public only so callers can
  * embed it statically.  The geometry (base_pfn, span_npages, the bitmap
- * pointers, the list page reserve, meta_*, total_npages, ranges) is set by
+ * pointers, the list block reserve, meta_*, total_npages, ranges) is set by
  * buddy_init and read-only afterwards; everything else, and the memory
- * the bitmaps and list pages live in, is protected by `lock`.
+ * the bitmaps and list blocks live in, is protected by `lock`.
  */
 struct buddy {
     mm_spinlock_t lock;
@@ -52,17 +52,18 @@ struct buddy {
     uint64_t *alloc_bits[BUDDY_NR_ORDERS];  /* block was handed out whole */
     uint64_t *chunk_ready_bits;             /* per 1 GiB chunk: its low-order bits are valid */
 
-    /* Per order: top list page (partially filled) of the page-list stack. */
+    /* Per order: top list block (partially filled) of the list-block stack. */
     phys_addr_t list_top[BUDDY_NR_ORDERS];  /* all ones = list empty */
     uint64_t nfree_blocks[BUDDY_NR_ORDERS];
     uint32_t nonempty_mask;             /* bit k set iff nfree_blocks[k] != 0 */
 
-    /* Reserved list pages: a bump index plus a stack of returned pages. */
-    phys_addr_t list_pool_base;         /* first reserved list page */
-    uint64_t list_pool_npages;          /* how many were reserved */
-    uint64_t list_pool_next;            /* pages [0, next) have been used once */
-    phys_addr_t list_pool_free;         /* stack of empty pages, all ones = none */
-    uint64_t list_pages_in_use;
+    /* Reserved list blocks (2 KiB, two per frame): a bump index plus a
+     * stack of returned blocks. */
+    phys_addr_t list_pool_base;         /* first reserved list block (frame-aligned) */
+    uint64_t list_pool_nblocks;         /* how many were reserved */
+    uint64_t list_pool_next;            /* blocks [0, next) have been used once */
+    phys_addr_t list_pool_free;         /* stack of empty blocks, all ones = none */
+    uint64_t list_blocks_in_use;
 
     phys_addr_t meta_start, meta_end;   /* the carved metadata range */
     uint64_t total_npages;              /* managed frames, metadata excluded */
@@ -81,8 +82,9 @@ struct buddy {
  * below 1 GiB (typically those at area edges); never O(frames).
  * Returns 0, -MM_EINVAL for a malformed list or a span over 16 TiB, or
  * -MM_ENOMEM if no single range can hold the metadata (logged; *b is then
- * unusable).  Metadata: about span / 8 KiB of bitmaps plus one list page
- * per 2040 managed frames, i.e. under 0.1% of RAM from 256 MiB up.
+ * unusable).  Metadata: about span / 8 KiB of bitmaps plus one 2 KiB list
+ * block per 1016 managed frames plus 20 KiB, rounded up to whole frames;
+ * under 0.1% of RAM from 64 MiB up.
  */
 int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
 

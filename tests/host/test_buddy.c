@@ -120,6 +120,31 @@ static void test_metadata_is_small(void)
                100.0 * (double)u.meta_npages / (double)(sizes[i] / PAGE_SIZE));
         buddy_check(&B);
     }
+
+    /* A 64 MiB guest: about 61 MiB managed (below 1 MiB, the kernel image
+     * and boot allocations are not handed over), and exactly 64 MiB.  The
+     * fixed part of the list reserve is 10 list blocks of 2 KiB. */
+    static const uint64_t small[][2] = { { 3 * MiB, 64 * MiB }, { 0, 64 * MiB } };
+    for (unsigned i = 0; i < 2; i++) {
+        REQUIRE(init_ranges(1, &small[i]) == 0);
+        uint64_t managed = (small[i][1] - small[i][0]) / PAGE_SIZE;
+        struct buddy_usage u;
+        buddy_usage(&B, &u);
+        CHECK_EQ(u.total_npages + u.meta_npages, managed);
+        /* metadata bytes under 0.1% of the managed bytes */
+        CHECK(u.meta_npages * PAGE_SIZE < managed * PAGE_SIZE / 1000);
+        /* list blocks: bulk floor((managed/2 + 1 area) / 508) + 10, two per
+         * frame, the bitmaps right after the last one */
+        uint64_t nblocks = (managed / 2 + 1) / 508 + 10;
+        CHECK_EQ(B.list_pool_nblocks, nblocks);
+        CHECK(u.meta_npages * PAGE_SIZE >= nblocks * 2048 + 8 * KiB);
+        CHECK(u.meta_npages * PAGE_SIZE < nblocks * 2048 + 8 * KiB + 2 * PAGE_SIZE);
+        printf("# %llu KiB managed: metadata %llu KiB (%.3f%%), %llu list blocks\n",
+               (unsigned long long)(managed * 4), (unsigned long long)(u.meta_npages * 4),
+               100.0 * (double)u.meta_npages / (double)managed,
+               (unsigned long long)B.list_pool_nblocks);
+        buddy_check(&B);
+    }
 }
 
 static void test_each_order_alloc_free(void)
@@ -258,10 +283,12 @@ static void test_exhaustion_and_fragmentation(void)
 }
 
 /*
- * The list-page reserve's worst case (see list_reserve_extra in buddy.c):
- * one free block at each of the orders 1..10 plus every other remaining
- * frame free at order 0.  The lists must fit in the reserve (running out
- * panics), and after freeing everything the layout is the initial one.
+ * The list-block reserve's worst case (see list_reserve_extra in buddy.c):
+ * one free block at each of the orders 1..9 (those with 2^(k-1) <= 508
+ * entries per 2 KiB list block) plus every other remaining frame free at
+ * order 0.  The lists must fit in the reserve (running out panics) and
+ * come within one list block of it, and after freeing everything the
+ * layout is the initial one.
  */
 static void test_list_reserve_worst_case(void)
 {
@@ -280,21 +307,26 @@ static void test_list_reserve_worst_case(void)
     for (uint64_t i = 0; i < n; i++) {
         uint64_t rel = pa_to_pfn(pas[i]);            /* windows aligned in absolute frames */
         unsigned k = (unsigned)(rel / 2048);         /* window k holds order k */
-        bool in_window = k >= 1 && k <= 10;
-        bool free_it = in_window ? (rel % 2048) < (UINT64_C(1) << k) : (rel & 1) == 0;
+        bool in_window = k >= 1 && k <= 9;
+        /* window k: its first 2^k frames (one order-k block), and
+         * everywhere every even frame (order 0; they cannot merge) */
+        bool free_it = (rel & 1) == 0 || (in_window && (rel % 2048) < (UINT64_C(1) << k));
         if (free_it) {
             CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
             pas[i] = PA(UINT64_MAX);
         }
     }
     struct snapshot worst = snap();
-    uint64_t pages = 0;
+    uint64_t blocks = 0;
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        pages += (worst.counts[k] + 1019) / 1020;
-    for (unsigned k = 1; k <= 10; k++)
+        blocks += (worst.counts[k] + 507) / 508;
+    for (unsigned k = 1; k <= 9; k++)
         CHECK_EQ(worst.counts[k], 1);
-    CHECK_EQ(B.list_pages_in_use, pages);
-    CHECK(B.list_pages_in_use <= B.list_pool_npages);
+    CHECK_EQ(B.list_blocks_in_use, blocks);
+    CHECK(B.list_blocks_in_use <= B.list_pool_nblocks);
+    CHECK(B.list_blocks_in_use + 1 >= B.list_pool_nblocks);      /* the bound is tight */
+    printf("# worst case: %llu list blocks in use of %llu reserved\n",
+           (unsigned long long)B.list_blocks_in_use, (unsigned long long)B.list_pool_nblocks);
     buddy_check(&B);
 
     for (uint64_t i = 0; i < n; i++)
@@ -393,10 +425,10 @@ static void test_odd_ranges_cover_exactly(void)
     free(pas);
 }
 
-/* Found by the fuzzer: a list page at physical address 0 was taken for "none". */
+/* Found by the fuzzer: a list block at physical address 0 was taken for "none". */
 static void test_list_page_at_pa_zero(void)
 {
-    /* Size the first range so the metadata fills it exactly: list pages at 0. */
+    /* Size the first range so the metadata fills it exactly: list blocks at 0. */
     uint64_t r[2][2] = { { 0, 0x35000 }, { 0x100000, 0x400000 } };
     for (int i = 0; i < 3; i++) {
         REQUIRE(init_ranges(2, (const uint64_t(*)[2])r) == 0);
@@ -606,10 +638,11 @@ static uint64_t resident_pages(uint64_t start, uint64_t end)
     return n;
 }
 
-/* The bitmaps follow the list page reserve in the carve. */
+/* The bitmaps follow the last reserved list block in the carve (from the
+ * frame holding their first word: mincore wants page-aligned ranges). */
 static uint64_t bitmaps_start_pa(void)
 {
-    return B.list_pool_base.raw + B.list_pool_npages * PAGE_SIZE;
+    return align_down_u64(B.list_pool_base.raw + B.list_pool_nblocks * 2048, PAGE_SIZE);
 }
 
 /*
