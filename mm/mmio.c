@@ -465,6 +465,7 @@ static void hash_shrink_one(struct mmio_pool *p)
 /* Enter allocated leaf n (alloc_count already counts it). */
 static void hash_insert_locked(struct mmio_pool *p, struct mmio_node *n)
 {
+    MM_BUG_ON(!p->lock.locked);      /* cheap: no CPU-id lookup */
     struct mmio_node **head = hash_bucket(p, hash_index(p, va_hash(node_va(n))));
     n->u.use.hnext = *head;
     *head = n;
@@ -476,6 +477,7 @@ static void hash_insert_locked(struct mmio_pool *p, struct mmio_node *n)
 /* Remove allocated leaf n (alloc_count already discounts it). */
 static void hash_remove_locked(struct mmio_pool *p, struct mmio_node *n)
 {
+    MM_BUG_ON(!p->lock.locked);      /* cheap: no CPU-id lookup */
     struct mmio_node **pp = hash_bucket(p, hash_index(p, va_hash(node_va(n))));
     while (*pp != n) {
         if (*pp == NULL)
@@ -494,6 +496,7 @@ static void hash_remove_locked(struct mmio_pool *p, struct mmio_node *n)
 /* The allocated block that starts at va, or NULL. */
 static struct mmio_node *hash_find_locked(struct mmio_pool *p, uint64_t va)
 {
+    MM_BUG_ON(!p->lock.locked);      /* cheap: no CPU-id lookup */
     if (p->hash_low == 0)
         return NULL;
     struct mmio_node *n = *hash_bucket(p, hash_index(p, va_hash(va)));
@@ -508,6 +511,7 @@ static struct mmio_node *hash_find_locked(struct mmio_pool *p, uint64_t va)
  * half goes on the free list, its lower half is returned (not on a list). */
 static struct mmio_node *split_locked(struct mmio_pool *p, struct mmio_node *n)
 {
+    MM_BUG_ON(!p->lock.locked);      /* cheap: no CPU-id lookup */
     MM_BUG_ON(n->order == 0);
     unsigned half = n->order - 1u;
     struct mmio_pair *pair = pair_get(p);
@@ -540,6 +544,7 @@ static struct mmio_node *leaf_containing(struct mmio_pool *p, uint64_t va)
 /* Give allocated leaf n back and merge it with free buddies upwards. */
 static void block_free_locked(struct mmio_pool *p, struct mmio_node *n)
 {
+    MM_BUG_ON(!p->lock.locked);      /* cheap: no CPU-id lookup */
     MM_BUG_ON(n->kind != MMIO_NODE_ALLOCATED || n->busy);
     MM_BUG_ON(p->alloc_count == 0);
     p->alloc_count--;
@@ -568,6 +573,7 @@ static void block_free_locked(struct mmio_pool *p, struct mmio_node *n)
 static int find_block_locked(struct mmio_pool *p, const char *fn, uint64_t va,
                              uint64_t size, struct mmio_node **out)
 {
+    MM_BUG_ON(!p->lock.locked);      /* cheap: no CPU-id lookup */
     if (!va_in_pool(va)) {
         mm_printf("%s: va %#lx outside the MMIO pool [%#lx, %#lx)\n", fn,
                   (unsigned long)va, (unsigned long)MMIO_POOL_BASE,
