@@ -32,12 +32,14 @@ for pair in $needs; do
     esac
     case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
 done
-# libFuzzer and the sanitizer runtimes for clang
+# libFuzzer and the sanitizer runtimes for clang (Debian 12's clang is 14)
 if command -v clang >/dev/null 2>&1; then
     ver=$(clang -dumpversion | cut -d. -f1)
-    if ! ls /usr/lib/llvm-"$ver"/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
-        missing="$missing libclang-rt-$ver-dev"
-    fi
+else
+    ver=14
+fi
+if ! ls /usr/lib/llvm-"$ver"/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+    missing="$missing libclang-rt-$ver-dev"
 fi
 
 if [ -z "$missing" ]; then
