@@ -212,7 +212,10 @@ struct pt_flush_batch {
 };
 
 void pt_flush_batch_init(struct pt_flush_batch *b);
-/* Move the obligation of tok into b (tok becomes PT_FLUSH_NONE). */
+/* Move the obligation of tok into b (tok becomes PT_FLUSH_NONE), including
+ * the frames it will free after the flush.  All tokens in one batch must
+ * come from mappers sharing one frame allocator (a mix panics: the batch
+ * keeps one allocator pointer). */
 void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok);
 /* Discharge the whole batch: this CPU + shootdown, or this CPU only. */
 void pt_flush_batch_flush(struct pt_flush_batch *b);
