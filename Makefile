@@ -157,7 +157,19 @@ fuzz: $(FUZZERS)
 	@tools/run-fuzz.sh $(FUZZ_LONG) $(FUZZERS)
 
 bench: $(BENCHES)
+	@tools/machine-info.sh
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+
+# Cache misses per MMIO-pool step under callgrind's cache simulator:
+# machine-independent counts to go with bench_mmio's times.
+$(BUILD)/bench-cachesim/bench_mmio: tests/bench/bench_mmio.c $(HOST_DEPS)
+	@mkdir -p $(dir $@)
+	$(HOST_CC) $(BENCH_CFLAGS) -DBENCH_CACHESIM -o $@ $< $(MM_HOST_SRCS) $(HARNESS_SRCS) -lm
+
+.PHONY: bench-cachesim
+bench-cachesim: $(BUILD)/bench-cachesim/bench_mmio
+	@tools/install-deps.sh --quiet
+	@tools/bench-cachesim.sh $<
 
 # ------------------------------------------------------------------ test
 # Everything unattended; ends with one summary line.
@@ -185,6 +197,7 @@ help:
 	@echo "make test-embed boot the embedding example (tests/embed) that links libmm.a"
 	@echo "make fuzz       long libFuzzer runs (FUZZ_LONG=$(FUZZ_LONG) s each)"
 	@echo "make bench      host micro-benchmarks"
+	@echo "make bench-cachesim  cache misses per MMIO-pool step (callgrind)"
 	@echo "make debug      QEMU halted with a gdb stub (gdb -x tools/gdbinit)"
 	@echo "make lib        build/libmm.a;  make install PREFIX=..."
 	@echo "make clean"

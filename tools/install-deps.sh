@@ -21,6 +21,7 @@ mformat:mtools
 qemu-system-x86_64:qemu-system-x86
 /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf
 gdb:gdb
+valgrind:valgrind
 "
 missing=""
 for pair in $needs; do

@@ -39,17 +39,33 @@
  * a buffer of that size (see memory_reference): the part of the tail that
  * comes from the machine's caches rather than from the allocator.  The
  * first row is the target workload: 10^4 live blocks of 4 KiB .. 1 GiB.
+ *
+ * Cache simulation.  Built with -DBENCH_CACHESIM (make bench-cachesim),
+ * the program runs only the target row, once, with fewer steps, and turns
+ * callgrind's event collection on for exactly the timed pair of calls.
+ * tools/bench-cachesim.sh runs it under callgrind's cache simulator with
+ * several last-level sizes and prints the cache misses per step: counts
+ * that do not depend on the machine or its load, unlike the times above.
  */
 #define _GNU_SOURCE
 #include "harness.h"
 
 #include <sys/mman.h>
-#include <time.h>
 #include <mm/mmio.h>
+#include "bench_util.h"
 
+#ifdef BENCH_CACHESIM
+#include <valgrind/callgrind.h>
+#define STEPS   200000
+#define WARMUP  50000
+#define RUNS    1
+#define COLLECT_TOGGLE() CALLGRIND_TOGGLE_COLLECT
+#else
 #define STEPS   1000000
 #define WARMUP  100000
 #define RUNS    5
+#define COLLECT_TOGGLE() ((void)0)
+#endif
 
 /* --------------------------------------------------- frame allocator */
 
@@ -97,13 +113,6 @@ static inline uint64_t tsc_end(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static double ns_per_tick;
 
 static void calibrate(void)
@@ -118,12 +127,6 @@ static void calibrate(void)
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -227,7 +230,7 @@ static void top_up(size_t *n, size_t nlive, uint64_t *rng, unsigned max_order)
  * released beforehand (untimed) to make room.
  */
 static uint64_t step(size_t *n, size_t nlive, uint64_t *rng, unsigned max_order,
-                     uint64_t *room)
+                     uint64_t *room, bool timed)
 {
     uint64_t size = random_size(rng, max_order);
     *room += make_room(n, rng, size);
@@ -235,8 +238,12 @@ static uint64_t step(size_t *n, size_t nlive, uint64_t *rng, unsigned max_order,
     struct mmio_space victim = live[i], fresh;
 
     uint64_t t0 = tsc_begin();
+    if (timed)
+        COLLECT_TOGGLE();
     int err_release = mmio_release(&pool, &victim, NULL);
     int err_create = mmio_create(&pool, size, &fresh);
+    if (timed)
+        COLLECT_TOGGLE();
     uint64_t t1 = tsc_end();
 
     must(err_release, "release");
@@ -257,9 +264,9 @@ static struct result run(size_t nlive, unsigned max_order, uint64_t seed)
     uint64_t warm_room = 0;
     top_up(&n, nlive, &rng, max_order);
     for (int s = 0; s < WARMUP; s++)
-        step(&n, nlive, &rng, max_order, &warm_room);
+        step(&n, nlive, &rng, max_order, &warm_room, false);
     for (int s = 0; s < STEPS; s++) {
-        uint64_t t = step(&n, nlive, &rng, max_order, &r.room);
+        uint64_t t = step(&n, nlive, &rng, max_order, &r.room, true);
         ticks[s] = (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t);
         live_sum += n;
     }
@@ -282,12 +289,6 @@ static struct result run(size_t nlive, unsigned max_order, uint64_t seed)
     r.max_ns = ticks[STEPS - 1] * ns_per_tick;
     r.mem_ratio = memory_reference(r.node_frames * PAGE_SIZE + nlive * sizeof(live[0]));
     return r;
-}
-
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(v[0]), cmp_dbl);
-    return v[n / 2];
 }
 
 int main(void)
@@ -315,7 +316,13 @@ int main(void)
     printf("%7s %7s %-12s %10s %10s %8s %10s %10s %7s %8s\n", "target", "live", "sizes",
            "median ns", "p99 ns", "p99/med", "worst max", "room/step", "frames",
            "mem ref");
-    for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+#ifdef BENCH_CACHESIM
+    const size_t ncfg = 1;      /* the target row only; see the header */
+    printf("cachesim: collected steps %d\n", STEPS);
+#else
+    const size_t ncfg = sizeof(cfg) / sizeof(cfg[0]);
+#endif
+    for (size_t c = 0; c < ncfg; c++) {
         double med[RUNS], p99[RUNS], ratio[RUNS], mem[RUNS], worst = 0, room = 0;
         uint64_t frames = 0, live_avg = 0;
         for (int i = 0; i < RUNS; i++) {
@@ -335,8 +342,8 @@ int main(void)
                  (unsigned long long)((PAGE_SIZE << cfg[c].max_order) >> 20));
         printf("%7zu %7llu %-12s %10.0f %10.0f %8.2f %10.0f %10.3f %7llu %8.2f\n",
                cfg[c].nlive, (unsigned long long)live_avg, sizes,
-               median_of(med, RUNS), median_of(p99, RUNS), median_of(ratio, RUNS), worst,
-               room, (unsigned long long)frames, median_of(mem, RUNS));
+               median(med, RUNS), median(p99, RUNS), median(ratio, RUNS), worst,
+               room, (unsigned long long)frames, median(mem, RUNS));
     }
     return 0;
 }
