@@ -23,7 +23,11 @@
  * [0, hash_low + hash_split) are in use; a key goes to bucket
  * h mod hash_low, or h mod 2*hash_low when that is below hash_split.  When
  * the table holds more than 1 block per bucket, bucket hash_split is
- * split in two; below 1/4 per bucket the last bucket is merged back.  The
+ * split in two; below 1/4 per bucket the last buckets are merged back, up
+ * to HASH_SHRINK_STEPS per removal.  A removal lowers that 1/4 bound by
+ * 4 buckets, so merging up to 4 keeps the table within it whatever the
+ * order of creates and releases, and the table never holds more than 4
+ * buckets per block (or one segment).  The
  * buckets live in 4 KiB "segments" of 512 heads, taken from the frame
  * allocator as the table grows; a failed segment allocation just means the
  * table does not grow this time.  With no block allocated the table is
@@ -289,7 +293,7 @@ static int pairs_reserve_locked(struct mmio_pool *p, uint64_t npairs)
         phys_addr_t pa;
         if (frame_alloc(p->fa, &pa) != 0) {
             /* The new frames sit at the head of the partial list, unused. */
-            while (added-- > 0 && p->fa->free)
+            while (added-- > 0)
                 frame_release(p, p->partial);
             return -MM_ENOMEM;
         }
@@ -336,7 +340,7 @@ static void pair_put(struct mmio_pool *p, struct mmio_pair *pair)
     f->used--;
     p->free_slots += 2;
     p->nodes_in_use -= 2;
-    if (f->used == 0 && p->fa->free)
+    if (f->used == 0)
         frame_release(p, f);
 }
 
@@ -345,6 +349,7 @@ static void pair_put(struct mmio_pool *p, struct mmio_pair *pair)
 #define HASH_SEG_BUCKETS MMIO_HASH_SEG_BUCKETS
 #define HASH_MIN_BUCKETS HASH_SEG_BUCKETS
 #define HASH_MAX_BUCKETS ((uint64_t)MMIO_HASH_SEGS * HASH_SEG_BUCKETS)
+#define HASH_SHRINK_STEPS 4u    /* see "linear hashing" at the top */
 
 static inline uint32_t va_hash(uint64_t va)
 {
@@ -387,8 +392,7 @@ static int hash_seg_alloc(struct mmio_pool *p, uint64_t i)
 static void hash_seg_free(struct mmio_pool *p, uint64_t i)
 {
     MM_BUG_ON(p->hash_seg[i] == NULL);
-    if (p->fa->free)
-        p->fa->free(p->fa, direct_ptr_to_pa(p->hash_seg[i]));
+    p->fa->free(p->fa, direct_ptr_to_pa(p->hash_seg[i]));
     p->hash_seg[i] = NULL;
     p->hash_frames--;
 }
@@ -487,9 +491,12 @@ static void hash_remove_locked(struct mmio_pool *p, struct mmio_node *n)
     }
     *pp = n->u.use.hnext;
     n->u.use.hnext = NULL;
-    if (p->alloc_count == 0)
+    if (p->alloc_count == 0) {
         hash_drop_locked(p);
-    else if (4 * p->alloc_count < hash_nbuckets(p) && hash_nbuckets(p) > HASH_MIN_BUCKETS)
+        return;
+    }
+    for (unsigned k = 0; k < HASH_SHRINK_STEPS && 4 * p->alloc_count < hash_nbuckets(p) &&
+                         hash_nbuckets(p) > HASH_MIN_BUCKETS; k++)
         hash_shrink_one(p);
 }
 
@@ -566,53 +573,82 @@ static void block_free_locked(struct mmio_pool *p, struct mmio_node *n)
     free_push(p, n);
 }
 
+/* Why find_block_locked refused, for report_find_error (printed after
+ * the pool lock is dropped: a console line can take milliseconds). */
+struct find_diag {
+    uint64_t in_va, in_size;    /* -MM_ENOENT: the block that contains va */
+    bool in_free;
+    uint64_t block_size;        /* -MM_EINVAL for a wrong size: the real one */
+};
+
 /*
  * Find the allocated block that starts at va and has `size` bytes (size 0:
- * any size).  On a mismatch print one line naming `fn`, return the error.
+ * any size), not busy.  0 and *out, or the error, with *d describing it.
+ * Prints nothing.
  */
-static int find_block_locked(struct mmio_pool *p, const char *fn, uint64_t va,
-                             uint64_t size, struct mmio_node **out)
+static int find_block_locked(struct mmio_pool *p, uint64_t va, uint64_t size,
+                             struct mmio_node **out, struct find_diag *d)
 {
     MM_BUG_ON(!p->lock.locked);      /* cheap: no CPU-id lookup */
-    if (!va_in_pool(va)) {
-        mm_printf("%s: va %#lx outside the MMIO pool [%#lx, %#lx)\n", fn,
-                  (unsigned long)va, (unsigned long)MMIO_POOL_BASE,
-                  (unsigned long)MMIO_POOL_END);
+    d->block_size = 0;
+    if (!va_in_pool(va))
         return -MM_EFAULT;
-    }
-    if (!is_aligned_u64(va, PAGE_SIZE)) {
-        mm_printf("%s: va %#lx not page aligned\n", fn, (unsigned long)va);
+    if (!is_aligned_u64(va, PAGE_SIZE))
         return -MM_EINVAL;
-    }
     struct mmio_node *n = hash_find_locked(p, va);
     if (!n) {
         const struct mmio_node *in = leaf_containing(p, va);
-        mm_printf("%s: va %#lx is not an allocated block (inside %s block %#lx of %#lx bytes)\n",
-                  fn, (unsigned long)va, in->kind == MMIO_NODE_FREE ? "free" : "allocated",
-                  (unsigned long)node_va(in), (unsigned long)order_size(in->order));
+        d->in_va = node_va(in);
+        d->in_size = order_size(in->order);
+        d->in_free = in->kind == MMIO_NODE_FREE;
         return -MM_ENOENT;
     }
     MM_BUG_ON(n->kind != MMIO_NODE_ALLOCATED);
     if (size != 0 && size != order_size(n->order)) {
-        mm_printf("%s: va %#lx has %#lx bytes, caller says %#lx\n", fn, (unsigned long)va,
-                  (unsigned long)order_size(n->order), (unsigned long)size);
+        d->block_size = order_size(n->order);
         return -MM_EINVAL;
     }
-    if (n->busy) {
-        mm_printf("%s: va %#lx is being mapped or released by another CPU\n", fn,
-                  (unsigned long)va);
+    if (n->busy)
         return -MM_EBUSY;
-    }
     *out = n;
     return 0;
+}
+
+/* The one log line for a find_block_locked error; `fn` names the caller. */
+static void report_find_error(const char *fn, int err, uint64_t va, uint64_t size,
+                              const struct find_diag *d)
+{
+    switch (err) {
+    case -MM_EFAULT:
+        mm_printf("%s: va %#lx outside the MMIO pool [%#lx, %#lx)\n", fn, (unsigned long)va,
+                  (unsigned long)MMIO_POOL_BASE, (unsigned long)MMIO_POOL_END);
+        break;
+    case -MM_EINVAL:
+        if (d->block_size == 0)
+            mm_printf("%s: va %#lx not page aligned\n", fn, (unsigned long)va);
+        else
+            mm_printf("%s: va %#lx has %#lx bytes, caller says %#lx\n", fn, (unsigned long)va,
+                      (unsigned long)d->block_size, (unsigned long)size);
+        break;
+    case -MM_ENOENT:
+        mm_printf("%s: va %#lx is not an allocated block (inside %s block %#lx of %#lx bytes)\n",
+                  fn, (unsigned long)va, d->in_free ? "free" : "allocated",
+                  (unsigned long)d->in_va, (unsigned long)d->in_size);
+        break;
+    default:
+        mm_printf("%s: va %#lx is being mapped or released by another CPU\n", fn,
+                  (unsigned long)va);
+        break;
+    }
 }
 
 /* ------------------------------------------------------------- public API */
 
 int mmio_pool_init(struct mmio_pool *p, struct frame_allocator *fa)
 {
-    if (!p || !fa || !fa->alloc) {
-        mm_printf("mmio_pool_init: NULL pool %p or frame allocator %p\n", (void *)p, (void *)fa);
+    if (!p || !fa || !fa->alloc || !fa->free) {
+        mm_printf("mmio_pool_init: pool %p, frame allocator %p: need both, and an allocator "
+                  "that can free\n", (void *)p, (void *)fa);
         return -MM_EINVAL;
     }
     p->lock = (mm_spinlock_t)MM_SPINLOCK_INIT;
@@ -701,16 +737,18 @@ int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
 
     unsigned long flags = mm_spin_lock_irqsave(&p->lock);
     struct mmio_node *n;
-    int err = find_block_locked(p, "mmio_map_phys", space->va.raw, space->size, &n);
-    if (!err && n->u.use.mapping != 0) {
-        mm_printf("mmio_map_phys: va %#lx already maps %#lx bytes\n",
-                  (unsigned long)space->va.raw,
-                  (unsigned long)mapping_size(n->u.use.mapping));
-        err = -MM_EEXIST;
-    }
-    if (err) {
+    struct find_diag d;
+    int err = find_block_locked(p, space->va.raw, space->size, &n, &d);
+    uint64_t mapped = err ? 0 : mapping_size(n->u.use.mapping);
+    if (err || mapped != 0) {
         mm_spin_unlock_irqrestore(&p->lock, flags);
-        return err;
+        if (err) {
+            report_find_error("mmio_map_phys", err, space->va.raw, space->size, &d);
+            return err;
+        }
+        mm_printf("mmio_map_phys: va %#lx already maps %#lx bytes\n",
+                  (unsigned long)space->va.raw, (unsigned long)mapped);
+        return -MM_EEXIST;
     }
     n->busy = 1;
     mm_spin_unlock_irqrestore(&p->lock, flags);
@@ -735,39 +773,43 @@ int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
     return err;
 }
 
-int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
-                 struct pt_mapper *mapper)
+/*
+ * Release the block at va (size bytes, or any size if 0) for mmio_release
+ * and mmio_iounmap: look-up and release under one hold of the lock, so the
+ * block cannot change hands in between.  `fn` names the caller in logs.
+ */
+static int release_block(struct mmio_pool *p, const char *fn, uint64_t va, uint64_t size,
+                         struct pt_mapper *mapper)
 {
     unsigned long flags = mm_spin_lock_irqsave(&p->lock);
     struct mmio_node *n;
-    int err = find_block_locked(p, "mmio_release", space->va.raw, space->size, &n);
+    struct find_diag d;
+    int err = find_block_locked(p, va, size, &n, &d);
     if (err) {
         mm_spin_unlock_irqrestore(&p->lock, flags);
+        report_find_error(fn, err, va, size, &d);
         return err;
     }
     uint64_t mapped_size = mapping_size(n->u.use.mapping);
     if (mapped_size != 0) {
         uint64_t top_pa = mapping_top_pa(n->u.use.mapping);
-        if (!mapper || mapper->top_pa.raw != top_pa) {
-            mm_printf("mmio_release: va %#lx was mapped in table %#lx, not in %#lx\n",
-                      (unsigned long)space->va.raw, (unsigned long)top_pa,
-                      mapper ? (unsigned long)mapper->top_pa.raw : 0ul);
-            err = -MM_EINVAL;
-        } else if (mapper->readonly) {
-            mm_printf("mmio_release: read-only mapper cannot unmap va %#lx\n",
-                      (unsigned long)space->va.raw);
-            err = -MM_EPERM;
-        }
-        if (err) {
+        if (!mapper || mapper->top_pa.raw != top_pa || mapper->readonly) {
             mm_spin_unlock_irqrestore(&p->lock, flags);
-            return err;
+            if (mapper && mapper->top_pa.raw == top_pa) {
+                mm_printf("%s: read-only mapper cannot unmap va %#lx\n", fn, (unsigned long)va);
+                return -MM_EPERM;
+            }
+            mm_printf("%s: va %#lx was mapped in table %#lx, not in %#lx\n", fn,
+                      (unsigned long)va, (unsigned long)top_pa,
+                      mapper ? (unsigned long)mapper->top_pa.raw : 0ul);
+            return -MM_EINVAL;
         }
         bool free_tables = p->free_tables;
         n->busy = 1;
         mm_spin_unlock_irqrestore(&p->lock, flags);
 
         struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
-        err = pt_unmap_range(mapper, space->va, mapped_size, free_tables, &tok);
+        err = pt_unmap_range(mapper, VA(va), mapped_size, free_tables, &tok);
         if (!err)
             pt_flush(&tok);     /* one token for the whole range: one shootdown */
 
@@ -777,8 +819,8 @@ int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
         if (err) {
             /* Someone changed our entries behind our back: keep the block. */
             mm_spin_unlock_irqrestore(&p->lock, flags);
-            mm_printf("mmio_release: unmapping va %#lx (%#lx bytes) failed: %d\n",
-                      (unsigned long)space->va.raw, (unsigned long)mapped_size, err);
+            mm_printf("%s: unmapping va %#lx (%#lx bytes) failed: %d\n", fn,
+                      (unsigned long)va, (unsigned long)mapped_size, err);
             return err;
         }
         n->u.use.mapping = 0;
@@ -786,6 +828,12 @@ int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
     block_free_locked(p, n);
     mm_spin_unlock_irqrestore(&p->lock, flags);
     return 0;
+}
+
+int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
+                 struct pt_mapper *mapper)
+{
+    return release_block(p, "mmio_release", space->va.raw, space->size, mapper);
 }
 
 void *mmio_ioremap(struct mmio_pool *p, struct pt_mapper *mapper, phys_addr_t pa,
@@ -803,10 +851,12 @@ void *mmio_ioremap(struct mmio_pool *p, struct pt_mapper *mapper, phys_addr_t pa
     if (mmio_create(p, length, &space) != 0)
         return NULL;
     if (mmio_map_phys(p, &space, mapper, PA(pa.raw - offset), length) != 0) {
+        /* Only a caller misusing a stale handle to this block (another
+         * CPU mapping or releasing it right now) can make this fail. */
         int err = mmio_release(p, &space, mapper);
         if (err)
-            mm_panic("mmio_ioremap: giving back unmapped va %#lx failed: %d",
-                     (unsigned long)space.va.raw, err);
+            mm_printf("mmio_ioremap: giving back va %#lx failed (%d): block lost\n",
+                      (unsigned long)space.va.raw, err);
         return NULL;
     }
     return (void *)(uintptr_t)(space.va.raw + offset);
@@ -819,17 +869,7 @@ int mmio_iounmap(struct mmio_pool *p, struct pt_mapper *mapper, void *va)
         mm_printf("mmio_iounmap: %p is not an MMIO address\n", va);
         return -MM_EFAULT;
     }
-    /* Any size: the block knows its own. */
-    unsigned long flags = mm_spin_lock_irqsave(&p->lock);
-    struct mmio_node *n;
-    int err = find_block_locked(p, "mmio_iounmap", start, 0, &n);
-    uint64_t size = err ? 0 : order_size(n->order);
-    mm_spin_unlock_irqrestore(&p->lock, flags);
-    if (err)
-        return err;
-
-    struct mmio_space space = { VA(start), size };
-    return mmio_release(p, &space, mapper);
+    return release_block(p, "mmio_iounmap", start, 0, mapper);   /* the block knows its size */
 }
 
 /* ----------------------------------------------------- queries and checks */

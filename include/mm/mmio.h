@@ -129,7 +129,9 @@ struct mmio_stats {
  * allocated holds no frame at all.
  * Unmapping frees page tables left empty (p->free_tables, true after
  * init): a kernel whose top tables share the MMIO range's level-3 tables
- * must set it to false.  Returns 0 or -MM_EINVAL (NULL argument).
+ * must set it to false.  fa must be able to free (fa->free not NULL): the
+ * pool hands frames back as blocks merge.  Returns 0 or -MM_EINVAL (NULL
+ * argument, or an allocator that cannot free).
  */
 int mmio_pool_init(struct mmio_pool *p, struct frame_allocator *fa);
 
@@ -150,10 +152,11 @@ int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out);
  * addresses allow.  pa 4 KiB aligned; length rounded up to 4 KiB and at
  * most space->size.  A space can be mapped once.  No TLB flush is needed:
  * a block comes out of the pool with no TLB entry on any CPU.
- * 0, -MM_EINVAL (alignment, length 0 or too long, space not a live block
- * or wrong size), -MM_ENOENT (space not allocated), -MM_EEXIST (already
- * mapped), -MM_EBUSY (another map/release of it in progress), and the
- * errors of pt_map_range (-MM_ENOMEM, -MM_EEXIST, -MM_EPERM).
+ * 0, -MM_EINVAL (no mapper, alignment, length 0 or too long, wrong size),
+ * -MM_EFAULT (va outside the pool), -MM_ENOENT (space not allocated),
+ * -MM_EEXIST (already mapped), -MM_EBUSY (another map/release of it in
+ * progress), and the errors of pt_map_range (-MM_ENOMEM, -MM_EEXIST,
+ * -MM_EPERM).
  */
 int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
                   struct pt_mapper *mapper, phys_addr_t pa, uint64_t length);
@@ -177,8 +180,8 @@ int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
  */
 void *mmio_ioremap(struct mmio_pool *p, struct pt_mapper *mapper,
                    phys_addr_t pa, uint64_t size);
-/* Undo mmio_ioremap; va is the pointer it returned.  Errors as
- * mmio_release. */
+/* Undo mmio_ioremap; va is the pointer it returned (any address inside
+ * its first page).  Errors as mmio_release. */
 int mmio_iounmap(struct mmio_pool *p, struct pt_mapper *mapper, void *va);
 
 /* Counts of free blocks per order (out has MMIO_NR_ORDERS entries). */

@@ -807,6 +807,59 @@ static void test_concurrent_churn(void)
     CHECK_EQ(tfa.outstanding, 0);
 }
 
+/*
+ * The hash shrinks as fast as blocks go: after a mass release it is back
+ * to one segment, so the release that empties the pool does not have to
+ * walk (and free) hundreds of segments with the lock held.
+ */
+static void test_hash_shrinks_with_releases(void)
+{
+    fresh_pool();
+    enum { N = 20000 };
+    struct mmio_space *s = calloc(N, sizeof(*s));
+    REQUIRE(s != NULL);
+    for (int i = 0; i < N; i++)
+        REQUIRE(mmio_create(&pool, PAGE_SIZE, &s[i]) == 0);
+    struct mmio_stats st;
+    mmio_pool_stats(&pool, &st);
+    CHECK(st.hash_frames >= N / HASH_SEG);          /* about one bucket per block */
+    int over = -1;      /* blocks left the first time the table was too big */
+    for (int i = N - 1; i >= 1; i--) {
+        REQUIRE(mmio_release(&pool, &s[i], NULL) == 0);
+        mmio_pool_stats(&pool, &st);
+        /* never more than 4 buckets per block, or the first segment */
+        uint64_t bound = (4 * (uint64_t)i + HASH_SEG - 1) / HASH_SEG;
+        if (st.hash_frames > (bound > 1 ? bound : 1) && over < 0) {
+            over = i;
+            fprintf(stderr, "  %d blocks left: %lu hash frames, bound %lu\n", i,
+                    (unsigned long)st.hash_frames, (unsigned long)bound);
+        }
+    }
+    CHECK_EQ(over, -1);
+    mmio_pool_stats(&pool, &st);
+    CHECK_EQ(st.alloc_blocks, 1);
+    CHECK_EQ(st.hash_frames, 1);
+    mmio_pool_check(&pool);
+    CHECK_EQ(mmio_release(&pool, &s[0], NULL), 0);
+    CHECK(pool_is_initial());
+    CHECK_EQ(tfa.outstanding, 0);
+    free(s);
+}
+
+/* The pool gives frames back as blocks merge: it needs an allocator that
+ * can free. */
+static void test_init_needs_a_freeing_allocator(void)
+{
+    tfa_reset();
+    struct frame_allocator no_free = { tfa.fa.alloc, NULL };
+    struct mmio_pool p2;
+    unsigned long lines = harness_log_lines;
+    CHECK_EQ(mmio_pool_init(&p2, &no_free), -MM_EINVAL);
+    CHECK_EQ(harness_log_lines, lines + 1);
+    CHECK_EQ(mmio_pool_init(NULL, &tfa.fa), -MM_EINVAL);
+    CHECK_EQ(mmio_pool_init(&p2, &tfa.fa), 0);
+}
+
 int main(void)
 {
     RUN(test_init_state);
@@ -823,5 +876,7 @@ int main(void)
     RUN(test_dump);
     RUN(test_check_detects_corruption);
     RUN(test_concurrent_churn);
+    RUN(test_hash_shrinks_with_releases);
+    RUN(test_init_needs_a_freeing_allocator);
     return harness_finish();
 }
