@@ -35,6 +35,22 @@ struct __attribute__((packed)) sdt_header {
     uint32_t creator_revision;
 };
 
+/* Table fields are not naturally aligned (XSDT entries sit at offset 36,
+ * MADT entries wherever the previous one ended): read them bytewise. */
+static uint32_t read32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static uint64_t read64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
 static uint8_t sum_bytes(const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -143,10 +159,16 @@ static bool find_rsdp(struct rsdp *out, const char **source)
     return false;
 }
 
-static void parse_madt(const struct sdt_header *madt, uint32_t len, struct acpi_cpus *out)
+/* The MADT: a header, the local APIC address and flags (4 + 4 bytes),
+ * then variable-length entries.  Returns false if it is too short. */
+static bool parse_madt(const struct sdt_header *madt, uint32_t len, struct acpi_cpus *out)
 {
     const uint8_t *p = (const uint8_t *)madt;
-    out->lapic_pa = *(const uint32_t *)(p + sizeof(*madt));
+    if (len < sizeof(*madt) + 8) {
+        printk("acpi: MADT of %u bytes is too short for its fixed fields\n", len);
+        return false;
+    }
+    out->lapic_pa = read32(p + sizeof(*madt));
     for (uint32_t off = sizeof(*madt) + 8; off + 2 <= len;) {
         uint8_t type = p[off], elen = p[off + 1];
         if (elen < 2 || off + elen > len)
@@ -155,14 +177,14 @@ static void parse_madt(const struct sdt_header *madt, uint32_t len, struct acpi_
         bool cpu = false;
         if (type == 0 && elen >= 8) {            /* processor local APIC */
             apic_id = p[off + 3];
-            flags = *(const uint32_t *)(p + off + 4);
+            flags = read32(p + off + 4);
             cpu = true;
         } else if (type == 9 && elen >= 16) {    /* processor local x2APIC */
-            apic_id = *(const uint32_t *)(p + off + 4);
-            flags = *(const uint32_t *)(p + off + 8);
+            apic_id = read32(p + off + 4);
+            flags = read32(p + off + 8);
             cpu = true;
         } else if (type == 5 && elen >= 12) {    /* local APIC address override */
-            out->lapic_pa = *(const uint64_t *)(p + off + 4);
+            out->lapic_pa = read64(p + off + 4);
         }
         /* flags bit 0: enabled; bit 1: online capable (can be enabled). */
         if (cpu && (flags & 1)) {
@@ -174,6 +196,7 @@ static void parse_madt(const struct sdt_header *madt, uint32_t len, struct acpi_
         }
         off += elen;
     }
+    return true;
 }
 
 int acpi_find_cpus(struct acpi_cpus *out)
@@ -194,15 +217,13 @@ int acpi_find_cpus(struct acpi_cpus *out)
     int rc = -MM_ENOENT;
     for (unsigned i = 0; i < n && rc != 0; i++) {
         const uint8_t *e = (const uint8_t *)root + sizeof(*root) + i * entry_size;
-        uint64_t pa = xsdt ? *(const uint64_t *)e : *(const uint32_t *)e;
+        uint64_t pa = xsdt ? read64(e) : read32(e);
         uint32_t tlen;
         const struct sdt_header *t = map_table(pa, &tlen);
         if (!t)
             continue;
-        if (memcmp(t->signature, "APIC", 4) == 0) {
-            parse_madt(t, tlen, out);
+        if (memcmp(t->signature, "APIC", 4) == 0 && parse_madt(t, tlen, out))
             rc = 0;
-        }
         acpi_unmap(t);
     }
     acpi_unmap(root);

@@ -46,7 +46,16 @@ extern uint64_t ap_tramp_cr3, ap_tramp_stack, ap_tramp_entry, ap_tramp_cpu;
 
 static volatile uint32_t *lapic;
 static unsigned cpus_online = 1;
-static volatile unsigned ap_reported;
+/*
+ * Start-up handshake for the AP being started, one at a time.  Whoever
+ * moves ap_state away from AP_WAITING decides: the AP (to AP_ARRIVED, then
+ * it counts itself online) or the BSP after its timeout (to AP_ABANDONED,
+ * then it parks the AP).  So a late AP can never count itself online after
+ * the BSP has given up on it and reused its index.
+ */
+enum { AP_WAITING, AP_ARRIVED, AP_ABANDONED };
+static unsigned ap_state;
+static volatile unsigned ap_reported;   /* set by the AP once it is counted */
 
 /* ---------------------------------------------------------------- timing */
 
@@ -276,6 +285,12 @@ _Noreturn void ap_main(uint64_t cpu)
     idt_load();
     write_cr4(read_cr4() | CR4_PGE);
     lapic_enable();
+    unsigned waiting = AP_WAITING;
+    if (!__atomic_compare_exchange_n(&ap_state, &waiting, AP_ARRIVED, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        for (;;)                           /* too late: the BSP gave up on us */
+            __asm__ volatile("cli; hlt");
+    }
     __atomic_fetch_add(&cpus_online, 1, __ATOMIC_RELEASE);
     ap_reported = 1;
     ap_idle();
@@ -320,7 +335,7 @@ static bool start_ap(unsigned cpu, uint32_t apic_id)
     *entry = (uint64_t)ap_main;
     *idx = cpu;
     ap_reported = 0;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&ap_state, AP_WAITING, __ATOMIC_SEQ_CST);
 
     lapic_send(apic_id, 0x4500);                          /* INIT, assert */
     udelay(10000);
@@ -330,6 +345,12 @@ static bool start_ap(unsigned cpu, uint32_t apic_id)
     }
     for (int ms = 0; ms < 2000 && !ap_reported; ms++)
         udelay(1000);
+    unsigned waiting = AP_WAITING;
+    if (!ap_reported && !__atomic_compare_exchange_n(&ap_state, &waiting, AP_ABANDONED, false,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        while (!ap_reported)               /* it arrived just now: let it finish */
+            __asm__ volatile("pause");
+    }
     if (!ap_reported) {
         /*
          * Park it with INIT so a late start cannot run on a reused stack

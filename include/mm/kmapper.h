@@ -6,10 +6,11 @@
  * nesting depth:
  *   - locking spins until the lock is free or already owned by this CPU;
  *   - the outermost holder gets a writable mapper;
- *   - a nested lock on the same CPU (e.g. from an interrupt handler that
- *     arrived while this CPU was editing the table) gets a READ-ONLY mapper
- *     whose mutating calls fail with -MM_EPERM instead of corrupting the
- *     outer holder's walk;
+ *   - a nested lock on the same CPU (a function called by code that
+ *     already holds it; or, while this is the only CPU running, an
+ *     interrupt handler that arrived during an edit: see Interrupts below)
+ *     gets a READ-ONLY mapper whose mutating calls fail with -MM_EPERM
+ *     instead of corrupting the outer holder's walk;
  *   - kmapper_unlock() drops one level and frees the lock at depth 0 with a
  *     single store, which an interrupt cannot split (the reference needed
  *     interrupts off here because it kept owner and count apart).
