@@ -365,13 +365,30 @@ static bool start_ap(unsigned cpu, uint32_t apic_id)
     return true;
 }
 
+/* The trampoline's identity map is only needed while APs start. */
+static void remove_low_identity(void)
+{
+    int rc = mm_remove_low_identity();
+    if (rc != 0)
+        panic("smp_init: removing the low identity map failed: %s", mm_strerror(rc));
+}
+
 void smp_init(void)
 {
     irq_register(VEC_SHOOTDOWN, shootdown_irq);
     irq_register(VEC_WAKEUP, wakeup_irq);
     irq_register(VEC_SPURIOUS, spurious_irq);
 
-    uint64_t apic_base = rdmsr(0x1b) & 0x000ffffffffff000ull;
+    uint64_t apic_msr = rdmsr(0x1b);
+    if (apic_msr & (1u << 10)) {
+        /* x2APIC mode (IA32_APIC_BASE.EXTD): the registers are MSRs and the
+         * MMIO page does not answer.  This kernel drives the xAPIC only. */
+        printk("smp: the firmware left the local APIC in x2APIC mode, which this kernel "
+               "does not drive; running on the boot CPU only\n");
+        remove_low_identity();
+        return;
+    }
+    uint64_t apic_base = apic_msr & 0x000ffffffffff000ull;
     lapic = mm_ioremap(PA(apic_base), PAGE_SIZE);
     if (!lapic)
         panic("smp_init: cannot ioremap the local APIC at %#lx", apic_base);
@@ -404,8 +421,6 @@ void smp_init(void)
                 next++;
         }
     }
-    int rc = mm_remove_low_identity();
-    if (rc != 0)
-        panic("smp_init: removing the low identity map failed: %s", mm_strerror(rc));
+    remove_low_identity();
     printk("smp: %u CPU%s online\n", smp_online_cpus(), smp_online_cpus() == 1 ? "" : "s");
 }

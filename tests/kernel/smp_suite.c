@@ -174,6 +174,8 @@ static void stress_worker(void *arg)
 
 static void case_concurrent_stress(struct ktest *t)
 {
+    if (!smp_lapic())
+        KSKIP(t, "no xAPIC mapping (local APIC in x2APIC mode)");
     unsigned n = smp_online_cpus();
     struct buddy_usage before, after;
     struct mmio_stats mb, ma;
