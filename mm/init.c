@@ -8,11 +8,20 @@
  * the kernel mapper and the MMIO pool's bookkeeping.  Frames taken by bump
  * are never returned: they hold the kernel page table for good.
  *
+ * Which physical bytes the direct map covers (RAM and ACPI below
+ * MM_DIRECT_MAP_MAX_PA, widened to 2 MiB where the firmware describes the
+ * bytes), how the image's alias in it is laid out, and which ioremap
+ * requests would alias it, is decided in mm/directmap.c; this file maps
+ * what it decides.  Invariant after mm_init: every usable area lies inside
+ * ram_ranges, and the new table direct-maps exactly ram_ranges plus the
+ * kernel image (which the firmware map lists as RAM anyway).
+ *
  * Locking: mm_init runs alone on the boot CPU.  Afterwards the instances
  * here are protected by their own locks (buddy, MMIO pool, kernel mapper).
  */
 #include <mm/arch.h>
 #include <mm/bump.h>
+#include <mm/directmap.h>
 #include <mm/init.h>
 #include <mm/log.h>
 #include <mm/ptdump.h>
@@ -31,8 +40,10 @@ static struct buddy kernel_buddy;
 static bool allocators_ready;
 static bool low_identity_mapped;
 
-/* Scratch lists: static to keep them off the (small) boot stack. */
-static struct mm_area_list ram_ranges;
+/* Static to keep them off the (small) boot stack.  ram_ranges is what the
+ * direct map covers, written once by mm_init and read-only afterwards
+ * (mm_ioremap, mm_direct_map_contains); the other two are scratch. */
+static struct directmap_ranges ram_ranges;
 static struct mm_area_list bump_left;
 static struct bump_allocator boot_bump;
 
@@ -59,97 +70,6 @@ struct frame_allocator *mm_buddy_frames(void)
 struct mmio_pool *mm_mmio_pool(void)
 {
     return allocators_ready ? mmio_pool_global() : NULL;
-}
-
-/* Add [start, end) to a sorted list of disjoint ranges, merging overlaps. */
-static void range_add(struct mm_area_list *l, uint64_t start, uint64_t end)
-{
-    unsigned i = 0;
-    while (i < l->count && l->area[i].end.raw < start)
-        i++;
-    /* Merge every range that touches [start, end). */
-    unsigned j = i;
-    while (j < l->count && l->area[j].start.raw <= end) {
-        if (l->area[j].start.raw < start)
-            start = l->area[j].start.raw;
-        if (l->area[j].end.raw > end)
-            end = l->area[j].end.raw;
-        j++;
-    }
-    unsigned removed = j - i;
-    if (removed == 0) {
-        if (l->count == MM_MAX_AREAS)
-            mm_panic("range_add: more than %u RAM ranges in the firmware map", MM_MAX_AREAS);
-        for (unsigned k = l->count; k > i; k--)
-            l->area[k] = l->area[k - 1];
-        l->count++;
-    } else {
-        for (unsigned k = i + 1; k + removed - 1 < l->count; k++)
-            l->area[k] = l->area[k + removed - 1];
-        l->count -= removed - 1;
-    }
-    l->area[i].start = PA(start);
-    l->area[i].end = PA(end);
-}
-
-/* True if every byte of [start, end) is described by some firmware map
- * entry (of any type) or lies in the legacy first MiB. */
-static bool firmware_covers(uint64_t start, uint64_t end)
-{
-    uint64_t pos = start < 1 * MiB ? 1 * MiB : start;
-    while (pos < end) {
-        uint64_t next = pos;
-        for (unsigned i = 0; i < boot_info.map_count; i++) {
-            struct mb2_mmap_entry e;
-            if (mb2_map_entry(&boot_info, i, &e) == 0 && e.base <= pos &&
-                e.base + e.length > next)
-                next = e.base + e.length;
-        }
-        if (next == pos)
-            return false;          /* a hole: possibly device memory */
-        pos = next;
-    }
-    return true;
-}
-
-/*
- * Every byte of memory the direct map must cover: RAM and ACPI tables
- * (types 1, 3, 4), pages rounded outwards, merged.  Each range is then
- * widened to 2 MiB boundaries where the extra bytes are firmware-described
- * memory (reserved, NVS, ...) or the legacy first MiB, never a hole in the
- * map, so small firmware reservations next to RAM do not force 4 KiB page
- * tables at every edge.  (Like Linux's direct map of the first MiB, this
- * maps some reserved bytes write-back; the MTRRs keep legacy device ranges
- * uncached.)
- */
-static void collect_ram_ranges(struct mm_area_list *out)
-{
-    out->count = 0;
-    for (unsigned i = 0; i < boot_info.map_count; i++) {
-        struct mb2_mmap_entry e;
-        if (mb2_map_entry(&boot_info, i, &e) != 0 || e.length == 0)
-            continue;
-        if (e.type != MB2_MEM_AVAILABLE && e.type != MB2_MEM_ACPI_RECLAIM &&
-            e.type != MB2_MEM_ACPI_NVS)
-            continue;
-        uint64_t start = align_down_u64(e.base, PAGE_SIZE);
-        uint64_t end = align_up_u64(e.base + e.length, PAGE_SIZE);
-        if (end > start)
-            range_add(out, start, end);
-    }
-    struct mm_area_list widened;
-    widened.count = 0;
-    for (unsigned i = 0; i < out->count; i++) {
-        uint64_t start = out->area[i].start.raw, end = out->area[i].end.raw;
-        uint64_t wide_start = align_down_u64(start, PAGE_2M_SIZE);
-        uint64_t wide_end = align_up_u64(end, PAGE_2M_SIZE);
-        if (wide_start < start && firmware_covers(wide_start, start))
-            start = wide_start;
-        if (wide_end > end && firmware_covers(end, wide_end))
-            end = wide_end;
-        range_add(&widened, start, end);
-    }
-    *out = widened;
 }
 
 struct leaf_count {
@@ -183,32 +103,10 @@ static void map_direct(struct pt_mapper *kpt, uint64_t start, uint64_t end, uint
     pt_flush_ignore(&tok);     /* the table is not loaded yet */
 }
 
-/*
- * The direct-map alias of the kernel image, page by page, so W^X holds for
- * physical memory too: text and rodata are read-only there, data and bss
- * (and the boot stub's pages) read-write; all of it no-execute.
- */
-static void map_image_alias(struct pt_mapper *kpt, const struct mm_boot_params *params)
+/* directmap_image_alias callback: map one piece of the image's alias. */
+static void map_image_piece(void *ctx, uint64_t start, uint64_t end, uint64_t flags)
 {
-    uint64_t pos = params->image_pa_start.raw;
-    for (;;) {
-        /* The section with the lowest physical start at or after pos. */
-        const struct mm_image_section *next = NULL;
-        for (unsigned i = 0; i < params->nsections; i++) {
-            const struct mm_image_section *s = &params->sections[i];
-            uint64_t pa = s->va.raw - params->image_va_offset;
-            if (pa >= pos && (!next || pa < next->va.raw - params->image_va_offset))
-                next = s;
-        }
-        uint64_t gap_end = next ? next->va.raw - params->image_va_offset
-                                : params->image_pa_end.raw;
-        map_direct(kpt, pos, gap_end, PTE_KERNEL_RW, PAGE_SIZE);
-        if (!next)
-            return;
-        uint64_t flags = (next->flags & PTE_WRITE) ? PTE_KERNEL_RW : PTE_KERNEL_RO;
-        map_direct(kpt, gap_end, gap_end + next->size, flags, PAGE_SIZE);
-        pos = gap_end + next->size;
-    }
+    map_direct(ctx, start, end, flags, PAGE_SIZE);
 }
 
 void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
@@ -216,6 +114,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     uint64_t t0 = arch_read_tsc();
     uint64_t t_parse, t_table, t_buddy, t_mmio;
     char err[MB2_ERR_LEN];
+    int rc;
 
     mm_direct_map_offset = MM_DIRECT_MAP_BASE;
     if (params->nsections > MM_MAX_SECTIONS || params->nreserved > 4)
@@ -225,7 +124,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
         const struct mm_image_section *s = &params->sections[i];
         uint64_t pa = s->va.raw - params->image_va_offset;
         if (!is_aligned_u64(s->va.raw | s->size, PAGE_SIZE) || pa < params->image_pa_start.raw ||
-            pa + s->size > params->image_pa_end.raw)
+            pa > params->image_pa_end.raw || s->size > params->image_pa_end.raw - pa)
             mm_panic("mm_init: section %s (va %#lx, %#lx bytes) is not page-aligned "
                      "inside the image [%#lx, %#lx)", s->name, (unsigned long)s->va.raw,
                      (unsigned long)s->size, (unsigned long)params->image_pa_start.raw,
@@ -242,7 +141,11 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     if (!params->quiet)
         mb2_print_map(&boot_info);
 
-    /* 2. Usable RAM. */
+    /* 2. What the direct map will cover, and the usable RAM inside it. */
+    rc = directmap_collect(&boot_info, &ram_ranges);
+    if (rc != 0)
+        mm_panic("mm_init: directmap_collect: more than %u disjoint RAM/ACPI ranges in "
+                 "the %u-entry firmware map", DIRECTMAP_MAX_RANGES, boot_info.map_count);
     struct mb2_reserved reserved[1 + 4];
     unsigned nreserved = 0;
     reserved[nreserved++] = (struct mb2_reserved){ params->image_pa_start,
@@ -250,7 +153,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     for (unsigned i = 0; i < params->nreserved; i++)
         reserved[nreserved++] = params->reserved[i];
     struct mb2_usable_stats stats;
-    if (mb2_usable_areas(&boot_info, reserved, nreserved, &usable_areas, &stats) != 0)
+    if (directmap_usable_areas(&boot_info, reserved, nreserved, &usable_areas, &stats) != 0)
         mm_panic("mm_init: bad reserved range list");
     if (usable_areas.count == 0)
         mm_panic("mm_init: no usable RAM above 1 MiB in the memory map");
@@ -270,7 +173,6 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     bool big = arch_has_1g_pages();
     uint64_t max_page = big ? PAGE_1G_SIZE : PAGE_2M_SIZE;
     struct pt_flush tok = PT_FLUSH_INIT;
-    collect_ram_ranges(&ram_ranges);
     uint64_t frames_before_direct = bump_used_frames(&boot_bump);
     uint64_t img_start = params->image_pa_start.raw, img_end = params->image_pa_end.raw;
     for (unsigned i = 0; i < ram_ranges.count; i++) {
@@ -282,11 +184,13 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
         if (end > img_end)
             map_direct(&kpt, start > img_end ? start : img_end, end, PTE_KERNEL_RW, max_page);
     }
-    map_image_alias(&kpt, params);
+    directmap_image_alias(params, map_image_piece, &kpt);
     uint64_t direct_tables = bump_used_frames(&boot_bump) - frames_before_direct;
     for (unsigned i = 0; i < params->nsections; i++) {
         const struct mm_image_section *s = &params->sections[i];
         phys_addr_t pa = PA(s->va.raw - params->image_va_offset);
+        if (s->size == 0)
+            continue;            /* legal, e.g. an empty .rodata: nothing to map */
         map_or_panic(pt_map_range(&kpt, s->va, pa, s->size, s->flags, PAGE_SIZE, &tok),
                      s->name, s->va.raw, s->size);
         pt_flush_ignore(&tok);
@@ -301,7 +205,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     /* 5. The buddy allocator gets what bump left. */
     uint64_t bump_frames = bump_used_frames(&boot_bump);
     bump_remainder(&boot_bump, &bump_left);
-    int rc = buddy_init(&kernel_buddy, &bump_left);
+    rc = buddy_init(&kernel_buddy, &bump_left);
     if (rc != 0)
         mm_panic("mm_init: buddy_init failed: %s", mm_strerror(rc));
     struct frame_allocator *frames = buddy_frame_allocator(&kernel_buddy);
@@ -414,23 +318,7 @@ int mm_remove_low_identity(void)
 
 bool mm_direct_map_contains(phys_addr_t pa, uint64_t size)
 {
-    for (unsigned i = 0; boot_info_ready && i < ram_ranges.count; i++)
-        if (pa.raw >= ram_ranges.area[i].start.raw &&
-            pa.raw + size <= ram_ranges.area[i].end.raw && pa.raw + size >= pa.raw)
-            return true;
-    return false;
-}
-
-/* Does [pa, pa + size) overlap RAM the firmware calls available? */
-static bool overlaps_available_ram(phys_addr_t pa, uint64_t size)
-{
-    for (unsigned i = 0; boot_info_ready && i < boot_info.map_count; i++) {
-        struct mb2_mmap_entry e;
-        if (mb2_map_entry(&boot_info, i, &e) == 0 && e.type == MB2_MEM_AVAILABLE &&
-            pa.raw < e.base + e.length && e.base < pa.raw + size)
-            return true;
-    }
-    return false;
+    return boot_info_ready && directmap_contains(&ram_ranges, pa, size);
 }
 
 void *mm_ioremap(phys_addr_t pa, uint64_t size)
@@ -438,13 +326,18 @@ void *mm_ioremap(phys_addr_t pa, uint64_t size)
     struct kmapper km;
     void *va = NULL;
     /*
-     * RAM is already in the direct map, write-back.  An uncached second
-     * mapping of the same bytes is a memory-type alias the SDM forbids
-     * (vol. 3, 11.12.4), so RAM is refused here.
+     * The direct map already maps its ranges write-back.  An uncached
+     * second mapping of the same bytes is a memory-type alias the SDM
+     * forbids (vol. 3, 11.12.4), so any page of the request that the
+     * direct map holds is refused; only the legacy device window below
+     * 1 MiB, which the fixed-range MTRRs keep uncached, is exempt.
      */
-    if (overlaps_available_ram(pa, size)) {
-        mm_printf("mm_ioremap: pa %#lx (+%#lx) is RAM; use the direct map (pa_to_ptr)\n",
-                  (unsigned long)pa.raw, (unsigned long)size);
+    struct mm_area hit;
+    if (boot_info_ready &&
+        directmap_ioremap_conflict(&ram_ranges, &boot_info, pa, size, &hit)) {
+        mm_printf("mm_ioremap: pa %#lx (+%#lx) overlaps the direct map's [%#lx, %#lx), "
+                  "mapped write-back; use pa_to_ptr\n", (unsigned long)pa.raw,
+                  (unsigned long)size, (unsigned long)hit.start.raw, (unsigned long)hit.end.raw);
         return NULL;
     }
     if (kmapper_lock(&km))

@@ -7,7 +7,8 @@
  *
  * The direct map makes all physical RAM visible at pa + mm_direct_map_offset.
  * In the kernel the offset is 0xffff800000000000; the host tests point it at
- * a buffer that simulates physical memory.
+ * a buffer that simulates physical memory.  It holds physical addresses
+ * below MM_DIRECT_MAP_MAX_PA only (mm/directmap.h says which bytes).
  */
 #ifndef MM_FRAME_H
 #define MM_FRAME_H
@@ -30,6 +31,15 @@ static inline int frame_alloc(struct frame_allocator *fa, phys_addr_t *pa_out)
 extern uint64_t mm_direct_map_offset;
 
 #define MM_DIRECT_MAP_BASE  UINT64_C(0xffff800000000000)
+
+/*
+ * The direct map covers physical addresses below this limit, 16 TiB: the
+ * most the buddy allocator spans.  It fits: the virtual window from
+ * MM_DIRECT_MAP_BASE up to the MMIO pool (0xffffa10000000000) is 33 TiB.
+ * mm_init ignores RAM and ACPI bytes at or above it (one log line), so no
+ * usable area and no direct-map range reaches it.
+ */
+#define MM_DIRECT_MAP_MAX_PA (UINT64_C(16) << 40)
 
 static inline void *pa_to_ptr(phys_addr_t pa)
 {

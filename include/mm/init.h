@@ -11,11 +11,14 @@
  *   - the multiboot2 information and the image are below 4 GiB.
  * Steps (each logged):
  *   1. parse the multiboot2 information, print the firmware memory map;
- *   2. usable RAM = type-1 RAM minus the low 1 MiB, the kernel image, the
- *      boot information, modules and params->reserved;
+ *   2. the direct-map ranges: RAM and ACPI (types 1, 3, 4) below
+ *      MM_DIRECT_MAP_MAX_PA (16 TiB; bytes above it are ignored, with one
+ *      log line), see mm/directmap.h; usable RAM = type-1 RAM below that
+ *      limit minus the low 1 MiB, the kernel image, the boot information,
+ *      modules and params->reserved;
  *   3. a bump allocator over that RAM builds a new kernel page table:
- *      a direct map of all RAM (1 GiB pages if the CPU has them, else
- *      2 MiB, 4 KiB at unaligned edges) and the kernel image with W^X;
+ *      the direct map of those ranges (1 GiB pages if the CPU has them,
+ *      else 2 MiB, 4 KiB at unaligned edges) and the kernel image with W^X;
  *   4. CR3 is switched to the new table;
  *   5. the buddy allocator takes every frame bump did not use;
  *   6. the kernel mapper (and its lock) is set up on the new table; if
@@ -24,7 +27,8 @@
  *   7. the MMIO pool is initialised; the page table is dumped with its
  *      W+X count and a summary line is printed.
  * Malformed boot information is a panic that names the problem and the
- * offset: without a memory map the kernel cannot go on.
+ * offset: without a memory map the kernel cannot go on.  So is a map with
+ * more than DIRECTMAP_MAX_RANGES (1024) disjoint RAM/ACPI ranges.
  */
 #ifndef MM_INIT_H
 #define MM_INIT_H
@@ -40,7 +44,7 @@
 struct mm_image_section {
     const char *name;
     virt_addr_t va;          /* 4 KiB aligned */
-    uint64_t size;           /* multiple of 4 KiB */
+    uint64_t size;           /* multiple of 4 KiB; 0 (an empty section) is skipped */
     uint64_t flags;
 };
 
@@ -86,9 +90,16 @@ struct mmio_pool *mm_mmio_pool(void);
  * ioremap/iounmap on the kernel table: take the kernel mapper lock, then
  * use the MMIO pool.  Returns NULL / a negative MM_E* code on failure
  * (-MM_EPERM when called while this CPU already holds the mapper lock).
- * mm_ioremap refuses ranges that overlap available RAM (one log line):
- * RAM is reached through the direct map, and an uncached alias of
- * write-back memory is not allowed on x86.
+ * mm_ioremap maps whole pages, so it looks at [pa, pa + size) rounded out
+ * to pages and returns NULL (one log line naming pa, size and the range)
+ * if that overlaps the direct map: those bytes are mapped write-back there,
+ * and an uncached alias of write-back memory is not allowed on x86.  Use
+ * pa_to_ptr for them.  Exempt are bytes below 1 MiB that no RAM/ACPI
+ * (type 1, 3, 4) entry covers, the legacy device window (VGA at 0xB8000,
+ * option ROMs) that the fixed-range MTRRs keep uncached.  The check does
+ * not overflow near 2^64; malformed requests that pass it (size 0, over
+ * 1 GiB, pa beyond the physical address width, wrapping past 2^64) are
+ * refused by mmio_ioremap (logged).
  */
 void *mm_ioremap(phys_addr_t pa, uint64_t size);
 /* True if all of [pa, pa + size) is in the direct map (pa_to_ptr works). */

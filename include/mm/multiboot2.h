@@ -142,7 +142,7 @@ struct mb2_reserved {
 struct mb2_usable_stats {
     uint64_t ram_bytes;         /* firmware type-1 RAM not covered by other types */
     uint64_t usable_bytes;      /* sum of the output areas */
-    uint64_t reserved_bytes;    /* ram_bytes - usable_bytes */
+    uint64_t reserved_bytes;    /* ram_bytes - usable_bytes - dropped_bytes */
     unsigned dropped_areas;     /* areas lost to the MM_MAX_AREAS limit */
     uint64_t dropped_bytes;
 };

@@ -1,0 +1,112 @@
+/*
+ * mm/directmap.h - which physical bytes the direct map covers, and what
+ * follows from that: the usable areas stop where it stops, the kernel
+ * image's alias in it is laid out section by section, and ioremap must not
+ * create an uncached alias of anything in it.
+ *
+ * These are pure functions of the parsed boot information (no page tables,
+ * no allocator, no global state; they only print log lines), so the host
+ * tests run them on synthetic memory maps.  mm_init (mm/init.c) calls them
+ * and does the mapping.  No locking: they touch only their arguments.
+ *
+ * The direct map holds physical addresses below MM_DIRECT_MAP_MAX_PA
+ * (16 TiB, see mm/frame.h).  RAM and ACPI bytes at or above it are ignored:
+ * left out of the direct-map ranges and of the usable areas.
+ */
+#ifndef MM_DIRECTMAP_H
+#define MM_DIRECTMAP_H
+
+#include <mm/frame.h>
+#include <mm/init.h>
+#include <mm/memmap.h>
+#include <mm/multiboot2.h>
+
+/*
+ * Capacity of a direct-map range list.  Far above MM_MAX_AREAS because it
+ * is not a choice of what to keep: every RAM/ACPI range must be mapped, or
+ * the kernel could not reach that memory.  Real maps have a few dozen.
+ */
+#define DIRECTMAP_MAX_RANGES 1024
+
+/* The most caller ranges directmap_usable_areas() accepts. */
+#define DIRECTMAP_MAX_RESERVED 8
+
+/*
+ * The physical ranges the direct map covers: sorted by start, disjoint,
+ * non-adjacent, page-aligned, non-empty, all below MM_DIRECT_MAP_MAX_PA.
+ * About 16 KiB: keep it in static storage, not on a boot stack.
+ */
+struct directmap_ranges {
+    unsigned count;
+    uint64_t ignored_bytes;     /* RAM/ACPI bytes at or above MM_DIRECT_MAP_MAX_PA */
+    struct mm_area area[DIRECTMAP_MAX_RANGES];
+};
+
+/*
+ * Compute the direct-map ranges of `info`: every byte of RAM and ACPI
+ * tables (map types 1, 3, 4) below MM_DIRECT_MAP_MAX_PA, rounded outwards
+ * to pages, merged; then each range widened to 2 MiB boundaries where the
+ * extra bytes are described by some firmware entry (any type) or lie in the
+ * legacy first MiB, never across a hole in the map.  The widening saves
+ * 4 KiB page tables at range edges.  Widened bytes (reserved, NVS, the
+ * first MiB) are mapped write-back like the RAM next to them, as Linux does
+ * for the first MiB; the fixed-range MTRRs keep the legacy device window
+ * uncached.
+ * out->ignored_bytes is the size of the union of the RAM/ACPI entries
+ * above the limit; if it is not 0, one log line says how much was ignored
+ * (in MiB, rounded up) and why.
+ * Returns 0, or -MM_ENOMEM (one log line naming the entry) if the map has
+ * more than DIRECTMAP_MAX_RANGES disjoint RAM/ACPI ranges; *out is then not
+ * a valid list.
+ */
+int directmap_collect(const struct mb2_info *info, struct directmap_ranges *out);
+
+/* True if all of [pa, pa + size) lies in one range of `r` (false if it
+ * wraps past 2^64). */
+bool directmap_contains(const struct directmap_ranges *r, phys_addr_t pa, uint64_t size);
+
+/*
+ * Would mapping [pa, pa + size) uncached alias bytes that `r` maps
+ * write-back?  The request is rounded out to whole pages (the MMIO pool
+ * maps whole pages).  It conflicts if it overlaps a range of `r`, except
+ * for bytes below 1 MiB that no RAM/ACPI entry (type 1, 3, 4) of `info`
+ * covers: that is the legacy device window (VGA at 0xB8000, option ROMs),
+ * which the fixed-range MTRRs keep uncached whatever the page tables say.
+ * Returns true and sets *hit (if not NULL) to the range it overlaps, or
+ * false.  size == 0 is false; a request reaching past 2^64 is checked up to
+ * 2^64 - 1 without overflowing (mmio_ioremap rejects it afterwards).
+ */
+bool directmap_ioremap_conflict(const struct directmap_ranges *r, const struct mb2_info *info,
+                                phys_addr_t pa, uint64_t size, struct mm_area *hit);
+
+/*
+ * mb2_usable_areas() with [MM_DIRECT_MAP_MAX_PA, 2^64 - 1) added to the
+ * caller's `reserved` ranges, so that every usable area is reachable
+ * through the direct map (and fits the buddy allocator's 16 TiB span).
+ * Ranges above the limit are excluded before mb2_usable_areas chooses which
+ * MM_MAX_AREAS areas to keep.  The excluded bytes count in
+ * stats->reserved_bytes.  nreserved <= DIRECTMAP_MAX_RESERVED.
+ * Returns 0, or -MM_EINVAL (logged) for too many or malformed reserved
+ * ranges; *out is then left unchanged.
+ */
+int directmap_usable_areas(const struct mb2_info *info, const struct mb2_reserved *reserved,
+                           unsigned nreserved, struct mm_area_list *out,
+                           struct mb2_usable_stats *stats);
+
+/*
+ * The direct-map alias of the kernel image, page by page, so that W^X holds
+ * for physical memory too: each section's bytes get PTE_KERNEL_RW if the
+ * section is writable, else PTE_KERNEL_RO; the bytes of the image between
+ * and around sections (boot stub, padding) get PTE_KERNEL_RW.  All NX.
+ * Calls piece(ctx, start, end, flags) for each non-empty piece, in
+ * increasing address order; the pieces tile [image_pa_start, image_pa_end).
+ * Preconditions (mm_init checks them): every section is page-aligned and
+ * lies inside the image.  Sections of size 0 are skipped; sections are
+ * taken in order of physical start, and where two overlap, the bytes
+ * already laid out keep the earlier one's flags.  Visits each section once.
+ */
+typedef void directmap_piece_fn(void *ctx, uint64_t start, uint64_t end, uint64_t flags);
+void directmap_image_alias(const struct mm_boot_params *params, directmap_piece_fn *piece,
+                           void *ctx);
+
+#endif
