@@ -144,37 +144,65 @@ static inline void token_clear(struct pt_flush *tok)
 {
     token_set(tok, PT_FLUSH_NONE, VA(0), 0);
     tok->deferred = 0;
+    tok->deferred_data = 0;
     tok->deferred_fa = NULL;
+}
+
+/*
+ * Start of every mutating call: the caller's token must be empty.  A
+ * pending one would lose its flush and its deferred frames if overwritten,
+ * so it is refused, untouched (a caller bug: logged).
+ */
+static int token_take(struct pt_flush *tok, const char *fn)
+{
+    if (pt_flush_pending(tok)) {
+        mm_printf("%s: flush token still pending (va %#lx, kind %d): discharge it first\n",
+                  fn, (unsigned long)tok->va.raw, tok->kind);
+        return -MM_EINVAL;
+    }
+    token_clear(tok);
+    return 0;
 }
 
 /*
  * Deferred frees.  A frame unlinked from a live table may still be reached
  * through another CPU's TLB or paging-structure caches until the flush, so
- * it is chained into the token and freed when the token is discharged.
- * The link written into word 0 has bit 62 set and the present bit clear:
- * a stale walk that reads it sees a non-present entry.
+ * it is kept in the token and freed when the token is discharged.
+ * Emptied tables are chained through their word 0: the link has bit 62
+ * set and the present bit clear, so a stale walk that reads it sees a
+ * non-present entry, and the hardware never writes there.  pt_unmap's
+ * data frame cannot hold a link (another CPU may still write into it
+ * through a stale TLB entry): the token keeps its address instead.
  */
 #define DEFER_LINK (UINT64_C(1) << 62)
 
-static void defer_free(struct pt_flush *tok, struct frame_allocator *fa, phys_addr_t pa)
+static void defer_free_table(struct pt_flush *tok, struct frame_allocator *fa, phys_addr_t pa)
 {
     if (tok->deferred_fa && tok->deferred_fa != fa)
-        mm_panic("defer_free: frame %lx from another allocator in the same token",
+        mm_panic("defer_free_table: frame %lx from another allocator in the same token",
                  (unsigned long)pa.raw);
     table_words(pa)[0] = tok->deferred;
     tok->deferred = pa.raw | DEFER_LINK;
     tok->deferred_fa = fa;
 }
 
-/* Give every chained frame back to its allocator; empties the chain. */
-static void release_deferred(uint64_t *chain, struct frame_allocator **fa)
+/* Give every chained table frame back to fa. */
+static void free_table_chain(uint64_t chain, struct frame_allocator *fa)
 {
-    while (*chain) {
-        phys_addr_t pa = PA(*chain & ~DEFER_LINK);
-        *chain = table_words(pa)[0];
-        (*fa)->free(*fa, pa);
+    while (chain) {
+        phys_addr_t pa = PA(chain & ~DEFER_LINK);
+        chain = table_words(pa)[0];
+        fa->free(fa, pa);
     }
-    *fa = NULL;
+}
+
+/* Free the token's deferred frames and empty it: after its flush. */
+static void token_release(struct pt_flush *tok)
+{
+    free_table_chain(tok->deferred, tok->deferred_fa);
+    if (tok->deferred_data)
+        tok->deferred_fa->free(tok->deferred_fa, PA(tok->deferred_data & ~DEFER_LINK));
+    token_clear(tok);
 }
 
 /* -------------------------------------------------------------- table pool */
@@ -277,6 +305,14 @@ static int plan_piece(const struct pt_mapper *m, virt_addr_t va, unsigned leaf_l
     return 0;
 }
 
+/* Let user mode through the existing table entry: U/S is ANDed over the walk. */
+static void entry_allow_user(phys_addr_t table_pa, unsigned idx)
+{
+    pt_entry_t e = entry_read(table_pa, idx);
+    if (!(e.raw & PTE_USER))
+        entry_write(table_pa, idx, (pt_entry_t){ e.raw | PTE_USER });
+}
+
 static void install_piece(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
                           unsigned leaf_level, uint64_t flags, struct table_pool *pool)
 {
@@ -294,8 +330,8 @@ static void install_piece(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
         if (pte_is_leaf(e, level))
             mm_panic("install_piece: huge leaf %lx at level %u over planned va %lx",
                      (unsigned long)e.raw, level, (unsigned long)va.raw);
-        if ((flags & PTE_USER) && !(e.raw & PTE_USER))
-            entry_write(table_pa, idx, (pt_entry_t){ e.raw | PTE_USER });
+        if (flags & PTE_USER)
+            entry_allow_user(table_pa, idx);
         table_pa = pte_pa(e);
     }
 
@@ -323,7 +359,6 @@ static int map_precheck(const struct pt_mapper *m, virt_addr_t va, phys_addr_t p
 static int map_pieces(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t size,
                       uint64_t flags, unsigned max_level, struct pt_flush *flush_out)
 {
-    token_clear(flush_out);
     int err = map_precheck(m, va, pa, size, flags);
     if (err)
         return err;
@@ -363,14 +398,19 @@ static int map_pieces(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint6
 int pt_map_phys(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t flags,
                 struct pt_flush *flush_out)
 {
+    int err = token_take(flush_out, "pt_map_phys");
+    if (err)
+        return err;
     return map_pieces(m, va, pa, PAGE_SIZE, flags, PT_LEVEL_PT, flush_out);
 }
 
 int pt_map(struct pt_mapper *m, virt_addr_t va, uint64_t flags, phys_addr_t *pa_out,
            struct pt_flush *flush_out)
 {
-    token_clear(flush_out);
-    int err = map_precheck(m, va, PA(0), PAGE_SIZE, flags);
+    int err = token_take(flush_out, "pt_map");
+    if (err)
+        return err;
+    err = map_precheck(m, va, PA(0), PAGE_SIZE, flags);
     if (err)
         return err;
     phys_addr_t pa;
@@ -391,7 +431,9 @@ int pt_map(struct pt_mapper *m, virt_addr_t va, uint64_t flags, phys_addr_t *pa_
 int pt_map_huge(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t page_size,
                 uint64_t flags, struct pt_flush *flush_out)
 {
-    token_clear(flush_out);
+    int err = token_take(flush_out, "pt_map_huge");
+    if (err)
+        return err;
     unsigned level = pt_level_of_size(page_size);
     if (level == 0 || (level == PT_LEVEL_PDPT && !arch_has_1g_pages()))
         return -MM_EINVAL;
@@ -403,7 +445,9 @@ int pt_map_huge(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t pa
 int pt_map_range(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t size,
                  uint64_t flags, uint64_t max_page_size, struct pt_flush *flush_out)
 {
-    token_clear(flush_out);
+    int err = token_take(flush_out, "pt_map_range");
+    if (err)
+        return err;
     unsigned max_level = pt_level_of_size(max_page_size);
     if (max_level == 0)
         return -MM_EINVAL;
@@ -427,7 +471,7 @@ static void free_empty_tables(struct pt_mapper *m, virt_addr_t va, unsigned leve
         if (!table_is_empty(path[l]))
             return;
         entry_write(path[l + 1], pt_index(va, l + 1), (pt_entry_t){ 0 });
-        defer_free(tok, m->fa, path[l]);     /* freed after the flush */
+        defer_free_table(tok, m->fa, path[l]);   /* freed after the flush */
     }
 }
 
@@ -451,13 +495,15 @@ static int find_leaf(const struct pt_mapper *m, virt_addr_t va, phys_addr_t path
 int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
                   struct pt_mapping *old_out, struct pt_flush *flush_out)
 {
-    token_clear(flush_out);
+    int err = token_take(flush_out, "pt_unmap_phys");
+    if (err)
+        return err;
     if (m->readonly)
         return -MM_EPERM;
     phys_addr_t path[PT_LEVELS + 1];
     unsigned level;
     pt_entry_t e;
-    int err = find_leaf(m, va, path, &level, &e);
+    err = find_leaf(m, va, path, &level, &e);
     if (err)
         return err;
 
@@ -477,13 +523,15 @@ int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
 
 int pt_unmap(struct pt_mapper *m, virt_addr_t va, bool free_tables, struct pt_flush *flush_out)
 {
-    token_clear(flush_out);
+    int err = token_take(flush_out, "pt_unmap");
+    if (err)
+        return err;
     if (m->readonly)
         return -MM_EPERM;
     if (!m->fa->free)
         return -MM_EINVAL;
     struct pt_mapping t;
-    int err = pt_translate(m, va, &t);
+    err = pt_translate(m, va, &t);
     if (err)
         return err;
     if (t.level != PT_LEVEL_PT || !is_aligned_u64(va.raw, PAGE_SIZE))
@@ -493,14 +541,18 @@ int pt_unmap(struct pt_mapper *m, virt_addr_t va, bool free_tables, struct pt_fl
     if (err)
         mm_panic("pt_unmap: unmap of va %lx failed (%d) after lookup",
                  (unsigned long)va.raw, err);
-    defer_free(flush_out, m->fa, old.pa);   /* freed after the flush */
+    /* Freed after the flush; no link in it: other CPUs may still write it. */
+    flush_out->deferred_data = old.pa.raw | DEFER_LINK;
+    flush_out->deferred_fa = m->fa;
     return 0;
 }
 
 int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free_tables,
                    struct pt_flush *flush_out)
 {
-    token_clear(flush_out);
+    int err = token_take(flush_out, "pt_unmap_range");
+    if (err)
+        return err;
     if (m->readonly)
         return -MM_EPERM;
     if (!va_range_ok(va, size))
@@ -513,7 +565,7 @@ int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free
     /* Pass 1: every page mapped, every leaf inside the range. */
     uint64_t nleaves = 0;
     for (uint64_t off = 0; off < size; nleaves++) {
-        int err = find_leaf(m, VA(va.raw + off), path, &level, &e);
+        err = find_leaf(m, VA(va.raw + off), path, &level, &e);
         if (err)
             return err;
         if (pt_level_size(level) > size - off)
@@ -542,7 +594,9 @@ int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free
 
 int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags, struct pt_flush *flush_out)
 {
-    token_clear(flush_out);
+    int err = token_take(flush_out, "pt_remap");
+    if (err)
+        return err;
     if (m->readonly)
         return -MM_EPERM;
     if (!flags_ok(flags))
@@ -550,9 +604,13 @@ int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags, struct pt_flus
     phys_addr_t path[PT_LEVELS + 1];
     unsigned level;
     pt_entry_t e;
-    int err = find_leaf(m, va, path, &level, &e);
+    err = find_leaf(m, va, path, &level, &e);
     if (err)
         return err;
+    /* As a map call does; invlpg of va also drops the cached upper entries. */
+    if (flags & PTE_USER)
+        for (unsigned l = PT_LEVELS; l > level; l--)
+            entry_allow_user(path[l], pt_index(va, l));
     uint64_t leaf = flags | PTE_PRESENT | (level > PT_LEVEL_PT ? PTE_HUGE : 0);
     entry_write(path[level], pt_index(va, level), pte_make(leaf_pa(e, level), leaf));
     token_set(flush_out, PT_FLUSH_ONE_PAGE, va, pt_level_size(level) >> PAGE_SHIFT);
@@ -629,6 +687,8 @@ int pt_mapper_destroy(struct pt_mapper *m)
 {
     if (m->readonly)
         return -MM_EPERM;
+    if (m->top_pa.raw == 0)
+        return -MM_EINVAL;              /* destroyed already */
     if (pt_mapper_is_current(m))
         return -MM_EBUSY;
     if (!m->fa->free)
@@ -707,22 +767,19 @@ static void shootdown_token(const struct pt_flush *tok)
 void pt_flush_local(struct pt_flush *tok)
 {
     flush_token_here(tok);
-    release_deferred(&tok->deferred, &tok->deferred_fa);
-    token_clear(tok);
+    token_release(tok);
 }
 
 void pt_flush(struct pt_flush *tok)
 {
     flush_token_here(tok);
     shootdown_token(tok);
-    release_deferred(&tok->deferred, &tok->deferred_fa);
-    token_clear(tok);
+    token_release(tok);
 }
 
 void pt_flush_ignore(struct pt_flush *tok)
 {
-    release_deferred(&tok->deferred, &tok->deferred_fa);
-    token_clear(tok);
+    token_release(tok);
 }
 
 void pt_flush_check_discharged(struct pt_flush *tok)
@@ -738,22 +795,40 @@ void pt_flush_batch_init(struct pt_flush_batch *b)
     b->all = false;
     b->npages = 0;
     b->deferred = 0;
+    b->ndata = 0;
     b->deferred_fa = NULL;
+}
+
+/* Free the batch's deferred frames and empty it: after its flush. */
+static void batch_release(struct pt_flush_batch *b)
+{
+    free_table_chain(b->deferred, b->deferred_fa);
+    for (unsigned i = 0; i < b->ndata; i++)
+        b->deferred_fa->free(b->deferred_fa, PA(b->data[i] & ~DEFER_LINK));
+    pt_flush_batch_init(b);
 }
 
 void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok)
 {
     if (!pt_flush_pending(tok))
         return;
-    /* Move the token's deferred frames onto the batch's chain. */
+    if ((tok->deferred || tok->deferred_data) && b->deferred_fa &&
+        b->deferred_fa != tok->deferred_fa)
+        mm_panic("pt_flush_batch_add: frames of token for va %lx from another allocator",
+                 (unsigned long)tok->va.raw);
+    /* No room for the data frame: discharge the batch so far. */
+    if (tok->deferred_data && b->ndata == PT_FLUSH_BATCH_FRAMES)
+        pt_flush_batch_flush(b);
+    /* Move the token's frames to the batch (table frames hold the links). */
     while (tok->deferred) {
         phys_addr_t pa = PA(tok->deferred & ~DEFER_LINK);
-        if (b->deferred_fa && b->deferred_fa != tok->deferred_fa)
-            mm_panic("pt_flush_batch_add: frame %lx from another allocator in the batch",
-                     (unsigned long)pa.raw);
         tok->deferred = table_words(pa)[0];
         table_words(pa)[0] = b->deferred;
         b->deferred = pa.raw | DEFER_LINK;
+        b->deferred_fa = tok->deferred_fa;
+    }
+    if (tok->deferred_data) {
+        b->data[b->ndata++] = tok->deferred_data;
         b->deferred_fa = tok->deferred_fa;
     }
     uint64_t cost = tok->kind == PT_FLUSH_ONE_PAGE ? 1 : tok->npages;
@@ -782,8 +857,7 @@ static void batch_flush_here(struct pt_flush_batch *b)
 void pt_flush_batch_flush_local(struct pt_flush_batch *b)
 {
     batch_flush_here(b);
-    release_deferred(&b->deferred, &b->deferred_fa);
-    pt_flush_batch_init(b);
+    batch_release(b);
 }
 
 void pt_flush_batch_flush(struct pt_flush_batch *b)
@@ -795,16 +869,16 @@ void pt_flush_batch_flush(struct pt_flush_batch *b)
     } else if (b->nslots == 1) {
         remote = b->slot[0];
     } else if (b->nslots > 1) {
-        uint64_t lo = UINT64_MAX, hi = 0;
+        /* Inclusive last addresses: the end of the top page wraps to 0. */
+        uint64_t lo = UINT64_MAX, last = 0;
         for (unsigned i = 0; i < b->nslots; i++) {
-            uint64_t s = b->slot[i].va.raw, e = s + b->slot[i].npages * PAGE_SIZE;
+            uint64_t s = b->slot[i].va.raw, l = s + (b->slot[i].npages * PAGE_SIZE - 1);
             lo = s < lo ? s : lo;
-            hi = e > hi ? e : hi;
+            last = l > last ? l : last;
         }
-        token_set(&remote, PT_FLUSH_RANGE, VA(lo), (hi - lo) >> PAGE_SHIFT);
+        token_set(&remote, PT_FLUSH_RANGE, VA(lo), ((last - lo) >> PAGE_SHIFT) + 1);
     }
     batch_flush_here(b);
     shootdown_token(&remote);
-    release_deferred(&b->deferred, &b->deferred_fa);   /* only now unreachable */
-    pt_flush_batch_init(b);
+    batch_release(b);           /* only now unreachable */
 }

@@ -29,7 +29,10 @@
  *
  * Flush obligations.  Every call that changes an entry reports which TLB
  * entries may now be stale in a struct pt_flush token written through its
- * last parameter.  The caller must discharge the token exactly once:
+ * last parameter.  The token passed in must be empty (PT_FLUSH_INIT or
+ * discharged): a call given a token that is still pending logs the caller
+ * bug and returns -MM_EINVAL, leaving the tables and the token as they
+ * were.  The caller must discharge the token exactly once:
  *   pt_flush(&tok)         this CPU and a shootdown to the others;
  *   pt_flush_local(&tok)   this CPU only (table not yet seen by others);
  *   pt_flush_ignore(&tok)  nothing (table not loaded on any CPU);
@@ -41,10 +44,11 @@
  *  - a token declared with PT_FLUSH_SCOPED panics when it goes out of
  *    scope still holding an obligation (GCC/Clang cleanup attribute), the
  *    C counterpart of a must-use destructor.  Recommended for new code.
- * A failed call always leaves the token empty (PT_FLUSH_NONE), so error
- * paths need no flush.  x86 does not cache not-present entries, so the
- * tokens of map calls could be ignored on this CPU; the API still hands
- * them out so callers do not depend on that detail.
+ * A call that fails for any other reason leaves the token empty
+ * (PT_FLUSH_NONE), so error paths need no flush.  The tokens of map calls
+ * matter too: x86 does not cache not-present entries, but a PTE_USER
+ * mapping (and pt_remap to PTE_USER) adds PTE_USER to existing
+ * intermediate entries, whose old kernel-only copies may be cached.
  *
  * Locking: none inside.  One mapper (one table tree) must be edited by one
  * CPU at a time; the kernel mapper lock provides that for the kernel table.
@@ -161,17 +165,21 @@ struct pt_flush {
     uint64_t npages;        /* 4 KiB pages covered (ONE_PAGE: size/4K) */
     int kind;               /* enum pt_flush_kind */
     /*
-     * Frames the call unlinked (emptied tables, pt_unmap's data frame).
-     * They are handed back to deferred_fa only when the token is
-     * discharged, after the flush: until then another CPU may still hold
-     * a cached walk through them.  A chain through each frame's word 0
-     * (values with bit 62 set and the present bit clear, 0 = end).
+     * Frames the call unlinked.  They are handed back to deferred_fa only
+     * when the token is discharged, after the flush: until then another
+     * CPU may still walk through them or write through a stale TLB entry.
+     * deferred: emptied tables, a chain through each frame's word 0
+     * (values with bit 62 set and the present bit clear, 0 = end); the
+     * hardware never writes into an entry that is not present.
+     * deferred_data: pt_unmap's data frame (its pa with bit 62 set, 0 =
+     * none), kept here because other CPUs may still write into it.
      */
     uint64_t deferred;
+    uint64_t deferred_data;
     struct frame_allocator *deferred_fa;
 };
 
-#define PT_FLUSH_INIT { { 0 }, 0, PT_FLUSH_NONE, 0, NULL }
+#define PT_FLUSH_INIT { { 0 }, 0, PT_FLUSH_NONE, 0, 0, NULL }
 
 /* Above this many 4 KiB pages a range flush becomes a full flush. */
 #define PT_FLUSH_MAX_INVLPG 64
@@ -185,7 +193,7 @@ void pt_flush_ignore(struct pt_flush *tok);
 /* The obligation has not been discharged yet. */
 static inline bool pt_flush_pending(const struct pt_flush *tok)
 {
-    return tok->kind != PT_FLUSH_NONE || tok->deferred != 0;
+    return tok->kind != PT_FLUSH_NONE || tok->deferred != 0 || tok->deferred_data != 0;
 }
 
 /* Cleanup hook of PT_FLUSH_SCOPED: panics if the token is still pending. */
@@ -199,23 +207,33 @@ void pt_flush_check_discharged(struct pt_flush *tok);
  * with invlpg, unless the batch grows past PT_FLUSH_MAX_INVLPG pages or
  * PT_FLUSH_BATCH_SLOTS separate ranges, when it turns into one full flush.
  * Other CPUs get a single shootdown covering the whole batch.
+ *
+ * The batch keeps the data frames of up to PT_FLUSH_BATCH_FRAMES pt_unmap
+ * tokens.  Adding one more first discharges the batch so far as
+ * pt_flush_batch_flush does (this CPU and a shootdown, even for a batch
+ * meant for pt_flush_batch_flush_local) and starts it afresh: a data frame
+ * may be freed only after the flush.
  */
 #define PT_FLUSH_BATCH_SLOTS 16
+#define PT_FLUSH_BATCH_FRAMES 16
 
 struct pt_flush_batch {
     unsigned nslots;
     bool all;               /* merged into a full flush */
     uint64_t npages;        /* 4 KiB pages over all slots */
     struct pt_flush slot[PT_FLUSH_BATCH_SLOTS];
-    uint64_t deferred;      /* frames freed after the batch's flush */
+    uint64_t deferred;      /* table frames freed after the batch's flush */
+    unsigned ndata;
+    uint64_t data[PT_FLUSH_BATCH_FRAMES];  /* data frames, as deferred_data */
     struct frame_allocator *deferred_fa;   /* all tokens must share it */
 };
 
 void pt_flush_batch_init(struct pt_flush_batch *b);
 /* Move the obligation of tok into b (tok becomes PT_FLUSH_NONE), including
- * the frames it will free after the flush.  All tokens in one batch must
- * come from mappers sharing one frame allocator (a mix panics: the batch
- * keeps one allocator pointer). */
+ * the frames it will free after the flush; if tok has a data frame and b
+ * holds PT_FLUSH_BATCH_FRAMES already, b is discharged first (see above).
+ * All tokens in one batch must come from mappers sharing one frame
+ * allocator (a mix panics: the batch keeps one allocator pointer). */
 void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok);
 /* Discharge the whole batch: this CPU + shootdown, or this CPU only. */
 void pt_flush_batch_flush(struct pt_flush_batch *b);
@@ -243,8 +261,17 @@ struct pt_mapping {
 
 /* Allocate and zero a new top table.  0, -MM_ENOMEM. */
 PT_MUST_CHECK int pt_mapper_create(struct frame_allocator *fa, struct pt_mapper *m_out);
-/* Free every table frame of m (not the mapped frames); m must not be the
- * current table.  0, -MM_EBUSY (current), -MM_EPERM (read-only). */
+/*
+ * Free every table frame of m (not the mapped frames) at once, without a
+ * flush, and set m->top_pa to 0.  m must not be the current table, and no
+ * other CPU may have it loaded or still cache walks through it: the caller
+ * makes sure of that (only this CPU's CR3 is checked).  Kernel-half tables
+ * are freed too, so a table that shares them with another top table (a
+ * copy of the kernel half) must not be destroyed this way unless those
+ * top-level entries are cleared first.
+ * 0, -MM_EBUSY (current), -MM_EPERM (read-only), -MM_EINVAL (already
+ * destroyed: top_pa is 0; or m->fa cannot free).
+ */
 PT_MUST_CHECK int pt_mapper_destroy(struct pt_mapper *m);
 /* The table CR3 points at now (CR3 flag/PCID bits dropped). */
 struct pt_mapper pt_mapper_current(struct frame_allocator *fa);
@@ -255,7 +282,8 @@ bool pt_mapper_is_current(const struct pt_mapper *m);
 /*
  * Map one 4 KiB page va -> pa.  va and pa 4 KiB aligned, va canonical,
  * flags within PTE_FLAGS_ALLOWED (PTE_PRESENT is added).  New intermediate
- * entries get PTE_TABLE, plus PTE_USER if flags has it.
+ * entries get PTE_TABLE, plus PTE_USER if flags has it; with PTE_USER,
+ * existing intermediate entries on the path get PTE_USER added.
  * 0, -MM_EINVAL, -MM_EEXIST, -MM_ENOMEM, -MM_EPERM.
  */
 PT_MUST_CHECK int pt_map_phys(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
@@ -306,7 +334,10 @@ PT_MUST_CHECK int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t s
                                  bool free_tables, struct pt_flush *flush_out);
 
 /* Replace the flags of the leaf that maps va (va aligned to its page size;
- * any page size).  Errors: -MM_ENOENT, -MM_EINVAL, -MM_EPERM. */
+ * any page size).  With PTE_USER in flags, PTE_USER is also added to the
+ * intermediate entries above the leaf, as the map calls do, so the page is
+ * reachable from user mode; the token covers that.  Without PTE_USER only
+ * the leaf changes.  Errors: -MM_ENOENT, -MM_EINVAL, -MM_EPERM. */
 PT_MUST_CHECK int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags,
                            struct pt_flush *flush_out);
 

@@ -80,11 +80,12 @@ void mm_platform_irq_restore(unsigned long flags)
 }
 
 unsigned long harness_shootdowns;
+uint64_t harness_shootdown_va, harness_shootdown_npages;
 
 void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
 {
-    (void)va;
-    (void)npages;
+    __atomic_store_n(&harness_shootdown_va, va.raw, __ATOMIC_RELAXED);
+    __atomic_store_n(&harness_shootdown_npages, npages, __ATOMIC_RELAXED);
     __atomic_fetch_add(&harness_shootdowns, 1, __ATOMIC_RELAXED);
 }
 

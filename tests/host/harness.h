@@ -79,6 +79,10 @@ extern char harness_panic_msg[256];
 extern int harness_quiet;
 extern unsigned long harness_log_lines;   /* lines printed through the hook */
 
+/* The fake TLB shootdown counts calls (harness_shootdowns, declared by the
+ * tests that use it) and keeps the arguments of the last one. */
+extern uint64_t harness_shootdown_va, harness_shootdown_npages;
+
 /*
  * Simulated physical memory: a lazily-backed anonymous mapping of `size`
  * bytes that plays the role of physical addresses 0..size-1.  Sets

@@ -1053,6 +1053,267 @@ static void test_frees_wait_for_flush(void)
     CHECK_EQ(tfa.bad_frees, 0);
 }
 
+/*
+ * Other CPUs may write into pt_unmap's data frame through stale TLB entries
+ * until the flush: whatever they write there must not change which frames
+ * the discharge frees.  Alone, through a batch, and through a batch that
+ * runs out of room for data frames and discharges early.
+ */
+static bool tfa_owns(phys_addr_t pa)
+{
+    return tfa.owned[(pa.raw - POOL_START) / PAGE_SIZE] != 0;
+}
+
+/* A stale write from another CPU: a plausible chain link, then garbage. */
+static void scribble(phys_addr_t frame, phys_addr_t victim)
+{
+    uint64_t *w = pa_to_ptr(frame);
+    w[0] = victim.raw | (UINT64_C(1) << 62);
+    w[1] = UINT64_C(0xdeadbeefdeadb000);
+}
+
+static void test_unmapped_data_frame_scribbled(void)
+{
+    struct pt_mapper m = new_mapper();
+    struct pt_flush tok = PT_FLUSH_INIT;
+    phys_addr_t victim, pa;
+    REQUIRE(pt_map(&m, VA(KVA + GiB), PTE_KERNEL_RW, &victim, &tok) == 0);
+    pt_flush(&tok);
+    REQUIRE(pt_map(&m, VA(KVA), PTE_KERNEL_RW, &pa, &tok) == 0);
+    pt_flush(&tok);
+    uint64_t frames = tfa.outstanding;
+
+    /* PT, PD and the data frame go; the PDPT stays for KVA + 1 GiB. */
+    REQUIRE(pt_unmap(&m, VA(KVA), true, &tok) == 0);
+    scribble(pa, victim);
+    pt_flush(&tok);
+    CHECK_EQ(tfa.outstanding, frames - 3);
+    CHECK(!tfa_owns(pa));
+    CHECK_EQ(tfa.bad_frees, 0);
+    REQUIRE(tfa_owns(victim));          /* else the allocator is corrupt: stop */
+
+    /* A batch of three, scribbled before and after batch_add. */
+    enum { NB = 3 * PT_FLUSH_BATCH_FRAMES + 1 };
+    static phys_addr_t pas[NB];
+    for (uint64_t i = 0; i < NB; i++) {
+        REQUIRE(pt_map(&m, VA(KVA + i * PAGE_SIZE), PTE_KERNEL_RW, &pas[i], &tok) == 0);
+        pt_flush(&tok);
+    }
+    frames = tfa.outstanding;
+    struct pt_flush_batch b;
+    pt_flush_batch_init(&b);
+    for (uint64_t i = 0; i < 3; i++) {
+        REQUIRE(pt_unmap(&m, VA(KVA + i * PAGE_SIZE), false, &tok) == 0);
+        scribble(pas[i], victim);
+        pt_flush_batch_add(&b, &tok);
+        scribble(pas[i], victim);
+    }
+    CHECK_EQ(tfa.outstanding, frames);
+    pt_flush_batch_flush(&b);
+    CHECK_EQ(tfa.outstanding, frames - 3);
+    for (uint64_t i = 0; i < 3; i++)
+        CHECK(!tfa_owns(pas[i]));
+    CHECK_EQ(tfa.bad_frees, 0);
+    REQUIRE(tfa_owns(victim));
+
+    /* More data frames than a batch holds: each overflow flushes early
+     * (this CPU and one shootdown) and frees what the batch held. */
+    frames = tfa.outstanding;
+    unsigned long sd = harness_shootdowns, inv = host_invlpg_count;
+    for (uint64_t i = 3; i < NB; i++) {
+        REQUIRE(pt_unmap(&m, VA(KVA + i * PAGE_SIZE), false, &tok) == 0);
+        scribble(pas[i], victim);
+        pt_flush_batch_add(&b, &tok);
+        scribble(pas[i], victim);
+        uint64_t added = i - 2, held = (added - 1) % PT_FLUSH_BATCH_FRAMES + 1;
+        CHECK_EQ(tfa.outstanding, frames - (added - held));
+    }
+    CHECK_EQ(harness_shootdowns, sd + 2);
+    CHECK_EQ(host_invlpg_count, inv + 2 * PT_FLUSH_BATCH_FRAMES);
+    CHECK_EQ(harness_shootdown_va, KVA + (3 + PT_FLUSH_BATCH_FRAMES) * PAGE_SIZE);
+    CHECK_EQ(harness_shootdown_npages, PT_FLUSH_BATCH_FRAMES);
+    pt_flush_batch_flush(&b);
+    CHECK_EQ(tfa.outstanding, frames - (NB - 3));
+    for (uint64_t i = 0; i < NB; i++)
+        CHECK(!tfa_owns(pas[i]));
+    CHECK(tfa_owns(victim));
+    CHECK_EQ(tfa.bad_frees, 0);
+}
+
+/*
+ * A mutating call given a token that still owes a flush (and frames) is a
+ * caller bug: -MM_EINVAL, one log line, tables and token untouched.
+ */
+static void test_pending_token_refused(void)
+{
+    struct pt_mapper m = new_mapper();
+    struct pt_flush tok = PT_FLUSH_INIT;
+    phys_addr_t pa, pa2;
+    REQUIRE(pt_map(&m, VA(KVA), PTE_KERNEL_RW, &pa, &tok) == 0);
+    pt_flush(&tok);
+    REQUIRE(pt_map(&m, VA(KVA + PAGE_SIZE), PTE_KERNEL_RW, &pa2, &tok) == 0);
+    pt_flush(&tok);
+    REQUIRE(do_map_phys(&m, KVA + 2 * PAGE_SIZE, 0x2000, PTE_KERNEL_RW) == 0);
+
+    REQUIRE(pt_unmap(&m, VA(KVA), true, &tok) == 0);
+    const struct pt_flush saved = tok;
+    struct fp before = fingerprint(&m);
+    uint64_t frames = tfa.outstanding;
+    unsigned long lines = harness_log_lines;
+    harness_quiet = 1;
+    CHECK_EQ(pt_map_phys(&m, VA(KVA + 3 * PAGE_SIZE), PA(0x3000), PTE_KERNEL_RW, &tok),
+             -MM_EINVAL);
+    CHECK_EQ(pt_map(&m, VA(KVA + 3 * PAGE_SIZE), PTE_KERNEL_RW, NULL, &tok), -MM_EINVAL);
+    CHECK_EQ(pt_map_huge(&m, VA(KVA + GiB), PA(0), PAGE_2M_SIZE, PTE_KERNEL_RW, &tok),
+             -MM_EINVAL);
+    CHECK_EQ(pt_map_range(&m, VA(KVA + GiB), PA(0), 2 * PAGE_SIZE, PTE_KERNEL_RW, PAGE_SIZE,
+                          &tok), -MM_EINVAL);
+    CHECK_EQ(pt_unmap(&m, VA(KVA + PAGE_SIZE), true, &tok), -MM_EINVAL);
+    CHECK_EQ(pt_unmap_phys(&m, VA(KVA + 2 * PAGE_SIZE), true, NULL, &tok), -MM_EINVAL);
+    CHECK_EQ(pt_unmap_range(&m, VA(KVA + 2 * PAGE_SIZE), PAGE_SIZE, true, &tok), -MM_EINVAL);
+    CHECK_EQ(pt_remap(&m, VA(KVA + 2 * PAGE_SIZE), PTE_KERNEL_RO, &tok), -MM_EINVAL);
+    harness_quiet = 0;
+    CHECK_EQ(harness_log_lines, lines + 8);
+
+    CHECK_EQ(tok.kind, saved.kind);
+    CHECK_EQ(tok.va.raw, saved.va.raw);
+    CHECK_EQ(tok.npages, saved.npages);
+    CHECK_EQ(tok.deferred, saved.deferred);
+    CHECK_EQ(tok.deferred_data, saved.deferred_data);
+    CHECK(tok.deferred_fa == saved.deferred_fa);
+    CHECK(fp_equal(fingerprint(&m), before));
+    CHECK_EQ(tfa.outstanding, frames);
+
+    /* The first obligation is still whole: the flush frees its data frame. */
+    unsigned long sd = harness_shootdowns;
+    pt_flush(&tok);
+    CHECK_EQ(harness_shootdowns, sd + 1);
+    CHECK_EQ(tfa.outstanding, frames - 1);
+    CHECK(!tfa_owns(pa));
+    CHECK(tfa_owns(pa2));
+    CHECK_EQ(tfa.bad_frees, 0);
+    /* A discharged token is accepted again. */
+    CHECK_EQ(pt_unmap(&m, VA(KVA + PAGE_SIZE), true, &tok), 0);
+    pt_flush(&tok);
+    CHECK(!tfa_owns(pa2));
+    CHECK_EQ(tfa.bad_frees, 0);
+}
+
+/* The batch's shootdown covers the top page of the address space, whose
+ * end wraps to 0. */
+static void test_batch_flush_top_page(void)
+{
+    struct pt_mapper m = new_mapper();
+    const uint64_t top = UINT64_C(0xfffffffffffff000), below = top - PAGE_SIZE;
+    CHECK_EQ(do_map_phys(&m, below, 0x1000, PTE_KERNEL_RW), 0);
+    CHECK_EQ(do_map_phys(&m, top, 0x2000, PTE_KERNEL_RW), 0);
+    CHECK_EQ(do_map_phys(&m, KVA, 0x3000, PTE_KERNEL_RW), 0);
+    struct pt_flush tok = PT_FLUSH_INIT;
+    struct pt_flush_batch b;
+    pt_flush_batch_init(&b);
+
+    const uint64_t order[2][2] = { { below, top }, { top, below } };
+    for (unsigned o = 0; o < 2; o++) {
+        for (unsigned i = 0; i < 2; i++) {
+            REQUIRE(pt_remap(&m, VA(order[o][i]), PTE_KERNEL_RO, &tok) == 0);
+            pt_flush_batch_add(&b, &tok);
+        }
+        unsigned long sd = harness_shootdowns, inv = host_invlpg_count;
+        pt_flush_batch_flush(&b);
+        CHECK_EQ(host_invlpg_count, inv + 2);
+        CHECK_EQ(harness_shootdowns, sd + 1);
+        CHECK_EQ(harness_shootdown_va, below);
+        CHECK_EQ(harness_shootdown_npages, 2);
+    }
+
+    /* With a page in the other half the span is huge: a full shootdown. */
+    REQUIRE(pt_remap(&m, VA(KVA), PTE_KERNEL_RO, &tok) == 0);
+    pt_flush_batch_add(&b, &tok);
+    REQUIRE(pt_remap(&m, VA(top), PTE_KERNEL_RW, &tok) == 0);
+    pt_flush_batch_add(&b, &tok);
+    pt_flush_batch_flush(&b);
+    CHECK_EQ(harness_shootdown_va, KVA);
+    CHECK_EQ(harness_shootdown_npages, 0);
+}
+
+/* Destroying twice must not take physical page 0 for a top table. */
+static void test_destroy_twice(void)
+{
+    struct pt_mapper m = new_mapper(), other;
+    REQUIRE(pt_mapper_create(&tfa.fa, &other) == 0);
+    CHECK_EQ(do_map_phys(&m, KVA, 0x1000, PTE_KERNEL_RW), 0);
+    CHECK_EQ(do_map_phys(&other, KVA, 0x1000, PTE_KERNEL_RW), 0);
+    pt_mapper_make_current(&other);
+    /* page 0 looks like a table linking other's PDPT */
+    uint64_t *page0 = pa_to_ptr(PA(0));
+    phys_addr_t pdpt;
+    REQUIRE(pt_get_table(&other, VA(KVA), 3, &pdpt) == 0);
+    page0[0] = pdpt.raw | PTE_TABLE;
+    uint64_t other_frames = ptdump_count_tables(&other);
+
+    CHECK_EQ(pt_mapper_destroy(&m), 0);
+    CHECK_EQ(m.top_pa.raw, 0);
+    CHECK_EQ(tfa.outstanding, other_frames);
+    CHECK_EQ(pt_mapper_destroy(&m), -MM_EINVAL);
+    CHECK_EQ(tfa.outstanding, other_frames);
+    CHECK(tfa_owns(pdpt));
+    CHECK_EQ(tfa.bad_frees, 0);
+
+    page0[0] = 0;
+    host_cr3 = PA(0);
+    CHECK_EQ(pt_mapper_destroy(&other), 0);
+    CHECK_EQ(tfa.outstanding, 0);
+    CHECK_EQ(tfa.bad_frees, 0);
+}
+
+/* pt_remap to PTE_USER opens the path above the leaf too, like a map. */
+static void test_remap_user(void)
+{
+    struct pt_mapper m = new_mapper();
+    const uint64_t va = UINT64_C(0x0000400000000000), hva = va + GiB;
+    const uint64_t kflags = PTE_PRESENT | PTE_WRITE | PTE_NX;
+    CHECK_EQ(do_map_phys(&m, va, 0x1000, kflags), 0);
+    CHECK_EQ(do_map_huge(&m, hva, 0x200000, PAGE_2M_SIZE, kflags), 0);
+    pt_entry_t e;
+    for (unsigned level = 4; level >= 2; level--) {
+        CHECK_EQ(pt_get_entry(&m, VA(va), level, &e), 0);
+        CHECK_EQ(pte_flags(e), PTE_TABLE);
+    }
+    struct fp before = fingerprint(&m);
+    uint64_t frames = tfa.outstanding;
+
+    struct pt_flush tok = PT_FLUSH_INIT;
+    CHECK_EQ(pt_remap(&m, VA(va), kflags | PTE_USER, &tok), 0);
+    CHECK_EQ(tok.kind, PT_FLUSH_ONE_PAGE);
+    CHECK_EQ(tok.va.raw, va);
+    pt_flush(&tok);
+    for (unsigned level = 4; level >= 2; level--) {
+        CHECK_EQ(pt_get_entry(&m, VA(va), level, &e), 0);
+        CHECK_EQ(pte_flags(e), PTE_TABLE | PTE_USER);
+    }
+    CHECK_EQ(pt_get_entry(&m, VA(va), 1, &e), 0);
+    CHECK_EQ(e.raw, 0x1000 | kflags | PTE_USER);
+    /* the 2 MiB page: its own level-3 entry is not open yet */
+    CHECK_EQ(pt_get_entry(&m, VA(hva), 3, &e), 0);
+    CHECK_EQ(pte_flags(e), PTE_TABLE);
+    CHECK_EQ(pt_remap(&m, VA(hva), kflags | PTE_USER, &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(pt_get_entry(&m, VA(hva), 3, &e), 0);
+    CHECK_EQ(pte_flags(e), PTE_TABLE | PTE_USER);
+    CHECK_EQ(pt_get_entry(&m, VA(hva), 2, &e), 0);
+    CHECK_EQ(e.raw, 0x200000 | kflags | PTE_USER | PTE_HUGE);
+
+    /* Dropping PTE_USER changes the leaf only. */
+    CHECK_EQ(pt_remap(&m, VA(va), kflags, &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(pt_get_entry(&m, VA(va), 1, &e), 0);
+    CHECK_EQ(e.raw, 0x1000 | kflags);
+    CHECK_EQ(pt_get_entry(&m, VA(va), 2, &e), 0);
+    CHECK(e.raw & PTE_USER);
+    CHECK_EQ(fingerprint(&m).tables, before.tables);
+    CHECK_EQ(tfa.outstanding, frames);
+}
+
 int main(void)
 {
     RUN(test_level_helpers);
@@ -1072,6 +1333,11 @@ int main(void)
     RUN(test_flush_tokens);
     RUN(test_current);
     RUN(test_corrupt_pml4_panics);
+    RUN(test_unmapped_data_frame_scribbled);
+    RUN(test_pending_token_refused);
+    RUN(test_batch_flush_top_page);
+    RUN(test_destroy_twice);
+    RUN(test_remap_user);
     sim_mem_fini();
     return harness_finish();
 }

@@ -373,6 +373,7 @@ static void case_live_errors(struct ktest *t)
     WITH_MAPPER(km) {
         struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
         exist = pt_map_phys(&km.mapper, VA(MM_DIRECT_MAP_BASE), PA(0), PTE_KERNEL_RW, &tok);
+        pt_flush(&tok);     /* nothing pending after a refusal; empty before reuse */
         /* a nested holder on this CPU gets a read-only mapper */
         nested_writable = kmapper_lock(&nested);
         perm = pt_map_phys(&nested.mapper, VA(TEST_VA), PA(0), PTE_KERNEL_RW, &tok);
