@@ -35,6 +35,9 @@
 #include <mm/paging.h>
 
 #define LEGACY_END (1 * MiB)     /* end of the real-mode address space */
+/* The legacy VGA window: the fixed-range MTRRs make it uncached on PCs. */
+#define VGA_START  UINT64_C(0xa0000)
+#define VGA_END    UINT64_C(0xc0000)
 
 _Static_assert(MM_DIRECT_MAP_BASE + MM_DIRECT_MAP_MAX_PA <= MMIO_POOL_BASE,
                "the direct map must end below the MMIO pool");
@@ -240,8 +243,8 @@ bool directmap_ioremap_conflict(const struct directmap_ranges *r, const struct m
         uint64_t hi = end < r->area[i].end.raw ? end : r->area[i].end.raw;
         if (lo >= hi)
             continue;
-        /* Overlap reaching 1 MiB or above, or legacy bytes that are RAM/ACPI. */
-        if (hi > LEGACY_END || ram_or_acpi_overlaps(info, lo, hi)) {
+        /* Only device bytes of the VGA window may be mapped twice. */
+        if (lo < VGA_START || hi > VGA_END || ram_or_acpi_overlaps(info, lo, hi)) {
             if (hit)
                 *hit = r->area[i];
             return true;

@@ -50,8 +50,8 @@ struct directmap_ranges {
  * legacy first MiB, never across a hole in the map.  The widening saves
  * 4 KiB page tables at range edges.  Widened bytes (reserved, NVS, the
  * first MiB) are mapped write-back like the RAM next to them, as Linux does
- * for the first MiB; the fixed-range MTRRs keep the legacy device window
- * uncached.
+ * for the first MiB; the fixed-range MTRRs keep the VGA window
+ * [0xA0000, 0xC0000) uncached.
  * out->ignored_bytes is the size of the union of the RAM/ACPI entries
  * above the limit; if it is not 0, one log line says how much was ignored
  * (in MiB, rounded up) and why.
@@ -69,9 +69,11 @@ bool directmap_contains(const struct directmap_ranges *r, phys_addr_t pa, uint64
  * Would mapping [pa, pa + size) uncached alias bytes that `r` maps
  * write-back?  The request is rounded out to whole pages (the MMIO pool
  * maps whole pages).  It conflicts if it overlaps a range of `r`, except
- * for bytes below 1 MiB that no RAM/ACPI entry (type 1, 3, 4) of `info`
- * covers: that is the legacy device window (VGA at 0xB8000, option ROMs),
- * which the fixed-range MTRRs keep uncached whatever the page tables say.
+ * for bytes of the VGA window [0xA0000, 0xC0000) that no RAM/ACPI entry
+ * (type 1, 3, 4) of `info` covers: the fixed-range MTRRs keep that window
+ * uncached whatever the page tables say.  (Not the option-ROM and BIOS
+ * area above it: firmware such as SeaBIOS makes that write-protect, which
+ * caches reads.)
  * Returns true and sets *hit (if not NULL) to the range it overlaps, or
  * false.  size == 0 is false; a request reaching past 2^64 is checked up to
  * 2^64 - 1 without overflowing (mmio_ioremap rejects it afterwards).

@@ -94,9 +94,9 @@ struct mmio_pool *mm_mmio_pool(void);
  * to pages and returns NULL (one log line naming pa, size and the range)
  * if that overlaps the direct map: those bytes are mapped write-back there,
  * and an uncached alias of write-back memory is not allowed on x86.  Use
- * pa_to_ptr for them.  Exempt are bytes below 1 MiB that no RAM/ACPI
- * (type 1, 3, 4) entry covers, the legacy device window (VGA at 0xB8000,
- * option ROMs) that the fixed-range MTRRs keep uncached.  The check does
+ * pa_to_ptr for them.  Exempt are the bytes of the VGA window
+ * [0xA0000, 0xC0000) that no RAM/ACPI (type 1, 3, 4) entry covers: the
+ * fixed-range MTRRs keep them uncached anyway.  The check does
  * not overflow near 2^64; malformed requests that pass it (size 0, over
  * 1 GiB, pa beyond the physical address width, wrapping past 2^64) are
  * refused by mmio_ioremap (logged).

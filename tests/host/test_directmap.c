@@ -293,11 +293,14 @@ static void test_ioremap_alias_rule(void)
     CHECK(conflict(0xff000, 2 * PAGE_SIZE));
     CHECK(conflict(0xb8000, 2 * GiB));
 
-    /* Legacy device window not covered by RAM/ACPI: allowed. */
+    /* The VGA window, not covered by RAM/ACPI: allowed (MTRRs: uncached). */
     CHECK(!conflict(0xb8000, 80 * 25 * 2));
     CHECK(!conflict(0xa0000, 0x20000));
-    CHECK(!conflict(0xc0000, 0x20000));            /* option ROMs */
-    CHECK(!conflict(0xf0000, 0x10000));            /* BIOS, reserved */
+    /* Option ROMs and the BIOS area are direct-mapped and, unlike the VGA
+     * window, cacheable (write-protect MTRRs): refused. */
+    CHECK(conflict(0xc0000, 0x20000));
+    CHECK(conflict(0xf0000, 0x10000));
+    CHECK(conflict(0xbf000, 2 * PAGE_SIZE));       /* straddles the VGA end */
     /* Devices in holes of the map: allowed. */
     CHECK(!conflict(0xfee00000, PAGE_SIZE));       /* LAPIC */
     CHECK(!conflict(0xfee00030, 4));
@@ -327,7 +330,7 @@ static void test_ioremap_vga_covered_by_ram(void)
     REQUIRE(build(&b, map, 2, &info) == 0);
     REQUIRE(directmap_collect(&info, &ranges) == 0);
     CHECK(conflict(0xb8000, 80 * 25 * 2));
-    CHECK(!conflict(0xc0000, PAGE_SIZE));
+    CHECK(conflict(0xc0000, PAGE_SIZE));           /* direct-mapped, not VGA */
     CHECK(conflict(0xbf000, PAGE_SIZE + 1));       /* its last page holds RAM */
 }
 
