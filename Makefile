@@ -129,7 +129,7 @@ HARNESS_SRCS := tests/host/harness.c tests/host/arch_host.c
 HOST_TESTS   := $(patsubst tests/host/%.c,$(BUILD)/host/%,$(sort $(wildcard tests/host/test_*.c)))
 FUZZERS      := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard tests/bench/bench_*.c)))
-HOST_DEPS    := $(MM_HOST_SRCS) $(HARNESS_SRCS) $(wildcard include/mm/*.h tests/host/*.h tests/bench/*.h)
+HOST_DEPS    := $(MM_HOST_SRCS) $(HARNESS_SRCS) $(wildcard include/mm/*.h tests/host/*.h tests/bench/*.h tests/fuzz/*.h)
 FUZZ_TIME    ?= 10
 FUZZ_LONG    ?= 300
 
@@ -168,7 +168,7 @@ $(BUILD)/bench-cachesim/bench_mmio: tests/bench/bench_mmio.c $(HOST_DEPS)
 
 .PHONY: bench-cachesim
 bench-cachesim: $(BUILD)/bench-cachesim/bench_mmio
-	@tools/install-deps.sh --quiet
+	@tools/install-deps.sh --quiet valgrind:valgrind
 	@tools/bench-cachesim.sh $<
 
 # ------------------------------------------------------------------ test

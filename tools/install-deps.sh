@@ -2,10 +2,14 @@
 # install-deps.sh - install the Debian packages the project needs, if any
 # are missing.  Uses apt-get directly as root, sudo otherwise, and prints
 # the exact command when neither is possible.  --quiet: say nothing when
-# everything is already there.
+# everything is already there.  Further arguments command-or-file:package
+# add what one target alone needs (make bench-cachesim: valgrind:valgrind).
 set -e
 quiet=0
-[ "${1:-}" = "--quiet" ] && quiet=1
+if [ "${1:-}" = "--quiet" ]; then
+    quiet=1
+    shift
+fi
 
 # command-or-file : package
 needs="
@@ -21,7 +25,7 @@ mformat:mtools
 qemu-system-x86_64:qemu-system-x86
 /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf
 gdb:gdb
-valgrind:valgrind
+$*
 "
 missing=""
 for pair in $needs; do

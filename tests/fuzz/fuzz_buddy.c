@@ -12,7 +12,8 @@
  * the ranges, are aligned, that bad frees fail with one log line and no
  * state change, and that freeing everything restores the initial layout.
  */
-#include "harness.h"
+#define FUZZ_NAME "fuzz_buddy"
+#include "fuzz_util.h"
 
 #include <mm/buddy.h>
 #include <mm/log.h>
@@ -26,23 +27,6 @@ static struct buddy B;
 static uint8_t frame_state[NFRAMES];          /* 1 = allocated */
 static struct { uint64_t pa; unsigned order; } live[MAX_LIVE];
 static unsigned nlive;
-
-struct reader { const uint8_t *p; size_t n; };
-
-static unsigned next_byte(struct reader *r)
-{
-    if (!r->n)
-        return 0;
-    r->n--;
-    return *r->p++;
-}
-
-static void fail(const char *what, uint64_t a, uint64_t b)
-{
-    fprintf(stderr, "fuzz_buddy: %s (0x%llx, 0x%llx)\n", what,
-            (unsigned long long)a, (unsigned long long)b);
-    abort();
-}
 
 static bool in_ranges(uint64_t pa, uint64_t npages)
 {

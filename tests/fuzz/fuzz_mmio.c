@@ -20,63 +20,16 @@
  * blocks are released: the pool must be MMIO_NR_ROOTS free 1 GiB blocks
  * again and every frame back with the allocator.
  */
-#include "harness.h"
+#define FUZZ_NAME     "fuzz_mmio"
+#define FUZZ_SIM_SIZE (64 * MiB)
+#define FUZZ_FIRST_PA (1 * MiB)
+#include "fuzz_util.h"
 
 #include <mm/log.h>
 #include <mm/mmio.h>
 #include <mm/paging.h>
 
-#define SIM_SIZE    (64 * MiB)
-#define FIRST_PA    (1 * MiB)
 #define MAX_LIVE    512
-
-/* ------------------------------------------------------ frame allocator */
-
-static uint64_t fa_next, fa_stack[SIM_SIZE / PAGE_SIZE], fa_nstack, fa_out;
-static long fa_budget;                  /* frames left; < 0: unlimited */
-static uint8_t fa_is_out[SIM_SIZE / PAGE_SIZE];
-
-static void fail(const char *what, uint64_t a, uint64_t b)
-{
-    fprintf(stderr, "fuzz_mmio: %s (0x%llx, 0x%llx)\n", what, (unsigned long long)a,
-            (unsigned long long)b);
-    abort();
-}
-
-static int ffa_alloc(struct frame_allocator *self, phys_addr_t *pa_out)
-{
-    (void)self;
-    if (fa_budget == 0)
-        return -MM_ENOMEM;
-    uint64_t pa;
-    if (fa_nstack)
-        pa = fa_stack[--fa_nstack];
-    else if (fa_next < SIM_SIZE)
-        pa = (fa_next += PAGE_SIZE) - PAGE_SIZE;
-    else
-        return -MM_ENOMEM;
-    if (fa_budget > 0)
-        fa_budget--;
-    if (fa_is_out[pa / PAGE_SIZE])
-        fail("frame handed out twice", pa, 0);
-    fa_is_out[pa / PAGE_SIZE] = 1;
-    fa_out++;
-    memset(pa_to_ptr(PA(pa)), 0x5a, PAGE_SIZE);     /* no zeroed-memory luck */
-    *pa_out = PA(pa);
-    return 0;
-}
-
-static void ffa_free(struct frame_allocator *self, phys_addr_t pa)
-{
-    (void)self;
-    if (pa.raw < FIRST_PA || pa.raw >= SIM_SIZE || !fa_is_out[pa.raw / PAGE_SIZE])
-        fail("free of a frame that is not out", pa.raw, 0);
-    fa_is_out[pa.raw / PAGE_SIZE] = 0;
-    fa_out--;
-    fa_stack[fa_nstack++] = pa.raw;
-}
-
-static struct frame_allocator ffa = { ffa_alloc, ffa_free };
 
 /* --------------------------------------------------------------- model */
 
@@ -88,24 +41,6 @@ static struct {
     uint64_t dev_pa;            /* device address the block maps */
 } live[MAX_LIVE];
 static unsigned nlive;
-
-struct reader { const uint8_t *p; size_t n; };
-
-static unsigned next_byte(struct reader *r)
-{
-    if (!r->n)
-        return 0;
-    r->n--;
-    return *r->p++;
-}
-
-static uint64_t next_u32(struct reader *r)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = v << 8 | next_byte(r);
-    return v;
-}
 
 /* Everything a refused call must leave as it was. */
 struct snap {
@@ -385,16 +320,8 @@ static void op_ioremap(struct reader *r)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool sim_ready;
-    if (!sim_ready) {
-        sim_mem_init(SIM_SIZE);
-        sim_ready = true;
-    }
     harness_quiet = 1;
-    memset(fa_is_out, 0, sizeof fa_is_out);
-    fa_next = FIRST_PA;
-    fa_nstack = fa_out = 0;
-    fa_budget = -1;
+    ffa_reset();
     nlive = 0;
     if (mmio_pool_init(&pool, &ffa) || pt_mapper_create(&ffa, &mapper) ||
         pt_mapper_create(&ffa, &other_mapper))

@@ -14,17 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "harness.h"
+#define FUZZ_NAME "fuzz_multiboot2"
+#include "fuzz_util.h"
 #include <mm/multiboot2.h>
 
 #define FUZZ_INFO_PA 0x80000u      /* below 1 MiB, like GRUB under UEFI */
-
-static void fuzz_fail(const char *what, uint64_t a, uint64_t b)
-{
-    fprintf(stderr, "fuzz_multiboot2: %s (0x%llx, 0x%llx)\n", what,
-            (unsigned long long)a, (unsigned long long)b);
-    abort();
-}
 
 /* Every reserved range mm must carve out, as [start, end). */
 struct carve { uint64_t start, end; };
@@ -54,7 +48,7 @@ static bool range_clean(const struct mb2_info *info, const struct carve *c, unsi
     for (unsigned i = 0; i < info->map_count; i++) {
         struct mb2_mmap_entry m;
         if (mb2_map_entry(info, i, &m))
-            fuzz_fail("mb2_map_entry failed in range", i, info->map_count);
+            fail("mb2_map_entry failed in range", i, info->map_count);
         if (m.length && m.type != MB2_MEM_AVAILABLE && overlaps(s, e, m.base, m.base + m.length))
             return false;
     }
@@ -109,11 +103,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = mb2_parse(&info, buf, PA(FUZZ_INFO_PA), size, err, sizeof err);
     if (rc) {
         if (rc != -MM_EINVAL || strncmp(err, "multiboot2: ", 12) != 0)
-            fuzz_fail("bad error return", (uint64_t)-rc, 0);
+            fail("bad error return", (uint64_t)-rc, 0);
         return 0;
     }
     if (info.total_size > size || info.map_source == MB2_MAP_NONE)
-        fuzz_fail("accepted impossible info", info.total_size, size);
+        fail("accepted impossible info", info.total_size, size);
 
     /* Two caller ranges derived from the input so they move around. */
     uint64_t k0 = 0x100000 + (uint64_t)(size * 4093 % 0x4000000);
@@ -122,27 +116,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         { PA(0x7fffe000), PA(0x80001000), "extra" },
     };
     if (mb2_usable_areas(&info, res, 2, &areas, &st))
-        fuzz_fail("mb2_usable_areas failed", 0, 0);
+        fail("mb2_usable_areas failed", 0, 0);
     unsigned nc = collect_carved(&info, res, 2, carved);
 
     uint64_t sum = 0;
     for (unsigned i = 0; i < areas.count; i++) {
         uint64_t s = areas.area[i].start.raw, e = areas.area[i].end.raw;
         if (!is_aligned_u64(s, PAGE_SIZE) || !is_aligned_u64(e, PAGE_SIZE) || e <= s)
-            fuzz_fail("area unaligned or empty", s, e);
+            fail("area unaligned or empty", s, e);
         if (i && s <= areas.area[i - 1].end.raw)
-            fuzz_fail("areas unsorted, overlapping or adjacent", areas.area[i - 1].end.raw, s);
+            fail("areas unsorted, overlapping or adjacent", areas.area[i - 1].end.raw, s);
         if (s < MiB)
-            fuzz_fail("area below 1 MiB", s, e);
+            fail("area below 1 MiB", s, e);
         if (!range_clean(&info, carved, nc, s, e))
-            fuzz_fail("area touches a reserved entry or carved range", s, e);
+            fail("area touches a reserved entry or carved range", s, e);
         if (!range_is_ram(&info, s, e))
-            fuzz_fail("area not covered by type-1 entries", s, e);
+            fail("area not covered by type-1 entries", s, e);
         sum += e - s;
     }
     if (sum != st.usable_bytes || st.ram_bytes < sum ||
         st.reserved_bytes != st.ram_bytes - sum - st.dropped_bytes)
-        fuzz_fail("stats inconsistent", sum, st.usable_bytes);
+        fail("stats inconsistent", sum, st.usable_bytes);
 
     /* Completeness, sampled: clean whole pages of each type-1 entry. */
     if (st.dropped_areas == 0) {
@@ -161,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int j = 0; j < 3; j++) {
                 uint64_t p = samples[j];
                 if (range_clean(&info, carved, nc, p, p + PAGE_SIZE) && !page_in_areas(&areas, p))
-                    fuzz_fail("usable page missing from the areas", p, i);
+                    fail("usable page missing from the areas", p, i);
             }
         }
     }
