@@ -164,6 +164,15 @@ static int token_take(struct pt_flush *tok, const char *fn)
     return 0;
 }
 
+/* Start of an unmap or remap: an empty token (token_take), a writable mapper. */
+static int edit_begin(const struct pt_mapper *m, struct pt_flush *tok, const char *fn)
+{
+    int err = token_take(tok, fn);
+    if (err == 0 && m->readonly)
+        err = -MM_EPERM;
+    return err;
+}
+
 /*
  * Deferred frees.  A frame unlinked from a live table may still be reached
  * through another CPU's TLB or paging-structure caches until the flush, so
@@ -495,11 +504,9 @@ static int find_leaf(const struct pt_mapper *m, virt_addr_t va, phys_addr_t path
 int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
                   struct pt_mapping *old_out, struct pt_flush *flush_out)
 {
-    int err = token_take(flush_out, "pt_unmap_phys");
+    int err = edit_begin(m, flush_out, "pt_unmap_phys");
     if (err)
         return err;
-    if (m->readonly)
-        return -MM_EPERM;
     phys_addr_t path[PT_LEVELS + 1];
     unsigned level;
     pt_entry_t e;
@@ -523,11 +530,9 @@ int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
 
 int pt_unmap(struct pt_mapper *m, virt_addr_t va, bool free_tables, struct pt_flush *flush_out)
 {
-    int err = token_take(flush_out, "pt_unmap");
+    int err = edit_begin(m, flush_out, "pt_unmap");
     if (err)
         return err;
-    if (m->readonly)
-        return -MM_EPERM;
     if (!m->fa->free)
         return -MM_EINVAL;
     struct pt_mapping t;
@@ -550,11 +555,9 @@ int pt_unmap(struct pt_mapper *m, virt_addr_t va, bool free_tables, struct pt_fl
 int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free_tables,
                    struct pt_flush *flush_out)
 {
-    int err = token_take(flush_out, "pt_unmap_range");
+    int err = edit_begin(m, flush_out, "pt_unmap_range");
     if (err)
         return err;
-    if (m->readonly)
-        return -MM_EPERM;
     if (!va_range_ok(va, size))
         return -MM_EINVAL;
     const uint64_t end = va.raw + size;     /* may wrap to 0 at the very top */
@@ -594,11 +597,9 @@ int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free
 
 int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags, struct pt_flush *flush_out)
 {
-    int err = token_take(flush_out, "pt_remap");
+    int err = edit_begin(m, flush_out, "pt_remap");
     if (err)
         return err;
-    if (m->readonly)
-        return -MM_EPERM;
     if (!flags_ok(flags))
         return -MM_EINVAL;
     phys_addr_t path[PT_LEVELS + 1];
