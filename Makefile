@@ -96,7 +96,7 @@ run:
 test-kernel:
 	@tools/install-deps.sh --quiet
 	@$(MAKE) --no-print-directory iso
-	@$(QEMU_VARS) tools/run-qemu.sh test $(KERNEL_ISO)
+	@$(QEMU_VARS) EXPECT_CPUS=$(SMP) tools/run-qemu.sh test $(KERNEL_ISO)
 
 debug:
 	@tools/install-deps.sh --quiet

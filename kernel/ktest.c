@@ -11,6 +11,9 @@
  *       not ok 2 <case>
  *       ok 3 <case> # SKIP <reason>
  *       ok 4 accounting
+ * (a subtest's lines, results and diagnostics included, all at one
+ * 4-space indentation, as KTAP v1 nests).  A case that failed an
+ * expectation is "not ok" even if it then skipped.
  *   ok 1 <suite>
  *   # Totals: pass:P fail:F skip:S total:T
  *
@@ -30,14 +33,14 @@ static int totals_pass, totals_fail, totals_skip;
 void ktest_fail(struct ktest *t, const char *file, int line, const char *expr)
 {
     t->failures++;
-    printk("        # %s: EXPECTATION FAILED at %s:%d: %s\n", t->name, file, line, expr);
+    printk("    # %s: EXPECTATION FAILED at %s:%d: %s\n", t->name, file, line, expr);
 }
 
 void ktest_fail_eq(struct ktest *t, const char *file, int line, const char *a_expr,
                    const char *b_expr, uint64_t a, uint64_t b)
 {
     t->failures++;
-    printk("        # %s: EXPECTATION FAILED at %s:%d: %s == %s (%#lx vs %#lx)\n",
+    printk("    # %s: EXPECTATION FAILED at %s:%d: %s == %s (%#lx vs %#lx)\n",
            t->name, file, line, a_expr, b_expr, a, b);
 }
 
@@ -60,20 +63,20 @@ void ktest_log(struct ktest *t, const char *fmt, ...)
     va_start(ap, fmt);
     mm_vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    printk("        # %s: %s\n", t->name, msg);
+    printk("    # %s: %s\n", t->name, msg);
 }
 
 static void report_case(int n, const char *name, const struct ktest *t)
 {
-    if (t->skipped) {
-        totals_skip++;
-        printk("        ok %d %s # SKIP %s\n", n, name, t->skip_reason);
-    } else if (t->failures) {
+    if (t->failures) {
         totals_fail++;
-        printk("        not ok %d %s\n", n, name);
+        printk("    not ok %d %s\n", n, name);
+    } else if (t->skipped) {
+        totals_skip++;
+        printk("    ok %d %s # SKIP %s\n", n, name, t->skip_reason);
     } else {
         totals_pass++;
-        printk("        ok %d %s\n", n, name);
+        printk("    ok %d %s\n", n, name);
     }
 }
 
@@ -132,14 +135,14 @@ int ktest_run_all(void)
 {
     const struct ktest_suite *s;
     int nsuites = (int)(__ktest_suites_end - __ktest_suites_start);
-    int index = 0;
+    int index = 0, failed_suites = 0;
 
     printk("KTAP version 1\n1..%d\n", nsuites);
     mm_log_as_ktap_diagnostic = true;
     for (s = __ktest_suites_start; s < __ktest_suites_end; s++)
-        run_suite(++index, s);
+        failed_suites += !run_suite(++index, s);
     mm_log_as_ktap_diagnostic = false;
     printk("# Totals: pass:%d fail:%d skip:%d total:%d\n", totals_pass, totals_fail,
            totals_skip, totals_pass + totals_fail + totals_skip);
-    return totals_fail;
+    return totals_fail ? totals_fail : failed_suites;
 }

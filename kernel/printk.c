@@ -64,7 +64,7 @@ void mm_platform_puts(const char *s)
 {
     if (mm_log_as_ktap_diagnostic) {
         char line[320];
-        mm_snprintf(line, sizeof(line), "        # %s", s);
+        mm_snprintf(line, sizeof(line), "    # %s", s);
         console_write(line);
         return;
     }

@@ -406,7 +406,13 @@ void smp_init(void)
 
     size_t tramp_size = (size_t)(ap_trampoline_end - ap_trampoline_start);
     bool have_tramp = trampoline_page_usable(TRAMPOLINE_PA, tramp_size);
-    if (cpus.count > 1 && !have_tramp)
+    uint64_t cr3 = arch_read_cr3().raw;
+    if (cpus.count > 1 && cr3 >> 32 != 0) {
+        /* The trampoline loads CR3 while still in 32-bit mode. */
+        printk("smp: the kernel page table is at %#lx, above 4 GiB, where the AP "
+               "trampoline cannot load it; application processors not started\n", cr3);
+        have_tramp = false;
+    } else if (cpus.count > 1 && !have_tramp)
         printk("smp: page %#x is not free RAM (or holds boot information); "
                "application processors not started\n", TRAMPOLINE_PA);
     if (cpus.count > 1 && have_tramp) {

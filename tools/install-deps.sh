@@ -63,10 +63,10 @@ else
     echo "    sudo apt-get update && sudo $cmd" >&2
     exit 1
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q >/dev/null || true
+# env: sudo's environment reset would drop an exported DEBIAN_FRONTEND.
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || true
 # shellcheck disable=SC2086
-if ! $SUDO $cmd >/tmp/install-deps.log 2>&1; then
+if ! $SUDO env DEBIAN_FRONTEND=noninteractive $cmd >/tmp/install-deps.log 2>&1; then
     tail -20 /tmp/install-deps.log >&2
     echo "install-deps: failed; the command was: $SUDO $cmd" >&2
     exit 1

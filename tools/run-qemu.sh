@@ -5,7 +5,9 @@
 #               verdict from QEMU's exit status
 #   MODE debug: halted at start with a gdb stub on :1234
 # Environment: MEM SMP CPU FIRMWARE=bios|uefi ACCEL=tcg|kvm TIMEOUT (s)
-#   LOG (serial log path), EXTRA (more QEMU arguments)
+#   LOG (serial log path), EXTRA (more QEMU arguments), EXPECT_CPUS (test
+#   mode: the log must say "smp: N CPUs online", else the boot fails even
+#   if the kernel reported success)
 set -u
 mode=$1
 iso=$2
@@ -74,11 +76,23 @@ if [ -f "$LOG" ]; then
 fi
 
 verdict=""
+# Success must also be visible in the log: no failed case, and every CPU
+# that was asked for online (an AP that never starts makes the SMP cases
+# skip, which would otherwise pass silently).
+if [ "$status" = 33 ] && [ -f "$LOG" ] && grep -Eq '^[[:space:]]*not ok ' "$LOG"; then
+    verdict="the kernel reported success, but the log has a failed case (not ok)"
+    status=fail
+elif [ "$status" = 33 ] && [ "${EXPECT_CPUS:-1}" -gt 1 ] &&
+     ! grep -q "^smp: ${EXPECT_CPUS} CPUs online" "$LOG" 2>/dev/null; then
+    verdict="expected 'smp: ${EXPECT_CPUS} CPUs online' in the log: $(grep -m1 '^smp: .* online' "$LOG" 2>/dev/null | tr -d '\r' || true)"
+    status=fail
+fi
 case $status in
     33) echo "PASS: boot test ($desc) in ${secs}s; log: $LOG"; exit 0 ;;
+    fail) ;;
     35) verdict="self-test case(s) failed (QEMU status 35)" ;;
     37) verdict="kernel panic or unexpected exception (QEMU status 37)" ;;
-    99) verdict="the boot stub refused to start (QEMU status 99)" ;;
+    99) verdict="GRUB or the boot stub refused to start the kernel (QEMU status 99)" ;;
     0)  verdict="the guest reset or triple-faulted (QEMU status 0)" ;;
     124|137) verdict="timeout: no result after ${TIMEOUT}s (hang?)" ;;
     *)  verdict="QEMU exited with unexpected status $status" ;;

@@ -24,9 +24,13 @@ step() {
     fi
 }
 
+# The ISO `make all` built: build/kernel.iso, or build/kernel-<INJECT>.iso
+# for a deliberately broken kernel (make test INJECT=...).
+ISO=build/kernel${INJECT:+-$INJECT}.iso
+
 boot() {   # boot FIRMWARE MEM CPU SMP
-    FIRMWARE=$1 MEM=$2 CPU=$3 SMP=$4 TIMEOUT=${BOOT_TIMEOUT:-240} \
-        tools/run-qemu.sh test build/kernel.iso
+    FIRMWARE=$1 MEM=$2 CPU=$3 SMP=$4 EXPECT_CPUS=$4 TIMEOUT=${BOOT_TIMEOUT:-240} \
+        tools/run-qemu.sh test "$ISO"
 }
 
 step "build" $MAKE --no-print-directory -s all
