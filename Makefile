@@ -49,7 +49,7 @@ KERNEL_ISO := $(BUILD)/kernel$(if $(INJECT),-$(INJECT)).iso
 LIBMM      := $(BUILD)/libmm.a
 
 .PHONY: all
-all: $(BUILD)/kernel.iso $(LIBMM)
+all: $(KERNEL_ISO) $(LIBMM)
 
 $(BUILD)/lobj/%.o: %.c $(wildcard include/mm/*.h)
 	@mkdir -p $(dir $@)
