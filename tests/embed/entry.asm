@@ -128,7 +128,21 @@ _start:
     lgdt [gdt_ptr_low]
     jmp 0x08:.long_mode_low
 
-.fail:
+.fail:                                   ; say why on COM1, then exit QEMU (99)
+    mov esi, fail_msg
+.fail_next:
+    mov dx, 0x3f8 + 5                    ; line status register
+.fail_wait:
+    in al, dx
+    test al, 0x20                        ; transmitter empty?
+    jz .fail_wait
+    lodsb
+    test al, al
+    jz .fail_exit
+    mov dx, 0x3f8
+    out dx, al
+    jmp .fail_next
+.fail_exit:
     mov al, EXIT_BOOT_FAIL
     out EXIT_PORT, al
 .halt:
@@ -143,6 +157,8 @@ bits 64
     jmp rax
 
 section .boot.rodata progbits alloc noexec nowrite align=8
+fail_msg:
+    db "embed: boot stub: not started by a multiboot2 loader, or the CPU lacks long mode or NX", 13, 10, 0
 align 8
 gdt_low:                                 ; the same three descriptors as gdt_high
     dq 0
