@@ -41,6 +41,13 @@ static uint32_t cpuid_edx(uint32_t leaf)
     return d;
 }
 
+static uint32_t cpuid_eax(uint32_t leaf)
+{
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(leaf), "c"(0));
+    return a;
+}
+
 static uint32_t cpuid_max_ext(void)
 {
     uint32_t a, b, c, d;
@@ -62,5 +69,24 @@ uint64_t arch_read_tsc(void)
 {
     uint32_t lo, hi;
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+unsigned arch_phys_addr_bits(void)
+{
+    if (cpuid_max_ext() < 0x80000008u)
+        return 36;
+    return cpuid_eax(0x80000008u) & 0xffu;
+}
+
+bool arch_has_mtrr(void)
+{
+    return (cpuid_edx(1) & (1u << 12)) != 0;
+}
+
+uint64_t arch_rdmsr(uint32_t msr)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
     return ((uint64_t)hi << 32) | lo;
 }

@@ -26,10 +26,6 @@
 #include <mm/log.h>
 #include <mm/ptdump.h>
 
-/* Temporary identity map for the AP trampoline: [4 KiB, 1 MiB), R+X. */
-#define LOW_IDENTITY_START  PAGE_SIZE
-#define LOW_IDENTITY_END    (1 * MiB)
-
 /* See mm/frame.h.  mm_init sets it; host tests point it at simulated RAM. */
 uint64_t mm_direct_map_offset = MM_DIRECT_MAP_BASE;
 
@@ -117,9 +113,9 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     int rc;
 
     mm_direct_map_offset = MM_DIRECT_MAP_BASE;
-    if (params->nsections > MM_MAX_SECTIONS || params->nreserved > 4)
-        mm_panic("mm_init: %u sections (max %u), %u reserved ranges (max 4)",
-                 params->nsections, MM_MAX_SECTIONS, params->nreserved);
+    if (params->nsections > MM_MAX_SECTIONS || params->nreserved > MM_MAX_RESERVED)
+        mm_panic("mm_init: %u sections (max %u), %u reserved ranges (max %u)",
+                 params->nsections, MM_MAX_SECTIONS, params->nreserved, MM_MAX_RESERVED);
     for (unsigned i = 0; i < params->nsections; i++) {
         const struct mm_image_section *s = &params->sections[i];
         uint64_t pa = s->va.raw - params->image_va_offset;
@@ -146,7 +142,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     if (rc != 0)
         mm_panic("mm_init: directmap_collect: more than %u disjoint RAM/ACPI ranges in "
                  "the %u-entry firmware map", DIRECTMAP_MAX_RANGES, boot_info.map_count);
-    struct mb2_reserved reserved[1 + 4];
+    struct mb2_reserved reserved[1 + MM_MAX_RESERVED];
     unsigned nreserved = 0;
     reserved[nreserved++] = (struct mb2_reserved){ params->image_pa_start,
                                                    params->image_pa_end, "kernel image" };
@@ -216,15 +212,15 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     if (params->low_identity_map) {
         struct kmapper km;
         kmapper_lock(&km);
-        rc = pt_map_range(&km.mapper, VA(LOW_IDENTITY_START), PA(LOW_IDENTITY_START),
-                          LOW_IDENTITY_END - LOW_IDENTITY_START, PTE_PRESENT, PAGE_SIZE, &tok);
+        rc = pt_map_range(&km.mapper, VA(MM_LOW_IDENTITY_START), PA(MM_LOW_IDENTITY_START),
+                          MM_LOW_IDENTITY_END - MM_LOW_IDENTITY_START, PTE_PRESENT, PAGE_SIZE, &tok);
         if (rc == 0) {
             pt_flush_local(&tok);    /* only this CPU runs yet */
             low_identity_mapped = true;
         }
         kmapper_unlock(&km);
-        map_or_panic(rc, "low identity map", LOW_IDENTITY_START,
-                     LOW_IDENTITY_END - LOW_IDENTITY_START);
+        map_or_panic(rc, "low identity map", MM_LOW_IDENTITY_START,
+                     MM_LOW_IDENTITY_END - MM_LOW_IDENTITY_START);
     }
 
     t_buddy = arch_read_tsc();
@@ -303,8 +299,8 @@ int mm_remove_low_identity(void)
         kmapper_unlock(&km);
         return -MM_EPERM;
     }
-    int rc = pt_unmap_range(&km.mapper, VA(LOW_IDENTITY_START),
-                            LOW_IDENTITY_END - LOW_IDENTITY_START, true, &tok);
+    int rc = pt_unmap_range(&km.mapper, VA(MM_LOW_IDENTITY_START),
+                            MM_LOW_IDENTITY_END - MM_LOW_IDENTITY_START, true, &tok);
     if (rc == 0) {
         pt_flush(&tok);
         low_identity_mapped = false;
@@ -312,7 +308,7 @@ int mm_remove_low_identity(void)
     kmapper_unlock(&km);
     if (rc == 0)
         mm_printf("mm: low identity map [%#lx, %#lx) removed\n",
-                  (unsigned long)LOW_IDENTITY_START, (unsigned long)LOW_IDENTITY_END);
+                  (unsigned long)MM_LOW_IDENTITY_START, (unsigned long)MM_LOW_IDENTITY_END);
     return rc;
 }
 

@@ -191,3 +191,21 @@ const char *mm_strerror(int err)
     default:        return "unknown error";
     }
 }
+
+int mm_format_size(char *buf, size_t len, uint64_t bytes, bool compact)
+{
+    static const char *const names[2][4] = { { " B", " KiB", " MiB", " GiB" },
+                                             { "B", "K", "M", "G" } };
+    unsigned unit = 3;
+    while (unit > 0 && (bytes & ((UINT64_C(1) << (10 * unit)) - 1)) != 0)
+        unit--;                              /* largest unit dividing exactly */
+    bool exact = bytes == 0 || unit > 0;
+    if (!exact) {
+        unit = 3;
+        while (unit > 0 && (bytes >> (10 * unit)) < 10)
+            unit--;                          /* largest unit giving >= 10 */
+        exact = unit == 0;
+    }
+    return mm_snprintf(buf, len, "%s%lu%s", exact ? "" : "~",
+                       (unsigned long)(bytes >> (10 * unit)), names[compact][unit]);
+}

@@ -19,4 +19,15 @@ bool arch_has_1g_pages(void);              /* CPUID.80000001H:EDX.Page1GB[26] */
 bool arch_has_nx(void);                    /* CPUID.80000001H:EDX.NX[20] */
 uint64_t arch_read_tsc(void);              /* cycle counter for timing logs */
 
+/* Physical-address width in bits: CPUID.80000008H:EAX[7:0], or 36 when the
+ * CPU lacks that leaf (SDM vol. 3, 4.1.4).  Addresses at or above
+ * 2^width do not exist on this CPU. */
+unsigned arch_phys_addr_bits(void);
+
+/* MTRRs (SDM vol. 3, 11.11): CPUID.01H:EDX.MTRR[12], and a read of one
+ * model-specific register.  arch_rdmsr is only called for MTRR MSRs and
+ * only when arch_has_mtrr() is true. */
+bool arch_has_mtrr(void);
+uint64_t arch_rdmsr(uint32_t msr);
+
 #endif

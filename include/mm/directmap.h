@@ -17,7 +17,7 @@
 #define MM_DIRECTMAP_H
 
 #include <mm/frame.h>
-#include <mm/init.h>
+#include <mm/boot_params.h>
 #include <mm/memmap.h>
 #include <mm/multiboot2.h>
 

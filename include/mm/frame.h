@@ -13,6 +13,7 @@
 #ifndef MM_FRAME_H
 #define MM_FRAME_H
 
+#include <mm/layout.h>
 #include <mm/types.h>
 
 struct frame_allocator {
@@ -30,16 +31,7 @@ static inline int frame_alloc(struct frame_allocator *fa, phys_addr_t *pa_out)
 /* Kernel virtual address at which physical address 0 appears. */
 extern uint64_t mm_direct_map_offset;
 
-#define MM_DIRECT_MAP_BASE  UINT64_C(0xffff800000000000)
-
-/*
- * The direct map covers physical addresses below this limit, 16 TiB: the
- * most the buddy allocator spans.  It fits: the virtual window from
- * MM_DIRECT_MAP_BASE up to the MMIO pool (0xffffa10000000000) is 33 TiB.
- * mm_init ignores RAM and ACPI bytes at or above it (one log line), so no
- * usable area and no direct-map range reaches it.
- */
-#define MM_DIRECT_MAP_MAX_PA (UINT64_C(16) << 40)
+/* MM_DIRECT_MAP_BASE and MM_DIRECT_MAP_MAX_PA (16 TiB) are in mm/layout.h. */
 
 static inline void *pa_to_ptr(phys_addr_t pa)
 {

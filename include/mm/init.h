@@ -33,33 +33,11 @@
 #ifndef MM_INIT_H
 #define MM_INIT_H
 
+#include <mm/boot_params.h>
 #include <mm/buddy.h>
 #include <mm/kmapper.h>
 #include <mm/mmio.h>
 #include <mm/multiboot2.h>
-
-#define MM_MAX_SECTIONS 8
-
-/* One part of the kernel image and the leaf flags it gets (PTE_KERNEL_*). */
-struct mm_image_section {
-    const char *name;
-    virt_addr_t va;          /* 4 KiB aligned */
-    uint64_t size;           /* multiple of 4 KiB; 0 (an empty section) is skipped */
-    uint64_t flags;
-};
-
-struct mm_boot_params {
-    phys_addr_t mbi_pa;                  /* multiboot2 information */
-    phys_addr_t image_pa_start;          /* whole kernel image, reserved */
-    phys_addr_t image_pa_end;
-    uint64_t image_va_offset;            /* va = pa + offset for the sections */
-    unsigned nsections;
-    struct mm_image_section sections[MM_MAX_SECTIONS];
-    unsigned nreserved;                  /* more ranges to keep out of RAM */
-    struct mb2_reserved reserved[4];
-    bool low_identity_map;               /* see step 6 */
-    bool quiet;                          /* skip the map table and ptdump */
-};
 
 struct mm_init_report {
     uint64_t usable_bytes;
@@ -80,6 +58,16 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
 /* Remove the temporary low identity map (no-op if there is none). */
 int mm_remove_low_identity(void);
 bool mm_has_low_identity(void);
+
+/*
+ * The boot's parsed information and usable areas, as computed once by mm
+ * init (the areas as they were before the bump allocator took frames from
+ * them).  They return NULL
+ * before mm init has parsed the information.  The mb2_info's pointers stay
+ * valid because the structure is never part of the usable areas.
+ */
+const struct mb2_info *mm_boot_info(void);
+const struct mm_area_list *mm_usable_areas(void);
 
 /* The kernel-wide instances (NULL / not ready before mm_init). */
 struct buddy *mm_buddy(void);

@@ -23,6 +23,21 @@ struct mm_area_list {
     struct mm_area area[MM_MAX_AREAS];
 };
 
+/* Highest physical address an area may reach: 2^52, the architectural
+ * limit of x86_64 physical addresses. */
+#define MM_AREA_MAX_PA (UINT64_C(1) << 52)
+
+/*
+ * The one definition of a well-formed area list, checked by every
+ * allocator that takes one: count <= MM_MAX_AREAS; each area page-aligned,
+ * non-empty and ending at or below MM_AREA_MAX_PA; areas sorted by start,
+ * disjoint and non-adjacent (area i ends strictly below area i+1's start:
+ * adjacent areas must be merged into one).  An empty list is well formed.
+ * Returns 0, or -MM_EINVAL after one log line that starts with `who` and
+ * names the first offending area.
+ */
+int mm_area_list_check(const struct mm_area_list *l, const char *who);
+
 static inline uint64_t mm_area_size(const struct mm_area *a)
 {
     return a->end.raw - a->start.raw;

@@ -30,13 +30,12 @@
 #define MM_MMIO_H
 
 #include <mm/frame.h>
+#include <mm/layout.h>
 #include <mm/paging.h>
 #include <mm/spinlock.h>
 #include <mm/types.h>
 
-#define MMIO_POOL_BASE   UINT64_C(0xffffa10000000000)
-#define MMIO_POOL_END    UINT64_C(0xffffa20000000000)   /* exclusive */
-#define MMIO_POOL_SIZE   (MMIO_POOL_END - MMIO_POOL_BASE)
+/* MMIO_POOL_BASE, MMIO_POOL_END and MMIO_POOL_SIZE are in mm/layout.h. */
 #define MMIO_MIN_SIZE    PAGE_SIZE                       /* order 0 */
 #define MMIO_MAX_ORDER   18u                             /* 1 GiB */
 #define MMIO_NR_ORDERS   (MMIO_MAX_ORDER + 1u)

@@ -166,14 +166,4 @@ int mb2_usable_areas(const struct mb2_info *info,
 void mb2_print_summary(const struct mm_area_list *areas,
                        const struct mb2_usable_stats *stats);
 
-/*
- * The boot's parsed information and usable areas, as computed once by mm
- * init (the areas as they were before the bump allocator took frames from
- * them).  mm/init.c defines these, not mm/multiboot2.c; they return NULL
- * before mm init has parsed the information.  The mb2_info's pointers stay
- * valid because the structure is never part of the usable areas.
- */
-const struct mb2_info *mm_boot_info(void);
-const struct mm_area_list *mm_usable_areas(void);
-
 #endif

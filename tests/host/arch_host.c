@@ -7,6 +7,11 @@
 phys_addr_t host_cr3;
 unsigned long host_invlpg_count, host_flush_all_count, host_cr3_writes;
 bool host_has_1g = true;
+unsigned host_phys_addr_bits = 46;
+/* Simulated MTRR MSRs: the tests fill host_msr[] (indexed by MSR number
+ * for the MTRR range 0x0..0x2ff); host_has_mtrr off means no MTRRs. */
+bool host_has_mtrr = false;
+uint64_t host_msr[0x300];
 
 phys_addr_t arch_read_cr3(void) { return host_cr3; }
 void arch_write_cr3(phys_addr_t pml4_pa) { host_cr3 = pml4_pa; host_cr3_writes++; }
@@ -14,6 +19,9 @@ void arch_invlpg(virt_addr_t va) { (void)va; host_invlpg_count++; }
 void arch_flush_tlb_all(void) { host_flush_all_count++; }
 bool arch_has_1g_pages(void) { return host_has_1g; }
 bool arch_has_nx(void) { return true; }
+unsigned arch_phys_addr_bits(void) { return host_phys_addr_bits; }
+bool arch_has_mtrr(void) { return host_has_mtrr; }
+uint64_t arch_rdmsr(uint32_t msr) { return msr < 0x300 ? host_msr[msr] : 0; }
 
 uint64_t arch_read_tsc(void)
 {

@@ -12,6 +12,7 @@
 #include "ktest.h"
 
 #include <mm/frame.h>
+#include <mm/init.h>
 #include <mm/multiboot2.h>
 
 /* Physical bounds of the kernel image, from linker.ld. */
