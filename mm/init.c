@@ -138,7 +138,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
         mb2_print_map(&boot_info);
 
     /* 2. What the direct map will cover, and the usable RAM inside it. */
-    rc = directmap_collect(&boot_info, &ram_ranges);
+    rc = directmap_collect(&boot_info, arch_phys_addr_bits(), &ram_ranges);
     if (rc != 0)
         mm_panic("mm_init: directmap_collect: more than %u disjoint RAM/ACPI ranges in "
                  "the %u-entry firmware map", DIRECTMAP_MAX_RANGES, boot_info.map_count);

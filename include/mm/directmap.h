@@ -59,7 +59,7 @@ struct directmap_ranges {
  * more than DIRECTMAP_MAX_RANGES disjoint RAM/ACPI ranges; *out is then not
  * a valid list.
  */
-int directmap_collect(const struct mb2_info *info, struct directmap_ranges *out);
+int directmap_collect(const struct mb2_info *info, unsigned phys_bits, struct directmap_ranges *out);
 
 /* True if all of [pa, pa + size) lies in one range of `r` (false if it
  * wraps past 2^64). */

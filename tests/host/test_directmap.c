@@ -110,7 +110,7 @@ static void test_limit_clips_and_counts(void)
     REQUIRE(build(&b, map, sizeof map / sizeof map[0], &info) == 0);
 
     unsigned long lines = harness_log_lines;
-    REQUIRE(directmap_collect(&info, &ranges) == 0);
+    REQUIRE(directmap_collect(&info, 46, &ranges) == 0);
     CHECK_EQ(harness_log_lines - lines, 1);
     CHECK(ranges_valid(&ranges));
     CHECK_EQ(ranges.count, 2);
@@ -145,7 +145,7 @@ static void test_limit_quiet_below(void)
     };
     REQUIRE(build(&b, map, 2, &info) == 0);
     unsigned long lines = harness_log_lines;
-    REQUIRE(directmap_collect(&info, &ranges) == 0);
+    REQUIRE(directmap_collect(&info, 46, &ranges) == 0);
     CHECK_EQ(harness_log_lines - lines, 0);
     CHECK_EQ(ranges.ignored_bytes, 0);
     CHECK(range_is(&ranges, 1, LIMIT - 2 * MiB, LIMIT));
@@ -182,7 +182,7 @@ static void test_widening_only_over_described_bytes(void)
         { 40 * MiB + 128 * KiB, 2 * MiB - 128 * KiB, 77 },    /* unknown type too */
     };
     REQUIRE(build(&b, map, sizeof map / sizeof map[0], &info) == 0);
-    REQUIRE(directmap_collect(&info, &ranges) == 0);
+    REQUIRE(directmap_collect(&info, 46, &ranges) == 0);
     CHECK(ranges_valid(&ranges));
     CHECK_EQ(ranges.count, 6);
     CHECK(range_is(&ranges, 0, 0, 4 * MiB));
@@ -211,7 +211,7 @@ static void test_more_ranges_than_areas(void)
     enum { N = MM_MAX_AREAS * 3 };
     fill_many(N);
     REQUIRE(build(&b, many, N, &info) == 0);
-    REQUIRE(directmap_collect(&info, &ranges) == 0);
+    REQUIRE(directmap_collect(&info, 46, &ranges) == 0);
     CHECK(ranges_valid(&ranges));
     CHECK_EQ(ranges.count, N);
     for (unsigned i = 0; i < ranges.count; i++)
@@ -232,14 +232,14 @@ static void test_range_capacity(void)
 {
     fill_many(DIRECTMAP_MAX_RANGES);
     REQUIRE(build(&b, many, DIRECTMAP_MAX_RANGES, &info) == 0);
-    REQUIRE(directmap_collect(&info, &ranges) == 0);
+    REQUIRE(directmap_collect(&info, 46, &ranges) == 0);
     CHECK_EQ(ranges.count, DIRECTMAP_MAX_RANGES);
 
     fill_many(DIRECTMAP_MAX_RANGES + 1);
     REQUIRE(build(&b, many, DIRECTMAP_MAX_RANGES + 1, &info) == 0);
     unsigned long lines = harness_log_lines;
     harness_quiet = 1;
-    CHECK_EQ(directmap_collect(&info, &ranges), -MM_ENOMEM);
+    CHECK_EQ(directmap_collect(&info, 46, &ranges), -MM_ENOMEM);
     harness_quiet = 0;
     CHECK_EQ(harness_log_lines - lines, 1);
 }
@@ -269,7 +269,7 @@ static bool conflict(uint64_t pa, uint64_t size)
 static void test_ioremap_alias_rule(void)
 {
     REQUIRE(build(&b, bios_map, sizeof bios_map / sizeof bios_map[0], &info) == 0);
-    REQUIRE(directmap_collect(&info, &ranges) == 0);
+    REQUIRE(directmap_collect(&info, 46, &ranges) == 0);
     REQUIRE(range_is(&ranges, 0, 0, 512 * MiB));
 
     /* RAM, whole page and a few bytes of it. */
@@ -328,7 +328,7 @@ static void test_ioremap_vga_covered_by_ram(void)
         { 1 * MiB, 63 * MiB, MB2_MEM_AVAILABLE },
     };
     REQUIRE(build(&b, map, 2, &info) == 0);
-    REQUIRE(directmap_collect(&info, &ranges) == 0);
+    REQUIRE(directmap_collect(&info, 46, &ranges) == 0);
     CHECK(conflict(0xb8000, 80 * 25 * 2));
     CHECK(conflict(0xc0000, PAGE_SIZE));           /* direct-mapped, not VGA */
     CHECK(conflict(0xbf000, PAGE_SIZE + 1));       /* its last page holds RAM */
