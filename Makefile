@@ -51,7 +51,7 @@ LIBMM      := $(BUILD)/libmm.a
 .PHONY: all
 all: $(KERNEL_ISO) $(LIBMM)
 
-$(BUILD)/lobj/%.o: %.c $(wildcard include/mm/*.h)
+$(BUILD)/lobj/%.o: %.c $(wildcard include/mm/*.h mm/*.h)
 	@mkdir -p $(dir $@)
 	$(KCC) $(LIB_CFLAGS) -c $< -o $@
 
@@ -129,7 +129,7 @@ HARNESS_SRCS := tests/host/harness.c tests/host/arch_host.c
 HOST_TESTS   := $(patsubst tests/host/%.c,$(BUILD)/host/%,$(sort $(wildcard tests/host/test_*.c)))
 FUZZERS      := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard tests/bench/bench_*.c)))
-HOST_DEPS    := $(MM_HOST_SRCS) $(HARNESS_SRCS) $(wildcard include/mm/*.h tests/host/*.h tests/bench/*.h tests/fuzz/*.h)
+HOST_DEPS    := $(MM_HOST_SRCS) $(HARNESS_SRCS) $(wildcard include/mm/*.h mm/*.h tests/host/*.h tests/bench/*.h tests/fuzz/*.h)
 FUZZ_TIME    ?= 10
 FUZZ_LONG    ?= 300
 

@@ -10,7 +10,8 @@
 #   last level (standing in for a private L2) is 256 KiB to 2 MiB.  The
 #   counts are exact and repeatable: they do not depend on the host's
 #   caches or on what else runs, which is what makes them comparable
-#   across machines and across versions of mm/mmio.c.
+#   across machines and across versions of the pool (mm/mmio.c over
+#   mm/vrange*.c).
 set -e
 bin=${1:?usage: bench-cachesim.sh BINARY}
 command -v valgrind >/dev/null 2>&1 || {

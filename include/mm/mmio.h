@@ -3,11 +3,10 @@
  * memory, handed out in power-of-two blocks, and ioremap on top of it.
  *
  * The pool owns [MMIO_POOL_BASE, MMIO_POOL_END), 1 TiB of kernel virtual
- * addresses, and manages it as a buddy system of blocks from 4 KiB
- * (order 0) to 1 GiB (order MMIO_MAX_ORDER).  A block is always aligned to
- * its own size.  After init the pool is 1024 free 1 GiB blocks; a release
- * merges the block with its buddy at once, all the way up, so releasing
- * everything gives back exactly those 1024 blocks.
+ * addresses, as a VA-range allocator (mm/vrange.h) of blocks from 4 KiB
+ * (order 0) to 1 GiB (order MMIO_MAX_ORDER), each aligned to its size.
+ * After init the pool is 1024 free 1 GiB blocks, and releasing everything
+ * gives back exactly those.
  *
  * Life of a block:  mmio_create() -> mmio_map_phys() (at most once) ->
  * mmio_release(), which unmaps what was mapped, flushes the TLB on every
@@ -18,13 +17,13 @@
  * prints one log line and changes nothing; running out of addresses or of
  * bookkeeping frames returns -MM_ENOMEM and changes nothing.
  *
- * Locking: every function may be called from any CPU.  The pool has one
- * spinlock (interrupts off while held).  The only lock ever taken inside it
- * is the frame allocator's (for bookkeeping frames).  The pool lock is never
- * held while the page-table mapper runs: the caller owns the mapper and is
- * responsible for serialising it (e.g. by holding the kernel mapper lock
- * around mmio_map_phys / mmio_release / ioremap / iounmap).  So the order is
- * "mapper lock, then pool lock, then frame-allocator lock", never reversed.
+ * Locking: every function may be called from any CPU.  The pool's state
+ * is its vrange, under the vrange's spinlock (interrupts off while held);
+ * the only lock taken inside that is the frame allocator's.  The vrange
+ * lock is never held while the page-table mapper runs: the caller owns
+ * the mapper and serialises it (e.g. by holding the kernel mapper lock
+ * around mmio_map_phys / mmio_release / ioremap / iounmap).  So the order
+ * is "mapper lock, then vrange lock, then frame-allocator lock".
  */
 #ifndef MM_MMIO_H
 #define MM_MMIO_H
@@ -32,75 +31,39 @@
 #include <mm/frame.h>
 #include <mm/layout.h>
 #include <mm/paging.h>
-#include <mm/spinlock.h>
 #include <mm/types.h>
+#include <mm/vrange.h>
 
 /* MMIO_POOL_BASE, MMIO_POOL_END and MMIO_POOL_SIZE are in mm/layout.h. */
-#define MMIO_MIN_SIZE    PAGE_SIZE                       /* order 0 */
-#define MMIO_MAX_ORDER   18u                             /* 1 GiB */
-#define MMIO_NR_ORDERS   (MMIO_MAX_ORDER + 1u)
-#define MMIO_MAX_SIZE    (PAGE_SIZE << MMIO_MAX_ORDER)
-#define MMIO_NR_ROOTS    (MMIO_POOL_SIZE / MMIO_MAX_SIZE) /* 1024 */
-/* Hash of allocated blocks: up to 512 frames of 512 bucket heads. */
-#define MMIO_HASH_SEG_BUCKETS (PAGE_SIZE / sizeof(void *))
-#define MMIO_HASH_SEGS        512u
+#define MMIO_MIN_SIZE    VRANGE_MIN_SIZE                 /* order 0 */
+#define MMIO_MAX_ORDER   VRANGE_MAX_ORDER                /* 1 GiB */
+#define MMIO_NR_ORDERS   VRANGE_NR_ORDERS
+#define MMIO_MAX_SIZE    VRANGE_MAX_SIZE
+#define MMIO_NR_ROOTS    VRANGE_NR_ROOTS(MMIO_POOL_SIZE)  /* 1024 */
 
-/* Leaf flags of every MMIO mapping: present, writable, cache-disable,
- * write-through, no-execute, global. */
-#define MMIO_PTE_FLAGS   PTE_MMIO
+/* Leaf flags of a device mapping (MM_CACHE_UC): present, writable,
+ * cache-disable, write-through, no-execute, global. */
+#define MMIO_PTE_FLAGS        PTE_MMIO
+/* Leaf flags of a MM_CACHE_WB_RO mapping: present, no-execute, global;
+ * write-back, read-only. */
+#define MMIO_PTE_FLAGS_WB_RO  PTE_KERNEL_RO
 
-/*
- * One node of the split tree (see mm/mmio.c).  Nodes live in frames taken
- * from the pool's frame allocator, except the 1024 roots, which live in
- * struct mmio_pool.  Opaque to users.
- *
- * 32 bytes, so that a node and its buddy (stored side by side) share one
- * 64-byte cache line: release reads the leaf and its buddy with a single
- * miss.  To fit, the address is kept as a page index within the pool and
- * the mapping record as one packed word (see mm/mmio.c).
- */
-struct mmio_node {
-    struct mmio_node *parent;        /* NULL for a root */
-    uint32_t page;                   /* start: MMIO_POOL_BASE + page * 4 KiB */
-    uint8_t order;                   /* block size = 4 KiB << order */
-    uint8_t kind;                    /* enum mmio_node_kind in mmio.c */
-    uint8_t busy;                    /* a map or unmap is in progress */
-    uint8_t reserved;
-    union {
-        struct mmio_node *child[2];  /* kind inner: lower, upper half */
-        struct {                     /* kind free: per-order free list */
-            struct mmio_node *prev, *next;
-        } link;
-        struct {                     /* kind allocated */
-            struct mmio_node *hnext; /* chain in the hash bucket */
-            uint64_t mapping;        /* mapped pages and top table; 0: none */
-        } use;
-    } u;
+/* How mmio_ioremap_mode maps. */
+enum mm_cache_mode {
+    MM_CACHE_UC,        /* uncached, writable: device registers */
+    MM_CACHE_WB_RO,     /* write-back, read-only: firmware tables in RAM */
 };
 
 /*
- * The pool.  Static storage is fine (mmio_pool_global() is one); all
- * fields are protected by `lock`.
+ * The pool.  Static storage is fine (mmio_pool_global() is one).  The
+ * blocks are `vr` (its lock protects them); free_tables and phys_bits are
+ * set by mmio_pool_init and only read afterwards.
  */
 struct mmio_pool {
-    mm_spinlock_t lock;
-    struct frame_allocator *fa;              /* source of node frames */
+    struct vrange vr;
     bool free_tables;                        /* passed to pt_unmap_range */
-    uint32_t nonempty;                       /* bit k: free_head[k] != NULL */
-    struct mmio_node *free_head[MMIO_NR_ORDERS];
-    uint64_t free_count[MMIO_NR_ORDERS];
-    uint64_t alloc_count;                    /* allocated blocks */
-    uint64_t alloc_bytes;
-    void *partial;                           /* node frames with free slots */
-    uint64_t free_slots;                     /* free node slots in them */
-    uint64_t node_frames;                    /* node frames held */
-    uint64_t nodes_in_use;                   /* dynamic nodes in the trees */
-    /* Allocated blocks by address: a linear hash table (see mmio.c). */
-    struct mmio_node **hash_seg[MMIO_HASH_SEGS];   /* frames of bucket heads */
-    uint64_t hash_low;                       /* buckets at the start of this round */
-    uint64_t hash_split;                     /* next bucket to split, < hash_low */
-    uint64_t hash_frames;                    /* segments allocated */
-    struct mmio_node root[MMIO_NR_ROOTS];    /* one per 1 GiB of the pool */
+    unsigned phys_bits;                      /* CPU physical-address width */
+    struct vrange_node root[MMIO_NR_ROOTS];  /* the vrange's roots */
 };
 
 /* A block handed out by mmio_create: va aligned to size, size a power of
@@ -125,7 +88,8 @@ struct mmio_stats {
  * Make p the whole range as MMIO_NR_ROOTS free 1 GiB blocks.  Bookkeeping
  * frames (nodes, hash buckets) come from fa one 4 KiB frame at a time and
  * go back to it as soon as they are empty, so a pool with nothing
- * allocated holds no frame at all.
+ * allocated holds no frame at all.  Reads the CPU's physical-address
+ * width (arch_phys_addr_bits) once: no mapping may reach 2^width.
  * Unmapping frees page tables left empty (p->free_tables, true after
  * init): a kernel whose top tables share the MMIO range's level-3 tables
  * must set it to false.  fa must be able to free (fa->free not NULL): the
@@ -149,13 +113,14 @@ int mmio_create(struct mmio_pool *p, uint64_t size, struct mmio_space *out);
  * Map [space->va, space->va + length) to device memory [pa, pa + length)
  * with MMIO_PTE_FLAGS in `mapper`, using 2 MiB / 1 GiB pages where both
  * addresses allow.  pa 4 KiB aligned; length rounded up to 4 KiB and at
- * most space->size.  A space can be mapped once.  No TLB flush is needed:
- * a block comes out of the pool with no TLB entry on any CPU.
- * 0, -MM_EINVAL (no mapper, alignment, length 0 or too long, wrong size),
- * -MM_EFAULT (va outside the pool), -MM_ENOENT (space not allocated),
- * -MM_EEXIST (already mapped), -MM_EBUSY (another map/release of it in
- * progress), and the errors of pt_map_range (-MM_ENOMEM, -MM_EEXIST,
- * -MM_EPERM).
+ * most space->size; pa + length at most 2^(CPU physical-address width).
+ * A space can be mapped once.  No TLB flush is needed: a block comes out
+ * of the pool with no TLB entry on any CPU.
+ * 0, -MM_EINVAL (no mapper, alignment, length 0 or too long, beyond the
+ * physical-address width, wrong size), -MM_EFAULT (va outside the pool),
+ * -MM_ENOENT (space not allocated), -MM_EEXIST (already mapped), -MM_EBUSY
+ * (another map/release of it in progress), and the errors of pt_map_range
+ * (-MM_ENOMEM, -MM_EEXIST, -MM_EPERM).
  */
 int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
                   struct pt_mapper *mapper, phys_addr_t pa, uint64_t length);
@@ -164,23 +129,33 @@ int mmio_map_phys(struct mmio_pool *p, const struct mmio_space *space,
  * Unmap whatever mmio_map_phys mapped in the space (mapper must be the one
  * used to map it), flush the TLB of every CPU with one token (a single
  * shootdown for the whole range), then give the block back and merge it
- * with its free buddies.  mapper may be NULL when
- * nothing was mapped.  0, -MM_EFAULT (va outside the pool), -MM_EINVAL
- * (misaligned, wrong size, other mapper), -MM_ENOENT (not allocated, e.g.
+ * with its free buddies.  mapper may be NULL when nothing was mapped.
+ * 0, -MM_EFAULT (va outside the pool), -MM_EINVAL (misaligned, size 0 or
+ * not the block's, other mapper), -MM_ENOENT (not allocated, e.g.
  * released twice), -MM_EBUSY, -MM_EPERM (read-only mapper).
  */
 int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
                  struct pt_mapper *mapper);
 
 /*
- * Map `size` bytes of device memory at pa (any alignment) and return the
- * kernel address of pa itself (its offset within the page is kept), or
- * NULL on failure (one log line says why).  Undo with mmio_iounmap.
+ * Map `size` bytes of physical memory at pa (any alignment) in mode `mode`
+ * and return the kernel address of pa itself (its offset within the page
+ * is kept), or NULL on failure (one log line says why: size 0 or above
+ * 1 GiB minus the offset, a range reaching 2^(physical-address width), an
+ * unknown mode, or the errors of mmio_create / mmio_map_phys).
+ * MM_CACHE_UC maps with MMIO_PTE_FLAGS, MM_CACHE_WB_RO with
+ * MMIO_PTE_FLAGS_WB_RO.  Undo with mmio_iounmap.
  */
+void *mmio_ioremap_mode(struct mmio_pool *p, struct pt_mapper *mapper, phys_addr_t pa,
+                        uint64_t size, enum mm_cache_mode mode);
+/* mmio_ioremap_mode(p, mapper, pa, size, MM_CACHE_UC). */
 void *mmio_ioremap(struct mmio_pool *p, struct pt_mapper *mapper,
                    phys_addr_t pa, uint64_t size);
-/* Undo mmio_ioremap; va is the pointer it returned (any address inside
- * its first page).  Errors as mmio_release. */
+/*
+ * Undo mmio_ioremap / mmio_ioremap_mode; va must be exactly the pointer it
+ * returned.  -MM_EINVAL (another address, even inside the same page) and
+ * the errors of mmio_release.
+ */
 int mmio_iounmap(struct mmio_pool *p, struct pt_mapper *mapper, void *va);
 
 /* Counts of free blocks per order (out has MMIO_NR_ORDERS entries). */
@@ -189,9 +164,9 @@ void mmio_pool_stats(struct mmio_pool *p, struct mmio_stats *out);
 /* Print free blocks per size and the bookkeeping through mm_printf. */
 void mmio_pool_dump(struct mmio_pool *p);
 /*
- * Walk every tree and check the invariants (links, orders, addresses, no
- * two free buddies left unmerged, list counts).  O(blocks); for tests.
- * Returns 0, or panics naming the broken invariant.
+ * Walk every tree and check the invariants (vrange_check: links, orders,
+ * addresses, no two free buddies left unmerged, list counts).  O(blocks);
+ * for tests.  Returns 0, or panics naming the broken invariant.
  */
 int mmio_pool_check(struct mmio_pool *p);
 

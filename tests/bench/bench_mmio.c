@@ -20,8 +20,8 @@
  * ns against CLOCK_MONOTONIC.  The timer itself costs a few tens of ns
  * (its median on an empty interval is printed as "timer"); it is included
  * in every sample, not subtracted.  (An earlier version also timed the
- * RNG, the swap-removal in live[] and the retries; that added ~30 ns to
- * the median and put the retry steps in the tail.)
+ * RNG, the swap-removal in live[] and the retries; that inflated the
+ * median and put the retry steps in the tail.)
  *
  * A full pool.  The full 4 KiB..1 GiB mix at 10^4 live blocks needs about
  * as much address space as the pool has, so sometimes no free block is
@@ -338,12 +338,12 @@ int main(void)
             live_avg = r.live_avg;
         }
         char sizes[32];
-        snprintf(sizes, sizeof sizes, "4K..%lluM",
-                 (unsigned long long)((PAGE_SIZE << cfg[c].max_order) >> 20));
-        printf("%7zu %7llu %-12s %10.0f %10.0f %8.2f %10.0f %10.3f %7llu %8.2f\n",
-               cfg[c].nlive, (unsigned long long)live_avg, sizes,
+        snprintf(sizes, sizeof sizes, "4K..%luM",
+                 (unsigned long)((PAGE_SIZE << cfg[c].max_order) >> 20));
+        printf("%7zu %7lu %-12s %10.0f %10.0f %8.2f %10.0f %10.3f %7lu %8.2f\n",
+               cfg[c].nlive, (unsigned long)live_avg, sizes,
                median(med, RUNS), median(p99, RUNS), median(ratio, RUNS), worst,
-               room, (unsigned long long)frames, median(mem, RUNS));
+               room, (unsigned long)frames, median(mem, RUNS));
     }
     return 0;
 }

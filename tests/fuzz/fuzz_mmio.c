@@ -8,8 +8,11 @@
  *   live block, map_phys of part of a live block to a device address
  *   (chosen so that 2 MiB and 1 GiB pages happen), a second map of a
  *   mapped block, one of several bad releases (double, misaligned,
- *   interior, wrong size, outside the pool, wrong mapper), ioremap +
- *   iounmap of an odd range, a frame budget, and a full mmio_pool_check.
+ *   interior, wrong size, size 0, outside the pool, wrong mapper),
+ *   ioremap (uncached or write-back read-only) of an odd range + iounmap
+ *   (after an iounmap of a wrong pointer in its first page), ioremap
+ *   beyond the CPU's physical-address width, a frame budget, and a full
+ *   mmio_pool_check.
  * A model of the live blocks checks that every block is a power of two
  * of at least the size asked, aligned to it, inside the pool and disjoint
  * from every other live block; that mapped pages translate to the device
@@ -25,6 +28,7 @@
 #define FUZZ_FIRST_PA (1 * MiB)
 #include "fuzz_util.h"
 
+#include <mm/arch.h>
 #include <mm/log.h>
 #include <mm/mmio.h>
 #include <mm/paging.h>
@@ -252,7 +256,7 @@ static void op_map(struct reader *r)
 
 static void op_bad_release(struct reader *r)
 {
-    unsigned kind = next_byte(r) % 6;
+    unsigned kind = next_byte(r) % 7;
     if (kind == 0) {                    /* outside the pool */
         struct mmio_space s = { VA(MMIO_POOL_END + next_u32(r) * PAGE_SIZE), PAGE_SIZE };
         EXPECT_REFUSED(mmio_release(&pool, &s, NULL), -MM_EFAULT, "release outside the pool");
@@ -289,16 +293,46 @@ static void op_bad_release(struct reader *r)
         release_live(i);
         EXPECT_REFUSED(mmio_release(&pool, &s, m), -MM_ENOENT, "double release");
         break;
+    case 6:                             /* size 0 is no wildcard */
+        s.size = 0;
+        EXPECT_REFUSED(mmio_release(&pool, &s, m), -MM_EINVAL, "release of size 0");
+        break;
     }
+}
+
+/* ioremap beyond the CPU's physical-address width: refused. */
+static void op_ioremap_too_high(struct reader *r)
+{
+    uint64_t limit = UINT64_C(1) << arch_phys_addr_bits();
+    uint64_t size = 1 + next_u32(r) % (8 * MiB);
+    uint64_t pa = limit - next_u32(r) % size;      /* the last byte reaches the limit */
+    EXPECT_REFUSED(mmio_ioremap(&pool, &mapper, PA(pa), size) == NULL ? -MM_EINVAL : 0,
+                   -MM_EINVAL, "ioremap beyond the physical-address width");
+}
+
+/* iounmap of another address in the first page of va's block: refused. */
+static void iounmap_wrong_pointer(struct reader *r, uint8_t *va)
+{
+    uint64_t offset = (uint64_t)(uintptr_t)va & (PAGE_SIZE - 1);
+    uint64_t other = (offset + 1 + next_u32(r) % (PAGE_SIZE - 1)) % PAGE_SIZE;
+    EXPECT_REFUSED(mmio_iounmap(&pool, &mapper, va - offset + other), -MM_EINVAL,
+                   "iounmap of another pointer");
 }
 
 static void op_ioremap(struct reader *r)
 {
+    unsigned sel = next_byte(r) % 4;
+    if (sel == 3) {
+        op_ioremap_too_high(r);
+        return;
+    }
+    enum mm_cache_mode mode = sel == 0 ? MM_CACHE_WB_RO : MM_CACHE_UC;
+    uint64_t flags = mode == MM_CACHE_UC ? MMIO_PTE_FLAGS : MMIO_PTE_FLAGS_WB_RO;
     uint64_t pa = 4 * GiB + next_u32(r) * 8 + next_byte(r);
     uint64_t size = 1 + next_u32(r) % (8 * MiB);
     struct snap before;
     snapshot(&before);
-    uint8_t *va = mmio_ioremap(&pool, &mapper, PA(pa), size);
+    uint8_t *va = mmio_ioremap_mode(&pool, &mapper, PA(pa), size, mode);
     if (!va) {
         if (fa_budget < 0 && nlive < MAX_LIVE / 2)
             fail("ioremap failed with memory to spare", pa, size);
@@ -309,8 +343,10 @@ static void op_ioremap(struct reader *r)
     uint64_t ends[2] = { 0, size - 1 };
     for (unsigned k = 0; k < 2; k++)
         if (pt_translate(&mapper, VA((uint64_t)(uintptr_t)(va + ends[k])), &t) != 0 ||
-            t.pa.raw != pa + ends[k])
+            t.pa.raw != pa + ends[k] ||
+            (t.flags & (flags | PTE_WRITE | PTE_PCD | PTE_PWT)) != flags)
             fail("ioremap range translates wrongly", pa + ends[k], t.pa.raw);
+    iounmap_wrong_pointer(r, va);
     if (mmio_iounmap(&pool, &mapper, va))
         fail("iounmap failed", (uint64_t)(uintptr_t)va, size);
     if (pt_translate(&mapper, VA((uint64_t)(uintptr_t)va), &t) == 0)

@@ -1,5 +1,5 @@
 /*
- * test_mmio.c - host tests of the MMIO pool (mm/mmio.c).
+ * test_mmio.c - host tests of the MMIO pool (mm/mmio.c, over mm/vrange.c).
  *
  * A small frame allocator over simulated physical memory supplies node
  * frames and page tables; it counts what is outstanding, refuses double
@@ -18,6 +18,7 @@
 extern unsigned long harness_shootdowns;
 extern unsigned long host_invlpg_count, host_flush_all_count;
 extern __thread unsigned harness_cpu_id;
+extern unsigned host_phys_addr_bits;
 
 /* ------------------------------------------------- test frame allocator */
 
@@ -114,7 +115,7 @@ static void fresh_pool(void)
     REQUIRE(mmio_pool_init(&pool, &tfa.fa) == 0);
 }
 
-#define HASH_SEG ((int)MMIO_HASH_SEG_BUCKETS)
+#define HASH_SEG ((int)VRANGE_HASH_SEG_BUCKETS)
 
 static uint64_t order_bytes(unsigned k) { return PAGE_SIZE << k; }
 
@@ -674,12 +675,12 @@ static void test_ioremap_keeps_offset(void)
 static void test_pair_layout_and_mapping_record(void)
 {
     fresh_pool();
-    CHECK_EQ(sizeof(struct mmio_node), 32);
+    CHECK_EQ(sizeof(struct vrange_node), 32);
     struct mmio_space small;
     REQUIRE(mmio_create(&pool, PAGE_SIZE, &small) == 0);
     unsigned depth = 0;
-    for (const struct mmio_node *n = &pool.root[0]; n->order > 0; n = n->u.child[0]) {
-        const struct mmio_node *lo = n->u.child[0], *hi = n->u.child[1];
+    for (const struct vrange_node *n = &pool.root[0]; n->order > 0; n = n->u.child[0]) {
+        const struct vrange_node *lo = n->u.child[0], *hi = n->u.child[1];
         CHECK_EQ((uintptr_t)lo % 64, 0);
         CHECK(hi == lo + 1);
         CHECK(lo->parent == n && hi->parent == n);
@@ -731,22 +732,22 @@ static void test_check_detects_corruption(void)
     fresh_pool();
     struct mmio_space s;
     REQUIRE(mmio_create(&pool, PAGE_SIZE, &s) == 0);
-    pool.free_count[5]++;
+    pool.vr.free_count[5]++;
     EXPECT_PANIC(mmio_pool_check(&pool));
     CHECK(strstr(harness_panic_msg, "order 5") != NULL);
-    pool.lock = (mm_spinlock_t)MM_SPINLOCK_INIT;     /* the panic left it held */
-    pool.free_count[5]--;
+    pool.vr.lock = (mm_spinlock_t)MM_SPINLOCK_INIT;     /* the panic left it held */
+    pool.vr.free_count[5]--;
     mmio_pool_check(&pool);
 
     /* Two free buddies that were not merged. */
     struct mmio_space t;
     REQUIRE(mmio_create(&pool, PAGE_SIZE, &t) == 0);    /* s's buddy */
-    struct mmio_node *volatile parent = pool.root[0].u.child[0];
+    struct vrange_node *volatile parent = pool.root[0].u.child[0];
     while (parent->order > 1)
         parent = parent->u.child[0];
     parent->u.child[0]->kind = parent->u.child[1]->kind = 2;   /* both "free" */
     EXPECT_PANIC(mmio_pool_check(&pool));
-    pool.lock = (mm_spinlock_t)MM_SPINLOCK_INIT;
+    pool.vr.lock = (mm_spinlock_t)MM_SPINLOCK_INIT;
     parent->u.child[0]->kind = parent->u.child[1]->kind = 3;   /* allocated again */
     CHECK_EQ(mmio_release(&pool, &s, NULL), 0);
     CHECK_EQ(mmio_release(&pool, &t, NULL), 0);
@@ -860,6 +861,130 @@ static void test_init_needs_a_freeing_allocator(void)
     CHECK_EQ(mmio_pool_init(&p2, &tfa.fa), 0);
 }
 
+/* One refused call: its result, exactly one log line, nothing changed. */
+#define REFUSED(call_, want_)                                                     \
+    do {                                                                         \
+        struct snap sn_;                                                         \
+        take_snap(&sn_);                                                         \
+        unsigned long lines_ = harness_log_lines;                                \
+        harness_quiet = 1;                                                       \
+        CHECK_EQ((call_), (want_));                                              \
+        harness_quiet = 0;                                                       \
+        CHECK_EQ(harness_log_lines, lines_ + 1);                                 \
+        CHECK(snap_same(&sn_));                                                  \
+    } while (0)
+
+/* Defect 4: size 0 is no wildcard for the public call; the block stays. */
+static void test_release_size_zero_refused(void)
+{
+    fresh_pool();
+    struct mmio_space a;
+    REQUIRE(mmio_create(&pool, 64 * KiB, &a) == 0);
+    struct mmio_space zero = { a.va, 0 };
+    REFUSED(mmio_release(&pool, &zero, NULL), -MM_EINVAL);
+    CHECK_EQ(mmio_pool_check(&pool), 0);
+    CHECK_EQ(mmio_release(&pool, &a, NULL), 0);
+    CHECK(pool_is_initial());
+    CHECK_EQ(tfa.outstanding, 0);
+}
+
+/* Defect 6: nothing at or above 2^(physical-address width) is mapped; the
+ * width is read once, at pool init. */
+static void test_phys_width_refused(void)
+{
+    unsigned saved = host_phys_addr_bits;
+    host_phys_addr_bits = 39;
+    fresh_pool();
+    host_phys_addr_bits = 46;           /* the pool keeps what it read */
+    struct pt_mapper m;
+    REQUIRE(pt_mapper_create(&tfa.fa, &m) == 0);
+    const uint64_t top = UINT64_C(1) << 39;
+
+    REFUSED(mmio_ioremap(&pool, &m, PA(UINT64_C(1) << 40), PAGE_SIZE) == NULL ? -1 : 0, -1);
+    REFUSED(mmio_ioremap(&pool, &m, PA(top), 1) == NULL ? -1 : 0, -1);
+    REFUSED(mmio_ioremap(&pool, &m, PA(top - 8), 16) == NULL ? -1 : 0, -1);
+    REFUSED(mmio_ioremap_mode(&pool, &m, PA(top), 4, MM_CACHE_WB_RO) == NULL ? -1 : 0, -1);
+    struct mmio_space s;
+    REQUIRE(mmio_create(&pool, 2 * PAGE_SIZE, &s) == 0);
+    REFUSED(mmio_map_phys(&pool, &s, &m, PA(top - PAGE_SIZE), 2 * PAGE_SIZE), -MM_EINVAL);
+    REFUSED(mmio_map_phys(&pool, &s, &m, PA(UINT64_C(1) << 51), PAGE_SIZE), -MM_EINVAL);
+
+    /* The last bytes below the limit are fine. */
+    CHECK_EQ(mmio_map_phys(&pool, &s, &m, PA(top - 2 * PAGE_SIZE), 2 * PAGE_SIZE), 0);
+    void *last = mmio_ioremap(&pool, &m, PA(top - 8), 8);
+    CHECK(last != NULL);
+    struct pt_mapping t;
+    REQUIRE(translate_ok(&m, (uint64_t)(uintptr_t)last + 7, &t));
+    CHECK_EQ(t.pa.raw, top - 1);
+    CHECK_EQ(mmio_iounmap(&pool, &m, last), 0);
+    CHECK_EQ(mmio_release(&pool, &s, &m), 0);
+    CHECK(pool_is_initial());
+    CHECK_EQ(pt_mapper_destroy(&m), 0);
+    CHECK_EQ(tfa.outstanding, 0);
+    host_phys_addr_bits = saved;
+}
+
+/* Defect 13: iounmap takes exactly the pointer ioremap returned. */
+static void test_iounmap_exact_pointer(void)
+{
+    fresh_pool();
+    struct pt_mapper m;
+    REQUIRE(pt_mapper_create(&tfa.fa, &m) == 0);
+    char *reg = mmio_ioremap(&pool, &m, PA(0xfee00020), 0x10);
+    char *whole = mmio_ioremap(&pool, &m, PA(0xfec00000), PAGE_SIZE);
+    REQUIRE(reg != NULL && whole != NULL);
+
+    REFUSED(mmio_iounmap(&pool, &m, reg - 0x20), -MM_EINVAL);     /* page start */
+    REFUSED(mmio_iounmap(&pool, &m, reg + 4), -MM_EINVAL);
+    REFUSED(mmio_iounmap(&pool, &m, reg + 0xfdf), -MM_EINVAL);   /* last byte of the page */
+    REFUSED(mmio_iounmap(&pool, &m, whole + 8), -MM_EINVAL);
+    struct pt_mapping t;
+    CHECK(translate_ok(&m, (uint64_t)(uintptr_t)reg, &t));       /* still mapped */
+
+    CHECK_EQ(mmio_iounmap(&pool, &m, reg), 0);
+    CHECK_EQ(mmio_iounmap(&pool, &m, whole), 0);
+    CHECK(!translate_ok(&m, (uint64_t)(uintptr_t)reg, &t));
+    CHECK(pool_is_initial());
+    CHECK_EQ(pt_mapper_destroy(&m), 0);
+    CHECK_EQ(tfa.outstanding, 0);
+}
+
+/* Cache modes: UC as mmio_ioremap, WB_RO write-back and read-only;
+ * iounmap undoes either. */
+static void test_ioremap_cache_modes(void)
+{
+    fresh_pool();
+    struct pt_mapper m;
+    REQUIRE(pt_mapper_create(&tfa.fa, &m) == 0);
+    char *uc = mmio_ioremap_mode(&pool, &m, PA(0xfed00010), 0x100, MM_CACHE_UC);
+    char *wb = mmio_ioremap_mode(&pool, &m, PA(0x7fe0ff0), 0x40, MM_CACHE_WB_RO);
+    REQUIRE(uc != NULL && wb != NULL);
+    struct pt_mapping t;
+    REQUIRE(translate_ok(&m, (uint64_t)(uintptr_t)uc, &t));
+    CHECK_EQ(t.pa.raw, 0xfed00010);
+    CHECK_EQ(t.flags & MMIO_PTE_FLAGS, MMIO_PTE_FLAGS);
+
+    CHECK_EQ((uintptr_t)wb & (PAGE_SIZE - 1), 0xff0);
+    for (uint64_t off = 0; off < 0x40; off += 0x3f) {     /* both pages */
+        REQUIRE(translate_ok(&m, (uint64_t)(uintptr_t)wb + off, &t));
+        CHECK_EQ(t.pa.raw, 0x7fe0ff0 + off);
+        CHECK_EQ(t.flags & MMIO_PTE_FLAGS_WB_RO, MMIO_PTE_FLAGS_WB_RO);
+        CHECK(!(t.flags & (PTE_PCD | PTE_PWT | PTE_WRITE | PTE_USER)));
+        CHECK((t.flags & PTE_NX) && (t.flags & PTE_GLOBAL));
+    }
+    REFUSED(mmio_ioremap_mode(&pool, &m, PA(0x1000), 4, (enum mm_cache_mode)7) == NULL ? -1 : 0,
+            -1);
+
+    unsigned long sd = harness_shootdowns;
+    CHECK_EQ(mmio_iounmap(&pool, &m, wb), 0);
+    CHECK_EQ(mmio_iounmap(&pool, &m, uc), 0);
+    CHECK_EQ(harness_shootdowns, sd + 2);
+    CHECK(!translate_ok(&m, (uint64_t)(uintptr_t)wb, &t));
+    CHECK(pool_is_initial());
+    CHECK_EQ(pt_mapper_destroy(&m), 0);
+    CHECK_EQ(tfa.outstanding, 0);
+}
+
 int main(void)
 {
     RUN(test_init_state);
@@ -878,5 +1003,9 @@ int main(void)
     RUN(test_concurrent_churn);
     RUN(test_hash_shrinks_with_releases);
     RUN(test_init_needs_a_freeing_allocator);
+    RUN(test_release_size_zero_refused);
+    RUN(test_phys_width_refused);
+    RUN(test_iounmap_exact_pointer);
+    RUN(test_ioremap_cache_modes);
     return harness_finish();
 }

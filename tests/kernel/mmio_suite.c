@@ -4,17 +4,22 @@
  * The cases map two devices every PC has, through mm_ioremap (kernel
  * mapper lock + the kernel's pool), and talk to them: the local APIC
  * (identify it by its ID and version registers) and the VGA text buffer
- * (write cells, read them back).  They check the page-table entries carry
- * the device flags, that the address faults once iounmapped, and that the
- * pool's free blocks per order are exactly as before each case and as at
- * the start of the suite.  The runner's accounting case checks after the
- * suite that no frame leaked (node frames, hash frames, page tables).
+ * (write cells, read them back); and they read a frame of RAM through a
+ * write-back read-only mapping.  They check that the page-table entries
+ * carry the right flags, that refused requests (beyond the CPU's
+ * physical-address width, an iounmap of another pointer) change nothing,
+ * that the address faults once iounmapped, and that the pool's free
+ * blocks per order are exactly as before each case and as at the start of
+ * the suite.  The runner's accounting case checks after the suite that no
+ * frame leaked (node frames, hash frames, page tables).
  */
 #include "fault.h"
 #include "io.h"
 #include "ktest.h"
 #include "smp.h"
 
+#include <mm/arch.h>
+#include <mm/buddy.h>
 #include <mm/init.h>
 #include <mm/kmapper.h>
 #include <mm/mmio.h>
@@ -23,7 +28,7 @@
 #define MSR_APIC_BASE       0x1bu
 #define APIC_BASE_X2APIC    (UINT64_C(1) << 10)
 #define APIC_BASE_ENABLE    (UINT64_C(1) << 11)
-#define APIC_BASE_PA_MASK   UINT64_C(0x000ffffffffff000)
+#define APIC_BASE_PA_MASK   PTE_ADDR_MASK
 #define LAPIC_ID            0x20u
 #define LAPIC_VERSION       0x30u
 
@@ -180,13 +185,57 @@ static void case_bad_requests(struct ktest *t)
     KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)(MMIO_POOL_END - 5 * GiB)), -MM_ENOENT);
     KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)0x1000), -MM_EFAULT);
 
-    void *p = mm_ioremap(PA(VGA_TEXT_PA), PAGE_SIZE);
+    /* Nothing at or above the CPU's physical-address width. */
+    uint64_t limit = UINT64_C(1) << arch_phys_addr_bits();
+    KEXPECT(t, mm_ioremap(PA(limit - 8), 16) == NULL);
+    KEXPECT(t, mm_ioremap(PA(limit), PAGE_SIZE) == NULL);
+
+    char *p = mm_ioremap(PA(VGA_TEXT_PA + 0x10), PAGE_SIZE);
     KASSERT(t, p != NULL);
+    KEXPECT_EQ(t, mm_iounmap(p - 0x10), -MM_EINVAL);  /* only the pointer returned */
+    KEXPECT_EQ(t, mm_iounmap(p + 1), -MM_EINVAL);
     KEXPECT_EQ(t, mm_iounmap(p), 0);
     KEXPECT_EQ(t, mm_iounmap(p), -MM_ENOENT);       /* twice */
     pool_counts(after);
     KEXPECT(t, counts_equal(before, after));
     mmio_pool_check(mm_mmio_pool());
+}
+
+/* A write-back read-only mapping of RAM (as for firmware tables) reads
+ * what the direct map holds, and iounmap undoes it like any other. */
+static void case_write_back_read_only(struct ktest *t)
+{
+    uint64_t before[MMIO_NR_ORDERS], after[MMIO_NR_ORDERS];
+    phys_addr_t pa;
+    KASSERT(t, mm_buddy() != NULL && buddy_alloc(mm_buddy(), 1, &pa) == 0);
+    volatile uint32_t *direct = pa_to_ptr(pa);
+    for (unsigned i = 0; i < PAGE_SIZE / 4; i++)
+        direct[i] = 0x5eed0000u + i;
+    pool_counts(before);
+
+    struct kmapper km;
+    const volatile uint32_t *ro = NULL;
+    if (kmapper_lock(&km))
+        ro = mmio_ioremap_mode(mm_mmio_pool(), &km.mapper, PA(pa.raw + 0x40), 0x100,
+                               MM_CACHE_WB_RO);
+    kmapper_unlock(&km);
+    KASSERT(t, ro != NULL);
+    KEXPECT(t, in_pool(ro));
+    KEXPECT_EQ(t, (uintptr_t)ro & (PAGE_SIZE - 1), 0x40);
+    KEXPECT_EQ(t, ro[0], 0x5eed0000u + 0x10);
+    KEXPECT_EQ(t, ro[0x3f], 0x5eed0000u + 0x10 + 0x3f);
+    struct pt_mapper m = kmapper_peek();
+    struct pt_mapping map;
+    KASSERT(t, pt_translate(&m, VA((uintptr_t)ro), &map) == 0);
+    KEXPECT_EQ(t, map.pa.raw, pa.raw + 0x40);
+    KEXPECT_EQ(t, map.flags & MMIO_PTE_FLAGS_WB_RO, MMIO_PTE_FLAGS_WB_RO);
+    KEXPECT(t, !(map.flags & (PTE_WRITE | PTE_PCD | PTE_PWT | PTE_USER)));
+
+    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)ro), 0);
+    expect_unmapped(t, ro);
+    pool_counts(after);
+    KEXPECT(t, counts_equal(before, after));
+    KEXPECT_EQ(t, buddy_free(mm_buddy(), pa, 1), 0);
 }
 
 /* A larger window: 2 MiB pages where the addresses allow, one flush. */
@@ -231,5 +280,6 @@ KTEST_SUITE(mmio_suite, "mmio",
             KTEST_CASE(case_lapic_registers),
             KTEST_CASE(case_vga_text_buffer),
             KTEST_CASE(case_bad_requests),
+            KTEST_CASE(case_write_back_read_only),
             KTEST_CASE(case_large_window),
             KTEST_CASE(case_pool_back_to_start));
