@@ -28,20 +28,8 @@ static int bump_fa_alloc(struct frame_allocator *fa, phys_addr_t *pa_out)
 
 int bump_init(struct bump_allocator *bump, const struct mm_area_list *areas)
 {
-    if (areas->count > MM_MAX_AREAS) {
-        mm_printf("bump_init: %u areas, more than %u\n", areas->count, MM_MAX_AREAS);
+    if (mm_area_list_check(areas, "bump_init") != 0)
         return -MM_EINVAL;
-    }
-    for (unsigned i = 0; i < areas->count; i++) {
-        const struct mm_area *a = &areas->area[i];
-        if (!is_aligned_u64(a->start.raw, PAGE_SIZE) || !is_aligned_u64(a->end.raw, PAGE_SIZE) ||
-            a->end.raw <= a->start.raw ||
-            (i > 0 && a->start.raw <= areas->area[i - 1].end.raw)) {
-            mm_printf("bump_init: area %u [0x%llx, 0x%llx) is unaligned, empty, or not above the previous one\n",
-                      i, (unsigned long long)a->start.raw, (unsigned long long)a->end.raw);
-            return -MM_EINVAL;
-        }
-    }
     bump->fa.alloc = bump_fa_alloc;
     bump->fa.free = NULL;
     bump->areas = *areas;

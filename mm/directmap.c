@@ -9,25 +9,26 @@
  * TiB wraps to virtual address 0), and the buddy allocator spans at most
  * 16 TiB anyway.
  *
- * Algorithm.  directmap_collect adds each RAM/ACPI entry, clipped to the
- * limit and rounded out to pages, into a sorted list of disjoint ranges,
- * merging what touches (insertion, O(n) per entry).  Each range is then
- * widened to 2 MiB boundaries where firmware_run_end() shows that the extra
- * bytes are described by the map (a chain of entries with no hole), and the
- * list is sorted and merged once more.  Because the limit is 2 MiB aligned,
- * widening never crosses it.  The bytes ignored above the limit are
- * measured by walking the runs of RAM/ACPI coverage upwards from it, so
- * overlapping entries are counted once.  Each chain step scans the n map
- * entries; a widening check takes one or two steps on real maps, so the
- * whole is O(n^2) there (O(n^3) for a contrived map of n tiny adjacent
- * entries, n <= 4096), with no allocator and no stack arrays (the boot
- * stack is small).
+ * The limit is also below 2^phys_bits, the CPU's physical-address width:
+ * RAM the CPU cannot address is not mapped either.
+ *
+ * Algorithm.  directmap_collect takes the union of the RAM/ACPI entries
+ * (mm/memmap.c: one heapsort and one merge pass), counts what lies above
+ * the limit, and copies the rest, clipped and rounded out to pages, into
+ * the range list (merging what rounding made touch).  Each range is then
+ * widened to 2 MiB boundaries where the union of all entries (of any type)
+ * shows that the extra bytes are described by the map without a hole: a
+ * binary search per edge.  A last sort and merge restores the list
+ * invariants.  Because the limit is 2 MiB aligned, widening never crosses
+ * it.  O(n log n) for n map entries, no allocator, no stack arrays: the
+ * sorted unions live in one static buffer of MB2_MAX_MAP_ENTRIES ranges.
  *
  * Invariants of a struct directmap_ranges: see mm/directmap.h.
  *
- * No locking, no state: the functions read their arguments and write only
- * their outputs.  mm_init calls them on the boot CPU; afterwards its range
- * list is read-only.
+ * No locking: the functions read their arguments and write only their
+ * outputs, except directmap_collect's static scratch buffer (boot CPU
+ * only).  mm_init calls them on the boot CPU; afterwards its range list is
+ * read-only.
  */
 #include <mm/directmap.h>
 #include <mm/log.h>
@@ -44,165 +45,96 @@ _Static_assert(MM_DIRECT_MAP_BASE + MM_DIRECT_MAP_MAX_PA <= MMIO_POOL_BASE,
 _Static_assert(MM_DIRECT_MAP_MAX_PA % PAGE_2M_SIZE == 0,
                "the direct-map limit must be 2 MiB aligned: widening may not cross it");
 
-static bool is_ram_or_acpi(uint32_t type)
-{
-    return type == MB2_MEM_AVAILABLE || type == MB2_MEM_ACPI_RECLAIM ||
-           type == MB2_MEM_ACPI_NVS;
-}
+/* The sorted unions of firmware entries directmap_collect works on. */
+static struct mm_area fw_union[MB2_MAX_MAP_ENTRIES];
 
-/*
- * The end of the run of bytes from pos upwards that firmware entries cover
- * without a gap (only RAM/ACPI entries if ram_only), stopping once it
- * reaches `stop`.  Returns pos if no entry covers byte pos.
- */
-static uint64_t firmware_run_end(const struct mb2_info *info, uint64_t pos, uint64_t stop,
-                                 bool ram_only)
+/* The direct map's limit for a CPU with phys_bits address bits: 0 (after
+ * one log line naming `who`) if phys_bits is outside [32, 52]. */
+static uint64_t direct_map_limit(unsigned phys_bits, const char *who)
 {
-    while (pos < stop) {
-        uint64_t next = pos;
-        for (unsigned i = 0; i < info->map_count; i++) {
-            struct mb2_mmap_entry e;
-            if (mb2_map_entry(info, i, &e) != 0 || (ram_only && !is_ram_or_acpi(e.type)))
-                continue;
-            if (e.base <= pos && e.base + e.length > next)
-                next = e.base + e.length;
-        }
-        if (next == pos)
-            break;
-        pos = next;
+    if (phys_bits < DIRECTMAP_MIN_PHYS_BITS || phys_bits > 52) {
+        mm_printf("%s: physical-address width %u bits is outside [%u, 52]\n", who, phys_bits,
+                  DIRECTMAP_MIN_PHYS_BITS);
+        return 0;
     }
-    return pos;
+    uint64_t cpu_limit = UINT64_C(1) << phys_bits;
+    return cpu_limit < MM_DIRECT_MAP_MAX_PA ? cpu_limit : MM_DIRECT_MAP_MAX_PA;
 }
 
 /* True if every byte of [start, end) is described by some firmware map
- * entry (of any type) or lies in the legacy first MiB. */
-static bool firmware_covers(const struct mb2_info *info, uint64_t start, uint64_t end)
+ * entry (any[0..nany) is their union) or lies in the legacy first MiB. */
+static bool firmware_covers(const struct mm_area *any, unsigned nany, uint64_t start,
+                            uint64_t end)
 {
-    uint64_t pos = start < LEGACY_END ? LEGACY_END : start;
-    return pos >= end || firmware_run_end(info, pos, end, false) >= end;
+    return mm_areas_cover(any, nany, start < LEGACY_END ? LEGACY_END : start, end);
 }
 
-/* Size of the union of the RAM/ACPI entries' bytes at or above `from`. */
-static uint64_t ram_bytes_from(const struct mb2_info *info, uint64_t from)
+/* Copy ram[0..n) (sorted, disjoint bytes) below limit into out, rounded
+ * out to pages; returns the bytes at or above limit, or UINT64_MAX (after
+ * one log line) if out is full. */
+static uint64_t copy_below(const struct mm_area *ram, unsigned n, uint64_t limit,
+                           const struct mb2_info *info, struct directmap_ranges *out)
 {
-    uint64_t total = 0, pos = from;
-    for (;;) {
-        uint64_t run_end = firmware_run_end(info, pos, UINT64_MAX, true);
-        total += run_end - pos;
-        pos = run_end;
-        /* The next RAM/ACPI entry starting above pos, if any. */
-        bool found = false;
-        uint64_t next = 0;
-        for (unsigned i = 0; i < info->map_count; i++) {
-            struct mb2_mmap_entry e;
-            if (mb2_map_entry(info, i, &e) == 0 && is_ram_or_acpi(e.type) && e.length != 0 &&
-                e.base > pos && (!found || e.base < next)) {
-                next = e.base;
-                found = true;
-            }
+    uint64_t above = 0;
+    out->count = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t start = ram[i].start.raw, end = ram[i].end.raw;
+        if (end > limit)
+            above += end - (start > limit ? start : limit);
+        if (start >= limit)
+            continue;
+        start = align_down_u64(start, PAGE_SIZE);
+        end = align_up_u64(end < limit ? end : limit, PAGE_SIZE);
+        if (out->count > 0 && start <= out->area[out->count - 1].end.raw) {
+            out->area[out->count - 1].end = PA(end);
+            continue;
         }
-        if (!found)
-            return total;
-        pos = next;
-    }
-}
-
-/* Add [start, end) to the sorted list of disjoint ranges, merging every
- * range it overlaps or touches.  Returns false if the list is full. */
-static bool range_add(struct directmap_ranges *l, uint64_t start, uint64_t end)
-{
-    unsigned i = 0;
-    while (i < l->count && l->area[i].end.raw < start)
-        i++;
-    unsigned j = i;
-    while (j < l->count && l->area[j].start.raw <= end) {
-        if (l->area[j].start.raw < start)
-            start = l->area[j].start.raw;
-        if (l->area[j].end.raw > end)
-            end = l->area[j].end.raw;
-        j++;
-    }
-    unsigned merged = j - i;
-    if (merged == 0) {
-        if (l->count == DIRECTMAP_MAX_RANGES)
-            return false;
-        for (unsigned k = l->count; k > i; k--)
-            l->area[k] = l->area[k - 1];
-        l->count++;
-    } else {
-        for (unsigned k = i + 1; k + merged - 1 < l->count; k++)
-            l->area[k] = l->area[k + merged - 1];
-        l->count -= merged - 1;
-    }
-    l->area[i].start = PA(start);
-    l->area[i].end = PA(end);
-    return true;
-}
-
-/* Restore the list invariants after ranges grew in place: sort by start
- * (insertion sort, linear on the almost sorted input) and merge ranges
- * that overlap or touch. */
-static void sort_and_merge(struct directmap_ranges *l)
-{
-    for (unsigned i = 1; i < l->count; i++) {
-        struct mm_area a = l->area[i];
-        unsigned k = i;
-        for (; k > 0 && l->area[k - 1].start.raw > a.start.raw; k--)
-            l->area[k] = l->area[k - 1];
-        l->area[k] = a;
-    }
-    unsigned n = 0;
-    for (unsigned i = 0; i < l->count; i++) {
-        if (n > 0 && l->area[i].start.raw <= l->area[n - 1].end.raw) {
-            if (l->area[i].end.raw > l->area[n - 1].end.raw)
-                l->area[n - 1].end = l->area[i].end;
-        } else {
-            l->area[n++] = l->area[i];
+        if (out->count == DIRECTMAP_MAX_RANGES) {
+            mm_printf("directmap_collect: more than %u disjoint RAM/ACPI ranges in the "
+                      "firmware map (%u entries): [%#lx, %#lx) does not fit\n",
+                      DIRECTMAP_MAX_RANGES, info->map_count, (unsigned long)start,
+                      (unsigned long)end);
+            return UINT64_MAX;
         }
+        out->area[out->count++] = (struct mm_area){ PA(start), PA(end) };
     }
-    l->count = n;
+    return above;
 }
 
 int directmap_collect(const struct mb2_info *info, unsigned phys_bits, struct directmap_ranges *out)
 {
-    (void)phys_bits;        /* TODO(issue 11, defect 6): ignore RAM at or above 2^phys_bits */
-    out->count = 0;
-    out->ignored_bytes = 0;
-    for (unsigned i = 0; i < info->map_count; i++) {
-        struct mb2_mmap_entry e;
-        if (mb2_map_entry(info, i, &e) != 0 || e.length == 0 || !is_ram_or_acpi(e.type) ||
-            e.base >= MM_DIRECT_MAP_MAX_PA)
-            continue;
-        uint64_t end = e.base + e.length;     /* does not wrap (mb2_map_entry) */
-        if (end > MM_DIRECT_MAP_MAX_PA)
-            end = MM_DIRECT_MAP_MAX_PA;
-        if (!range_add(out, align_down_u64(e.base, PAGE_SIZE), align_up_u64(end, PAGE_SIZE))) {
-            mm_printf("directmap_collect: more than %u disjoint RAM/ACPI ranges in the "
-                      "firmware map (%u entries): entry %u [%#llx, %#llx) does not fit\n",
-                      DIRECTMAP_MAX_RANGES, info->map_count, i, (unsigned long long)e.base,
-                      (unsigned long long)(e.base + e.length));
-            return -MM_ENOMEM;
-        }
-    }
+    uint64_t limit = direct_map_limit(phys_bits, "directmap_collect");
+    if (limit == 0)
+        return -MM_EINVAL;
+    unsigned n = memmap_fw_union(info, MEMMAP_RAM_OR_ACPI, fw_union, MB2_MAX_MAP_ENTRIES);
+    uint64_t above = copy_below(fw_union, n, limit, info, out);
+    if (above == UINT64_MAX)
+        return -MM_ENOMEM;
+    out->ignored_bytes = above;
 
     /* Widen each range on its own, from its own bounds; then re-merge. */
+    n = memmap_fw_union(info, MEMMAP_ANY, fw_union, MB2_MAX_MAP_ENTRIES);
     for (unsigned i = 0; i < out->count; i++) {
         uint64_t start = out->area[i].start.raw, end = out->area[i].end.raw;
         uint64_t wide_start = align_down_u64(start, PAGE_2M_SIZE);
         uint64_t wide_end = align_up_u64(end, PAGE_2M_SIZE);
-        if (wide_start < start && firmware_covers(info, wide_start, start))
+        if (wide_start < start && firmware_covers(fw_union, n, wide_start, start))
             out->area[i].start = PA(wide_start);
-        if (wide_end > end && firmware_covers(info, end, wide_end))
+        if (wide_end > end && firmware_covers(fw_union, n, end, wide_end))
             out->area[i].end = PA(wide_end);
     }
-    sort_and_merge(out);
+    mm_areas_sort(out->area, out->count);
+    out->count = mm_areas_merge(out->area, out->count);
 
-    out->ignored_bytes = ram_bytes_from(info, MM_DIRECT_MAP_MAX_PA);
-    if (out->ignored_bytes)
-        mm_printf("mm: ignoring %llu MiB of RAM/ACPI at or above %#llx: the direct map "
-                  "and the buddy allocator end at MM_DIRECT_MAP_MAX_PA (16 TiB)\n",
-                  (unsigned long long)((out->ignored_bytes + MiB - 1) / MiB),
-                  (unsigned long long)MM_DIRECT_MAP_MAX_PA);
+    if (out->ignored_bytes) {
+        char size[24];
+        mm_format_size(size, sizeof size, out->ignored_bytes, false);
+        mm_printf("mm: ignoring %s of RAM/ACPI at or above %#lx: %s\n", size,
+                  (unsigned long)limit,
+                  limit < MM_DIRECT_MAP_MAX_PA
+                      ? "the CPU's physical addresses are narrower"
+                      : "the direct map and the buddy allocator end at MM_DIRECT_MAP_MAX_PA (16 TiB)");
+    }
     return 0;
 }
 
@@ -213,18 +145,6 @@ bool directmap_contains(const struct directmap_ranges *r, phys_addr_t pa, uint64
     for (unsigned i = 0; i < r->count; i++)
         if (pa.raw >= r->area[i].start.raw && pa.raw + size <= r->area[i].end.raw)
             return true;
-    return false;
-}
-
-/* Does some RAM/ACPI entry of `info` cover a byte of [start, end)? */
-static bool ram_or_acpi_overlaps(const struct mb2_info *info, uint64_t start, uint64_t end)
-{
-    for (unsigned i = 0; i < info->map_count; i++) {
-        struct mb2_mmap_entry e;
-        if (mb2_map_entry(info, i, &e) == 0 && is_ram_or_acpi(e.type) && e.length != 0 &&
-            e.base < end && start < e.base + e.length)
-            return true;
-    }
     return false;
 }
 
@@ -245,7 +165,7 @@ bool directmap_ioremap_conflict(const struct directmap_ranges *r, const struct m
         if (lo >= hi)
             continue;
         /* Only device bytes of the VGA window may be mapped twice. */
-        if (lo < VGA_START || hi > VGA_END || ram_or_acpi_overlaps(info, lo, hi)) {
+        if (lo < VGA_START || hi > VGA_END || memmap_fw_overlaps(info, MEMMAP_RAM_OR_ACPI, lo, hi)) {
             if (hit)
                 *hit = r->area[i];
             return true;
@@ -254,21 +174,14 @@ bool directmap_ioremap_conflict(const struct directmap_ranges *r, const struct m
     return false;
 }
 
-int directmap_usable_areas(const struct mb2_info *info, const struct mb2_reserved *reserved,
-                           unsigned nreserved, struct mm_area_list *out,
-                           struct mb2_usable_stats *stats)
+int directmap_usable_areas(const struct mb2_info *info, unsigned phys_bits,
+                         const struct mb2_reserved *reserved, unsigned nreserved,
+                         struct mm_area_list *out, struct mb2_usable_stats *stats)
 {
-    if (nreserved > DIRECTMAP_MAX_RESERVED) {
-        mm_printf("directmap_usable_areas: %u reserved ranges, at most %u\n", nreserved,
-                  DIRECTMAP_MAX_RESERVED);
+    uint64_t limit = direct_map_limit(phys_bits, "directmap_usable_areas");
+    if (limit == 0)
         return -MM_EINVAL;
-    }
-    struct mb2_reserved all[DIRECTMAP_MAX_RESERVED + 1];
-    for (unsigned i = 0; i < nreserved; i++)
-        all[i] = reserved[i];
-    all[nreserved] = (struct mb2_reserved){ PA(MM_DIRECT_MAP_MAX_PA), PA(UINT64_MAX),
-                                            "above the direct-map limit" };
-    return mb2_usable_areas(info, all, nreserved + 1, out, stats);
+    return memmap_usable_areas(info, limit, reserved, nreserved, out, stats);
 }
 
 /* Physical start of section s. */

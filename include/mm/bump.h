@@ -27,9 +27,10 @@ struct bump_allocator {
 };
 
 /*
- * Set up `bump` over a copy of `areas`, which must be a valid area list:
- * sorted, disjoint, non-adjacent, page-aligned and non-empty areas.  Returns 0, or -MM_EINVAL (logged) if the list
- * is malformed; *bump is then unusable.
+ * Set up `bump` over a copy of `areas`, which must be a valid area list
+ * (mm_area_list_check: sorted, disjoint, non-adjacent, page-aligned,
+ * non-empty areas).  Returns 0, or -MM_EINVAL (one log line) if the list
+ * is malformed; *bump is then unchanged.
  */
 int bump_init(struct bump_allocator *bump, const struct mm_area_list *areas);
 
@@ -60,7 +61,7 @@ uint64_t bump_used_frames(const struct bump_allocator *bump);
 
 /*
  * Fill *out with exactly the frames never handed out, as a valid area list
- * (sorted, disjoint, non-adjacent, page-aligned, non-empty).  Retires the allocator: the caller now
+ * (mm_area_list_check).  Retires the allocator: the caller now
  * owns those frames, so later allocations fail with -MM_ENOMEM.  May be
  * called again; it returns the same list.
  */

@@ -9,9 +9,11 @@
  * tests run them on synthetic memory maps.  mm_init (mm/init.c) calls them
  * and does the mapping.  No locking: they touch only their arguments.
  *
- * The direct map holds physical addresses below MM_DIRECT_MAP_MAX_PA
- * (16 TiB, see mm/frame.h).  RAM and ACPI bytes at or above it are ignored:
- * left out of the direct-map ranges and of the usable areas.
+ * The direct map holds physical addresses below its limit: the smaller of
+ * MM_DIRECT_MAP_MAX_PA (16 TiB, see mm/frame.h) and 2^phys_bits, the CPU's
+ * physical-address width (CPUID 0x80000008).  RAM and ACPI bytes at or
+ * above it are ignored: left out of the direct-map ranges and of the usable
+ * areas.
  */
 #ifndef MM_DIRECTMAP_H
 #define MM_DIRECTMAP_H
@@ -28,8 +30,8 @@
  */
 #define DIRECTMAP_MAX_RANGES 1024
 
-/* The most caller ranges directmap_usable_areas() accepts. */
-#define DIRECTMAP_MAX_RESERVED 8
+/* The narrowest physical-address width accepted (a PAE-era CPU has 36). */
+#define DIRECTMAP_MIN_PHYS_BITS 32
 
 /*
  * The physical ranges the direct map covers: sorted by start, disjoint,
@@ -38,13 +40,14 @@
  */
 struct directmap_ranges {
     unsigned count;
-    uint64_t ignored_bytes;     /* RAM/ACPI bytes at or above MM_DIRECT_MAP_MAX_PA */
+    uint64_t ignored_bytes;     /* RAM/ACPI bytes at or above the limit */
     struct mm_area area[DIRECTMAP_MAX_RANGES];
 };
 
 /*
  * Compute the direct-map ranges of `info`: every byte of RAM and ACPI
- * tables (map types 1, 3, 4) below MM_DIRECT_MAP_MAX_PA, rounded outwards
+ * tables (map types 1, 3, 4) below the limit (the smaller of
+ * MM_DIRECT_MAP_MAX_PA and 2^phys_bits), rounded outwards
  * to pages, merged; then each range widened to 2 MiB boundaries where the
  * extra bytes are described by some firmware entry (any type) or lie in the
  * legacy first MiB, never across a hole in the map.  The widening saves
@@ -53,11 +56,13 @@ struct directmap_ranges {
  * for the first MiB; the fixed-range MTRRs keep the VGA window
  * [0xA0000, 0xC0000) uncached.
  * out->ignored_bytes is the size of the union of the RAM/ACPI entries
- * above the limit; if it is not 0, one log line says how much was ignored
- * (in MiB, rounded up) and why.
- * Returns 0, or -MM_ENOMEM (one log line naming the entry) if the map has
- * more than DIRECTMAP_MAX_RANGES disjoint RAM/ACPI ranges; *out is then not
- * a valid list.
+ * above the limit; if it is not 0, one log line says how much was ignored,
+ * from where, and why (the CPU's width or the 16 TiB limit).
+ * O(n log n) for n map entries; uses a static scratch buffer (boot CPU
+ * only).  Returns 0, -MM_EINVAL (logged, *out unchanged) if phys_bits is
+ * outside [DIRECTMAP_MIN_PHYS_BITS, 52], or -MM_ENOMEM (one log line
+ * naming the range) if the map has more than DIRECTMAP_MAX_RANGES disjoint
+ * RAM/ACPI ranges; *out is then not a valid list.
  */
 int directmap_collect(const struct mb2_info *info, unsigned phys_bits, struct directmap_ranges *out);
 
@@ -82,18 +87,19 @@ bool directmap_ioremap_conflict(const struct directmap_ranges *r, const struct m
                                 phys_addr_t pa, uint64_t size, struct mm_area *hit);
 
 /*
- * mb2_usable_areas() with [MM_DIRECT_MAP_MAX_PA, 2^64 - 1) added to the
- * caller's `reserved` ranges, so that every usable area is reachable
- * through the direct map (and fits the buddy allocator's 16 TiB span).
- * Ranges above the limit are excluded before mb2_usable_areas chooses which
- * MM_MAX_AREAS areas to keep.  The excluded bytes count in
- * stats->reserved_bytes.  nreserved <= DIRECTMAP_MAX_RESERVED.
- * Returns 0, or -MM_EINVAL (logged) for too many or malformed reserved
- * ranges; *out is then left unchanged.
+ * memmap_usable_areas() below the same limit as directmap_collect (the
+ * smaller of MM_DIRECT_MAP_MAX_PA and 2^phys_bits), so that every usable
+ * area is reachable through the direct map (and fits the buddy allocator's
+ * 16 TiB span).  RAM above the limit is excluded before the MM_MAX_AREAS
+ * largest areas are chosen, and counts in stats->reserved_bytes; it is not
+ * logged here (directmap_collect logs it once).
+ * Returns 0, or -MM_EINVAL (one log line) for a phys_bits outside
+ * [DIRECTMAP_MIN_PHYS_BITS, 52] or a malformed reserved range; *out is then
+ * left unchanged.
  */
-int directmap_usable_areas(const struct mb2_info *info, const struct mb2_reserved *reserved,
-                           unsigned nreserved, struct mm_area_list *out,
-                           struct mb2_usable_stats *stats);
+int directmap_usable_areas(const struct mb2_info *info, unsigned phys_bits,
+                         const struct mb2_reserved *reserved, unsigned nreserved,
+                         struct mm_area_list *out, struct mb2_usable_stats *stats);
 
 /*
  * The direct-map alias of the kernel image, page by page, so that W^X holds

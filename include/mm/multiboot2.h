@@ -1,16 +1,17 @@
 /*
- * mm/multiboot2.h - the multiboot2 boot information and the usable-RAM areas
- * derived from it.
+ * mm/multiboot2.h - the multiboot2 boot information parser.
  *
  * mb2_parse() validates the whole information structure once (sizes,
  * alignment, every tag it knows, the end tag) and records what mm needs in a
  * struct mb2_info.  The recorded pointers point into the caller's copy of
  * the structure, which must stay mapped and untouched for as long as the
  * mb2_info is used (mb2_usable_areas() keeps the structure itself out of the
- * usable areas, so nothing in mm overwrites it).
+ * usable areas, so nothing in mm overwrites it).  The accessors below read
+ * the parsed data; they never fail on a structure mb2_parse accepted.
  *
- * mb2_usable_areas() turns the firmware map into the sorted area list that
- * the bump allocator (and then the buddy allocator) manages.
+ * What the map means for mm (usable areas, queries over the firmware map)
+ * lives in mm/memmap.h, included here because every user of the parser
+ * needs it next.
  */
 #ifndef MM_MULTIBOOT2_H
 #define MM_MULTIBOOT2_H
@@ -40,8 +41,12 @@
 #define MB2_MEM_ACPI_NVS        4
 #define MB2_MEM_BAD             5
 
-/* Limits of what the parser records. */
-#define MB2_MAX_MODULES         32
+/* EFI memory attributes (UEFI specification, EFI_MEMORY_DESCRIPTOR). */
+#define MB2_EFI_MEMORY_WB       (UINT64_C(1) << 3)   /* write-back cacheable */
+#define MB2_EFI_MEMORY_SP       (UINT64_C(1) << 18)  /* specific purpose (soft-reserved) */
+
+/* Most entries a memory map may have (either tag). */
+#define MB2_MAX_MAP_ENTRIES     4096
 /* Default upper bound on total_size when the caller knows no better. */
 #define MB2_MAX_INFO_SIZE       (1u << 20)
 /* Size of an error-message buffer that always holds a whole message. */
@@ -50,7 +55,7 @@
 enum mb2_map_source {
     MB2_MAP_NONE = 0,       /* no memory map at all (mb2_parse rejects this) */
     MB2_MAP_MULTIBOOT,      /* tag 6 */
-    MB2_MAP_EFI,            /* tag 17, used only when tag 6 is absent */
+    MB2_MAP_EFI,            /* tag 17, used only when tag 6 is absent or empty */
 };
 
 struct mb2_module {
@@ -65,6 +70,7 @@ struct mb2_mmap_entry {
     uint64_t length;        /* bytes; base + length does not wrap */
     uint32_t type;          /* MB2_MEM_*-style type (EFI types translated) */
     uint32_t fw_type;       /* the type as the source map gave it */
+    uint64_t efi_attr;      /* EFI attribute bits (MB2_EFI_MEMORY_*); 0 for tag 6 */
 };
 
 struct mb2_info {
@@ -79,8 +85,8 @@ struct mb2_info {
     uint32_t mem_lower_kib;     /* tag 4 */
     uint32_t mem_upper_kib;
 
-    unsigned nmodules;
-    struct mb2_module modules[MB2_MAX_MODULES];
+    unsigned nmodules;          /* any number; read them with mb2_module_next() */
+    uint32_t module_off;        /* offset of the first module tag; 0 if none */
 
     /* Copies of the RSDP inside the information; NULL if absent. */
     const void *rsdp_old;       /* tag 14 (ACPI 1.0 RSDP) */
@@ -119,51 +125,30 @@ int mb2_parse(struct mb2_info *info, const void *mbi, phys_addr_t mbi_pa,
 
 /*
  * Entry i (0 <= i < info->map_count) of the chosen map, translated to the
- * multiboot2 types.  Returns 0, or -MM_EINVAL if i is out of range.
+ * multiboot2 types.  An EFI descriptor of a RAM type (conventional, loader,
+ * boot services) that is soft-reserved (MB2_EFI_MEMORY_SP) or not
+ * write-back capable (MB2_EFI_MEMORY_WB clear) translates to
+ * MB2_MEM_RESERVED: it is not ordinary RAM.
+ * Returns 0, or -MM_EINVAL (logged) if i is out of range.
  */
 int mb2_map_entry(const struct mb2_info *info, unsigned i,
                   struct mb2_mmap_entry *out);
+
+/*
+ * The modules, in tag order: start with *cursor = 0; each call that returns
+ * true fills *out and advances *cursor; false means no more modules.
+ * Walks the tags, so a full iteration costs O(number of tags).
+ */
+bool mb2_module_next(const struct mb2_info *info, uint32_t *cursor, struct mb2_module *out);
 
 /* Human name of a MB2_MEM_* type; "unknown" for anything else. */
 const char *mb2_mem_type_name(uint32_t type);
 /* Human name of an EFI memory type; "unknown" for anything else. */
 const char *mb2_efi_type_name(uint32_t efi_type);
 
-/* Print the chosen firmware map as a table through mm_printf. */
+/* Print the chosen firmware map as a table through mm_printf (one line
+ * per entry, two header lines).  EFI rows name the source type, the
+ * translation and why RAM was refused (soft-reserved, not write-back). */
 void mb2_print_map(const struct mb2_info *info);
-
-/* A physical byte range [start, end) that must not become usable RAM. */
-struct mb2_reserved {
-    phys_addr_t start;
-    phys_addr_t end;            /* exclusive; end >= start */
-    const char *what;           /* for log lines, may be NULL */
-};
-
-struct mb2_usable_stats {
-    uint64_t ram_bytes;         /* firmware type-1 RAM not covered by other types */
-    uint64_t usable_bytes;      /* sum of the output areas */
-    uint64_t reserved_bytes;    /* ram_bytes - usable_bytes - dropped_bytes */
-    unsigned dropped_areas;     /* areas lost to the MM_MAX_AREAS limit */
-    uint64_t dropped_bytes;
-};
-
-/*
- * Compute the usable RAM areas: bytes that the firmware map lists as type 1
- * (available) and no entry of another type covers, minus the low 1 MiB, the
- * information structure, every module and the caller's `reserved` ranges
- * (typically the kernel image), then page-aligned inwards.  The result is
- * sorted, disjoint and non-adjacent.  If more than MM_MAX_AREAS areas result,
- * the largest are kept and the dropped ones are logged.
- * `stats` may be NULL.  nreserved may be 0 (reserved may then be NULL).
- * Returns 0, or -MM_EINVAL (logged) if a reserved range has end < start;
- * *out is then left unchanged.
- */
-int mb2_usable_areas(const struct mb2_info *info,
-                     const struct mb2_reserved *reserved, unsigned nreserved,
-                     struct mm_area_list *out, struct mb2_usable_stats *stats);
-
-/* One line: usable MiB, number of areas, reserved and dropped amounts. */
-void mb2_print_summary(const struct mm_area_list *areas,
-                       const struct mb2_usable_stats *stats);
 
 #endif

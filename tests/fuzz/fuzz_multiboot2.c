@@ -8,7 +8,8 @@
  * sorted, disjoint, non-adjacent, page-aligned; covered by type-1 entries;
  * touching no other-type entry and no carved-out range; and (to catch areas
  * that go missing) every page that lies wholly inside one type-1 entry and
- * outside everything reserved is in some area unless areas were dropped.
+ * outside everything reserved (and below MM_AREA_MAX_PA, the limit of
+ * mb2_usable_areas) is in some area unless areas were dropped.
  * Violations abort, which libFuzzer reports with the input.
  */
 #include <stdio.h>
@@ -29,8 +30,12 @@ static unsigned collect_carved(const struct mb2_info *info, const struct mb2_res
     unsigned n = 0;
     out[n++] = (struct carve){ 0, MiB };
     out[n++] = (struct carve){ info->pa.raw, info->pa.raw + info->total_size };
-    for (unsigned i = 0; i < info->nmodules; i++)
-        out[n++] = (struct carve){ info->modules[i].start.raw, info->modules[i].end.raw };
+    struct mb2_module m;
+    unsigned nmod = 0;
+    for (uint32_t cursor = 0; mb2_module_next(info, &cursor, &m); nmod++)
+        out[n++] = (struct carve){ m.start.raw, m.end.raw };
+    if (nmod != info->nmodules)
+        fail("module walk disagrees with nmodules", nmod, info->nmodules);
     for (unsigned i = 0; i < nres; i++)
         out[n++] = (struct carve){ res[i].start.raw, res[i].end.raw };
     return n;
@@ -90,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static _Alignas(8) uint8_t buf[1 << 16];
     static struct mm_area_list areas;
-    static struct carve carved[MB2_MAX_MODULES + 8];
+    /* A module tag takes at least 24 bytes of the input. */
+    static struct carve carved[sizeof buf / 24 + 8];
     struct mb2_info info;
     struct mb2_usable_stats st;
     char err[MB2_ERR_LEN];
@@ -119,6 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("mb2_usable_areas failed", 0, 0);
     unsigned nc = collect_carved(&info, res, 2, carved);
 
+    if (mm_area_list_check(&areas, FUZZ_NAME) != 0)
+        fail("usable areas fail mm_area_list_check", areas.count, 0);
     uint64_t sum = 0;
     for (unsigned i = 0; i < areas.count; i++) {
         uint64_t s = areas.area[i].start.raw, e = areas.area[i].end.raw;
@@ -144,10 +152,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             struct mb2_mmap_entry m;
             mb2_map_entry(&info, i, &m);
             if (m.type != MB2_MEM_AVAILABLE || m.length < PAGE_SIZE ||
-                m.base > UINT64_MAX - PAGE_SIZE)
+                m.base >= MM_AREA_MAX_PA)
                 continue;
             uint64_t first = align_up_u64(m.base, PAGE_SIZE);
-            uint64_t last = align_down_u64(m.base + m.length, PAGE_SIZE);
+            uint64_t end = m.base + m.length < MM_AREA_MAX_PA ? m.base + m.length : MM_AREA_MAX_PA;
+            uint64_t last = align_down_u64(end, PAGE_SIZE);
             if (first >= last)
                 continue;
             uint64_t samples[3] = { first, last - PAGE_SIZE,

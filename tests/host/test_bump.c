@@ -235,20 +235,29 @@ static void test_init_rejects_bad_lists(void)
     const uint64_t adjacent[][2] = { { MiB, 2 * MiB }, { 2 * MiB, 4 * MiB } };
     const uint64_t unsorted[][2] = { { 8 * MiB, 9 * MiB }, { MiB, 2 * MiB } };
 
+    const uint64_t too_high[][2] = { { MiB, 2 * MiB }, { MM_AREA_MAX_PA, MM_AREA_MAX_PA + MiB } };
+    const struct { const uint64_t (*r)[2]; unsigned n; } bad[] = {
+        { unaligned, 1 }, { empty, 1 }, { overlap, 2 }, { adjacent, 2 }, { unsorted, 2 },
+        { too_high, 2 },
+    };
+
+    /* Each bad list: -MM_EINVAL, exactly one log line, *bump untouched. */
+    memset(&bump, 0x5a, sizeof bump);
     harness_quiet = 1;
-    set_areas(&areas, unaligned, 1);
-    CHECK_EQ(bump_init(&bump, &areas), -MM_EINVAL);
-    set_areas(&areas, empty, 1);
-    CHECK_EQ(bump_init(&bump, &areas), -MM_EINVAL);
-    set_areas(&areas, overlap, 2);
-    CHECK_EQ(bump_init(&bump, &areas), -MM_EINVAL);
-    set_areas(&areas, adjacent, 2);
-    CHECK_EQ(bump_init(&bump, &areas), -MM_EINVAL);
-    set_areas(&areas, unsorted, 2);
-    CHECK_EQ(bump_init(&bump, &areas), -MM_EINVAL);
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        set_areas(&areas, bad[i].r, bad[i].n);
+        unsigned long lines = harness_log_lines;
+        CHECK_EQ(bump_init(&bump, &areas), -MM_EINVAL);
+        CHECK_EQ(harness_log_lines - lines, 1);
+    }
     areas.count = MM_MAX_AREAS + 1;
     CHECK_EQ(bump_init(&bump, &areas), -MM_EINVAL);
     harness_quiet = 0;
+    const uint8_t *p = (const uint8_t *)&bump;
+    bool untouched = true;
+    for (size_t i = 0; i < sizeof bump; i++)
+        untouched = untouched && p[i] == 0x5a;
+    CHECK(untouched);
 
     /* An empty list is fine: nothing to hand out. */
     phys_addr_t pa;

@@ -22,7 +22,7 @@
 /* ------------------------------------------------------------ the builder */
 
 struct mbb {
-    _Alignas(8) uint8_t buf[64 * 1024];
+    _Alignas(8) uint8_t buf[128 * 1024];    /* room for MB2_MAX_MAP_ENTRIES entries */
     uint32_t len;
 };
 
@@ -125,7 +125,7 @@ static void test_limit_clips_and_counts(void)
     struct mm_area_list usable;
     struct mb2_usable_stats st;
     struct mb2_reserved image = { PA(2 * MiB), PA(4 * MiB), "kernel image" };
-    REQUIRE(directmap_usable_areas(&info, &image, 1, &usable, &st) == 0);
+    REQUIRE(directmap_usable_areas(&info, 46, &image, 1, &usable, &st) == 0);
     CHECK_EQ(usable.count, 3);
     CHECK(usable.count == 3 && usable.area[0].start.raw == 1 * MiB &&
           usable.area[0].end.raw == 2 * MiB && usable.area[1].start.raw == 4 * MiB &&
@@ -150,15 +150,109 @@ static void test_limit_quiet_below(void)
     CHECK_EQ(ranges.ignored_bytes, 0);
     CHECK(range_is(&ranges, 1, LIMIT - 2 * MiB, LIMIT));
 
-    struct mb2_reserved too_many[DIRECTMAP_MAX_RESERVED + 1];
-    for (unsigned i = 0; i <= DIRECTMAP_MAX_RESERVED; i++)
-        too_many[i] = (struct mb2_reserved){ PA(0), PA(0), "empty" };
+    /* Bad input: one log line each, nothing changed. */
+    const struct mb2_reserved reversed = { PA(0x3000), PA(0x2000), "reversed" };
     struct mm_area_list usable = { .count = 7 };
+    struct directmap_ranges *r2 = &ranges;
+    unsigned count = r2->count;
     harness_quiet = 1;
-    CHECK_EQ(directmap_usable_areas(&info, too_many, DIRECTMAP_MAX_RESERVED + 1, &usable, NULL),
-             -MM_EINVAL);
+    lines = harness_log_lines;
+    CHECK_EQ(directmap_usable_areas(&info, 46, &reversed, 1, &usable, NULL), -MM_EINVAL);
+    CHECK_EQ(directmap_usable_areas(&info, 31, NULL, 0, &usable, NULL), -MM_EINVAL);
+    CHECK_EQ(directmap_usable_areas(&info, 53, NULL, 0, &usable, NULL), -MM_EINVAL);
+    CHECK_EQ(directmap_collect(&info, 0, r2), -MM_EINVAL);
+    CHECK_EQ(directmap_collect(&info, 64, r2), -MM_EINVAL);
+    CHECK_EQ(harness_log_lines - lines, 5);
     harness_quiet = 0;
     CHECK_EQ(usable.count, 7);
+    CHECK_EQ(r2->count, count);
+}
+
+/* Defect 6: RAM at or above 2^phys_bits is ignored (one log line) and
+ * never becomes a usable area. */
+static void test_phys_bits_limit(void)
+{
+    static const struct ent map[] = {
+        { 1 * MiB, 511 * MiB, MB2_MEM_AVAILABLE },
+        { 4 * GiB, 4 * GiB, MB2_MEM_AVAILABLE },
+        { 60 * GiB, 8 * GiB, MB2_MEM_AVAILABLE },      /* crosses 2^36 = 64 GiB */
+        { 128 * GiB, 1 * GiB, MB2_MEM_ACPI_NVS },      /* wholly above */
+        { 200 * GiB, 1 * GiB, MB2_MEM_RESERVED },      /* not RAM: not counted */
+    };
+    const uint64_t cpu_limit = UINT64_C(1) << 36;
+    REQUIRE(build(&b, map, sizeof map / sizeof map[0], &info) == 0);
+    unsigned long lines = harness_log_lines;
+    harness_quiet = 1;
+    REQUIRE(directmap_collect(&info, 36, &ranges) == 0);
+    harness_quiet = 0;
+    CHECK_EQ(harness_log_lines - lines, 1);
+    CHECK(ranges_valid(&ranges));
+    CHECK_EQ(ranges.count, 3);
+    CHECK(range_is(&ranges, 2, 60 * GiB, cpu_limit));
+    CHECK_EQ(ranges.ignored_bytes, 4 * GiB + 1 * GiB);
+    CHECK(!directmap_contains(&ranges, PA(cpu_limit), PAGE_SIZE));
+
+    struct mm_area_list usable;
+    struct mb2_usable_stats st;
+    lines = harness_log_lines;
+    REQUIRE(directmap_usable_areas(&info, 36, NULL, 0, &usable, &st) == 0);
+    CHECK_EQ(harness_log_lines - lines, 0);
+    CHECK_EQ(usable.count, 3);
+    CHECK(usable.count == 3 && usable.area[2].start.raw == 60 * GiB &&
+          usable.area[2].end.raw == cpu_limit);
+    for (unsigned i = 0; i < usable.count; i++)
+        CHECK(usable.area[i].end.raw <= cpu_limit);
+    CHECK_EQ(st.reserved_bytes, st.ram_bytes - st.usable_bytes);
+
+    /* A wide CPU: the 16 TiB limit applies, all of it is kept. */
+    REQUIRE(directmap_collect(&info, 52, &ranges) == 0);
+    CHECK_EQ(ranges.ignored_bytes, 0);
+    CHECK(range_is(&ranges, 2, 60 * GiB, 68 * GiB));
+}
+
+/*
+ * Defect 5: a map of 4,000 entries costs O(n log n) steps, counted by
+ * mm_memmap_steps() (comparisons, moves and entries read), not timed.  The
+ * map is the worst case of the old chained scans: tiny adjacent entries
+ * (every eighth one reserved), in descending order.
+ */
+static void test_collect_steps_bound(void)
+{
+    enum { N = 4000 };
+    static struct ent map[N];
+    for (unsigned i = 0; i < N; i++) {
+        uint64_t k = N - 1 - i;
+        map[i] = (struct ent){ 64 * MiB + k * 8 * KiB, 8 * KiB,
+                               k % 8 == 0 ? MB2_MEM_RESERVED : MB2_MEM_AVAILABLE };
+    }
+    REQUIRE(build(&b, map, N, &info) == 0);
+    uint64_t before = mm_memmap_steps();
+    REQUIRE(directmap_collect(&info, 46, &ranges) == 0);
+    uint64_t steps = mm_memmap_steps() - before;
+    /* n log2 n = 4000 * 12 = 48,000: two heapsorts take about 4 n log2 n. */
+    const uint64_t bound = 8 * (uint64_t)N * 12;
+    fprintf(stderr, "  directmap_collect, %u entries: %lu steps (bound %lu)\n", N,
+            (unsigned long)steps, (unsigned long)bound);
+    CHECK(steps >= N);          /* the counted code did the work */
+    CHECK(steps <= bound);
+    CHECK(ranges_valid(&ranges));
+    /* Adjacent entries of any type chain into one described run, RAM in it
+     * is widened over the reserved pieces: one range. */
+    CHECK_EQ(ranges.count, 1);
+    CHECK(range_is(&ranges, 0, 64 * MiB, 64 * MiB + N * 8 * KiB));
+
+    struct mm_area_list usable;
+    struct mb2_usable_stats st;
+    before = mm_memmap_steps();
+    harness_quiet = 1;
+    REQUIRE(directmap_usable_areas(&info, 46, NULL, 0, &usable, &st) == 0);
+    harness_quiet = 0;
+    steps = mm_memmap_steps() - before;
+    fprintf(stderr, "  directmap_usable_areas, %u entries: %lu steps (bound %lu)\n", N,
+            (unsigned long)steps, (unsigned long)bound);
+    CHECK(steps <= bound);
+    CHECK_EQ(usable.count, MM_MAX_AREAS);
+    CHECK_EQ(st.ram_bytes, (uint64_t)(N - N / 8) * 8 * KiB);
 }
 
 /* ------------------------------------- the 2 MiB widening (kept behaviour) */
@@ -221,7 +315,7 @@ static void test_more_ranges_than_areas(void)
     struct mm_area_list usable;
     struct mb2_usable_stats st;
     harness_quiet = 1;
-    REQUIRE(directmap_usable_areas(&info, NULL, 0, &usable, &st) == 0);
+    REQUIRE(directmap_usable_areas(&info, 46, NULL, 0, &usable, &st) == 0);
     harness_quiet = 0;
     CHECK_EQ(usable.count, MM_MAX_AREAS);
     CHECK_EQ(st.dropped_areas, N - MM_MAX_AREAS);
@@ -445,6 +539,8 @@ int main(void)
 {
     RUN(test_limit_clips_and_counts);
     RUN(test_limit_quiet_below);
+    RUN(test_phys_bits_limit);
+    RUN(test_collect_steps_bound);
     RUN(test_widening_only_over_described_bytes);
     RUN(test_more_ranges_than_areas);
     RUN(test_range_capacity);

@@ -46,6 +46,9 @@ static uint32_t mbb_string(struct mbb *b, uint32_t type, const char *s)
 
 struct ent { uint64_t base, len; uint32_t type; };
 
+/* What OVMF gives conventional memory: UC | WC | WT | WB. */
+#define EFI_ATTR_RAM UINT64_C(0xf)
+
 static uint32_t mbb_mmap_ex(struct mbb *b, const struct ent *e, unsigned n,
                             uint32_t entry_size, uint32_t version)
 {
@@ -66,9 +69,10 @@ static uint32_t mbb_mmap(struct mbb *b, const struct ent *e, unsigned n)
     return mbb_mmap_ex(b, e, n, 24, 0);
 }
 
-/* EFI map: ent.len is in bytes (a multiple of 4 KiB), type is an EFI type. */
-static uint32_t mbb_efi_mmap(struct mbb *b, const struct ent *e, unsigned n,
-                             uint32_t desc_size, uint32_t version)
+/* EFI map: ent.len is in bytes (a multiple of 4 KiB), type is an EFI type;
+ * every descriptor gets attribute `attr`. */
+static uint32_t mbb_efi_mmap_attr(struct mbb *b, const struct ent *e, unsigned n,
+                                  uint32_t desc_size, uint32_t version, const uint64_t *attr)
 {
     uint32_t off = mbb_tag(b, MB2_TAG_EFI_MMAP, NULL, 8 + n * desc_size);
     put32(b, off + 8, desc_size);
@@ -79,8 +83,15 @@ static uint32_t mbb_efi_mmap(struct mbb *b, const struct ent *e, unsigned n,
         put64(b, d + 8, e[i].base);
         put64(b, d + 16, 0);
         put64(b, d + 24, e[i].len / PAGE_SIZE);
+        put64(b, d + 32, attr ? attr[i] : EFI_ATTR_RAM);
     }
     return off;
+}
+
+static uint32_t mbb_efi_mmap(struct mbb *b, const struct ent *e, unsigned n,
+                             uint32_t desc_size, uint32_t version)
+{
+    return mbb_efi_mmap_attr(b, e, n, desc_size, version, NULL);
 }
 
 static uint32_t mbb_module(struct mbb *b, uint32_t start, uint32_t end, const char *name)
@@ -101,6 +112,9 @@ static uint32_t mbb_end(struct mbb *b)
 }
 
 #define INFO_PA 0x10000u   /* where the tests pretend the structure lives */
+
+static void expect_error(struct mbb *b, size_t max_size, const char *needle, int line);
+#define EXPECT_ERROR(b, max, needle) expect_error((b), (max), (needle), __LINE__)
 
 static int parse(struct mbb *b, struct mb2_info *info, char *err)
 {
@@ -201,9 +215,14 @@ static void test_bios_map(void)
     CHECK_EQ(info.mem_lower_kib, 639);
     CHECK_EQ(info.mem_upper_kib, (BIOS_TOP - 0x100000) / 1024);
     REQUIRE(info.nmodules == 1);
-    CHECK_EQ(info.modules[0].start.raw, MOD_START);
-    CHECK_EQ(info.modules[0].end.raw, MOD_END);
-    CHECK(strcmp(info.modules[0].cmdline, "initrd") == 0);
+    struct mb2_module mod;
+    uint32_t cursor = 0;
+    REQUIRE(mb2_module_next(&info, &cursor, &mod));
+    CHECK_EQ(mod.start.raw, MOD_START);
+    CHECK_EQ(mod.end.raw, MOD_END);
+    CHECK(strcmp(mod.cmdline, "initrd") == 0);
+    CHECK(!mb2_module_next(&info, &cursor, &mod));
+    CHECK(!mb2_module_next(&info, &cursor, &mod));
     REQUIRE(info.rsdp_old != NULL);
     CHECK_EQ(info.rsdp_old_len, 20);
     CHECK(memcmp(info.rsdp_old, "RSD PTR ", 8) == 0);
@@ -498,6 +517,165 @@ static void test_efi_fallback(void)
     CHECK(area_is(&areas, 0, 0x4000000, 0x4100000));
 }
 
+/* Defect 3: an empty tag 6 must not hide a valid EFI map. */
+static void test_empty_tag6_falls_back_to_efi(void)
+{
+    const struct ent emap[] = { { 0x100000, 0x300000, 7 }, { 0x400000, 0x100000, 0 } };
+    struct mbb b;
+    struct mb2_info info;
+    struct mm_area_list areas;
+    char err[MB2_ERR_LEN];
+
+    mbb_init(&b);
+    mbb_mmap(&b, NULL, 0);
+    mbb_efi_mmap(&b, emap, 2, 48, 1);
+    mbb_end(&b);
+    REQUIRE(parse(&b, &info, err) == 0);
+    CHECK_EQ(info.map_source, MB2_MAP_EFI);
+    CHECK_EQ(info.map_count, 2);
+    REQUIRE(mb2_usable_areas(&info, NULL, 0, &areas, NULL) == 0);
+    CHECK_EQ(areas.count, 1);
+    CHECK(area_is(&areas, 0, 0x100000, 0x400000));
+
+    /* The EFI map first, the empty tag 6 after it: the same. */
+    mbb_init(&b);
+    mbb_efi_mmap(&b, emap, 2, 48, 1);
+    mbb_mmap(&b, NULL, 0);
+    mbb_end(&b);
+    REQUIRE(parse(&b, &info, err) == 0);
+    CHECK_EQ(info.map_source, MB2_MAP_EFI);
+
+    /* An empty tag 6 and nothing else: rejected, naming its offset. */
+    char want[128];
+    mbb_init(&b);
+    uint32_t off = mbb_mmap(&b, NULL, 0);
+    mbb_end(&b);
+    snprintf(want, sizeof want, "memory map tag at offset 0x%x has no entries", off);
+    EXPECT_ERROR(&b, sizeof b.buf, want);
+}
+
+/* Defect 9: soft-reserved or non-write-back EFI RAM is not usable RAM. */
+static void test_efi_attributes(void)
+{
+    const struct ent emap[] = {
+        { 0x100000, 0x100000, 7 },     /* conventional, WB: RAM */
+        { 0x200000, 0x100000, 7 },     /* conventional, WB | SP: soft-reserved */
+        { 0x300000, 0x100000, 7 },     /* conventional, UC only: not RAM */
+        { 0x400000, 0x100000, 2 },     /* loader data, no attributes: not RAM */
+        { 0x500000, 0x100000, 4 },     /* boot services data, WB: RAM */
+        { 0x600000, 0x100000, 3 },     /* boot services code, WB | SP */
+    };
+    const uint64_t attr[] = {
+        EFI_ATTR_RAM, EFI_ATTR_RAM | MB2_EFI_MEMORY_SP, 0x1, 0, MB2_EFI_MEMORY_WB,
+        MB2_EFI_MEMORY_WB | MB2_EFI_MEMORY_SP,
+    };
+    struct mbb b;
+    struct mb2_info info;
+    struct mm_area_list areas;
+    struct mb2_usable_stats st;
+    struct mb2_mmap_entry e;
+    char err[MB2_ERR_LEN];
+
+    mbb_init(&b);
+    mbb_efi_mmap_attr(&b, emap, 6, 48, 1, attr);
+    mbb_end(&b);
+    REQUIRE(parse(&b, &info, err) == 0);
+    const uint32_t want[] = { MB2_MEM_AVAILABLE, MB2_MEM_RESERVED, MB2_MEM_RESERVED,
+                              MB2_MEM_RESERVED, MB2_MEM_AVAILABLE, MB2_MEM_RESERVED };
+    for (unsigned i = 0; i < 6; i++) {
+        REQUIRE(mb2_map_entry(&info, i, &e) == 0);
+        CHECK_EQ(e.type, want[i]);
+        CHECK_EQ(e.efi_attr, attr[i]);
+    }
+    REQUIRE(mb2_usable_areas(&info, NULL, 0, &areas, &st) == 0);
+    CHECK_EQ(areas.count, 2);
+    CHECK(area_is(&areas, 0, 0x100000, 0x200000));
+    CHECK(area_is(&areas, 1, 0x500000, 0x600000));
+    CHECK_EQ(st.ram_bytes, 2 * MiB);
+
+    /* The map print says why each refused range is not RAM. */
+    unsigned long before = harness_log_lines;
+    harness_quiet = 1;
+    mb2_print_map(&info);
+    harness_quiet = 0;
+    CHECK_EQ(harness_log_lines - before, 2 + 6);
+}
+
+/* Defect 12: any number of modules; each is kept out of the usable RAM. */
+static void test_many_modules(void)
+{
+    enum { NMOD = 100 };
+    const struct ent map[] = { { 0x0, 256 * MiB, MB2_MEM_AVAILABLE } };
+    struct mbb b;
+    struct mb2_info info;
+    struct mm_area_list areas;
+    struct mb2_usable_stats st;
+    char err[MB2_ERR_LEN];
+
+    mbb_init(&b);
+    for (uint32_t i = 0; i < NMOD; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "mod%u", i);
+        mbb_module(&b, (uint32_t)(16 * MiB + i * MiB), (uint32_t)(16 * MiB + i * MiB + 0x1800),
+                   name);
+    }
+    mbb_mmap(&b, map, 1);
+    mbb_end(&b);
+    int rc = parse(&b, &info, err);
+    if (rc)
+        fprintf(stderr, "  %s\n", err);
+    REQUIRE(rc == 0);
+    CHECK_EQ(info.nmodules, NMOD);
+
+    struct mb2_module m;
+    unsigned seen = 0;
+    for (uint32_t cursor = 0; mb2_module_next(&info, &cursor, &m); seen++) {
+        char name[16];
+        snprintf(name, sizeof name, "mod%u", seen);
+        CHECK_EQ(m.start.raw, 16 * MiB + seen * MiB);
+        CHECK(strcmp(m.cmdline, name) == 0);
+    }
+    CHECK_EQ(seen, NMOD);
+
+    REQUIRE(mb2_usable_areas(&info, NULL, 0, &areas, &st) == 0);
+    CHECK(list_valid(&areas));
+    CHECK_EQ(areas.count, NMOD + 1);
+    CHECK(area_is(&areas, 0, MiB, 16 * MiB));
+    for (unsigned i = 1; i < NMOD; i++)
+        CHECK(area_is(&areas, i, 16 * MiB + (i - 1) * MiB + 0x2000, 16 * MiB + i * MiB));
+    CHECK(area_is(&areas, NMOD, 16 * MiB + (NMOD - 1) * MiB + 0x2000, 256 * MiB));
+    CHECK_EQ(st.reserved_bytes, MiB + NMOD * 0x2000);
+}
+
+/* More modules than areas: the smallest pieces go, the list stays valid. */
+static void test_modules_split_a_full_list(void)
+{
+    enum { NMOD = MM_MAX_AREAS + 10 };
+    const struct ent map[] = { { 0x0, 1 * GiB, MB2_MEM_AVAILABLE } };
+    static struct mbb b;
+    struct mb2_info info;
+    struct mm_area_list areas;
+    struct mb2_usable_stats st;
+    char err[MB2_ERR_LEN];
+
+    mbb_init(&b);
+    for (uint32_t i = 0; i < NMOD; i++)
+        mbb_module(&b, (uint32_t)(2 * MiB + i * 4 * MiB), (uint32_t)(2 * MiB + i * 4 * MiB + 1),
+                   "m");
+    mbb_mmap(&b, map, 1);
+    mbb_end(&b);
+    REQUIRE(parse(&b, &info, err) == 0);
+    unsigned long before = harness_log_lines;
+    harness_quiet = 1;
+    REQUIRE(mb2_usable_areas(&info, NULL, 0, &areas, &st) == 0);
+    harness_quiet = 0;
+    CHECK_EQ(mm_area_list_check(&areas, "test"), 0);
+    CHECK_EQ(areas.count, MM_MAX_AREAS);
+    CHECK_EQ(st.dropped_areas, NMOD + 1 - MM_MAX_AREAS);
+    CHECK_EQ(harness_log_lines - before, st.dropped_areas);
+    CHECK_EQ(st.ram_bytes, st.usable_bytes + st.reserved_bytes + st.dropped_bytes);
+}
+
 /* Bigger entries (entry_size 32, version 1) are read by their v0 fields. */
 static void test_entry_size_and_version(void)
 {
@@ -634,7 +812,6 @@ static void expect_error(struct mbb *b, size_t max_size, const char *needle, int
         harness_failed++;
     }
 }
-#define EXPECT_ERROR(b, max, needle) expect_error((b), (max), (needle), __LINE__)
 
 static const struct ent one_ram[] = { { 0x100000, 0x1000000, MB2_MEM_AVAILABLE } };
 
@@ -850,7 +1027,7 @@ static void test_malformed_mmap(void)
     off = mbb_efi_mmap(&b, e, 1, 48, 1);
     put64(&b, off + 16 + 24, UINT64_C(1) << 60);
     mbb_end(&b);
-    snprintf(want, sizeof want, "EFI memory map descriptor 0 at offset 0x%x", off + 16);
+    snprintf(want, sizeof want, "EFI memory map entry 0 at offset 0x%x", off + 16);
     EXPECT_ERROR(&b, sizeof b.buf, want);
 
     mbb_init(&b);
@@ -882,6 +1059,10 @@ int main(void)
     RUN(test_info_and_modules_reserved);
     RUN(test_too_many_areas);
     RUN(test_efi_fallback);
+    RUN(test_empty_tag6_falls_back_to_efi);
+    RUN(test_efi_attributes);
+    RUN(test_many_modules);
+    RUN(test_modules_split_a_full_list);
     RUN(test_entry_size_and_version);
     RUN(test_random_against_model);
     RUN(test_malformed_sizes);

@@ -60,8 +60,9 @@ static void areas_avoid_low_memory_and_kernel(struct ktest *t)
         KEXPECT(t, s >= MiB);
         KEXPECT(t, !overlaps(s, e, k0, k1));
         KEXPECT(t, !overlaps(s, e, info->pa.raw, info->pa.raw + info->total_size));
-        for (unsigned m = 0; m < info->nmodules; m++)
-            KEXPECT(t, !overlaps(s, e, info->modules[m].start.raw, info->modules[m].end.raw));
+        struct mb2_module m;
+        for (uint32_t cursor = 0; mb2_module_next(info, &cursor, &m);)
+            KEXPECT(t, !overlaps(s, e, m.start.raw, m.end.raw));
     }
 }
 
