@@ -1,88 +1,40 @@
 /*
- * mm/buddy.c - page-list buddy allocator for physical frames (the "pages"
- * of the lists are 2 KiB list blocks, two per 4 KiB frame).
+ * mm/buddy.c - buddy allocator for physical frames.
  *
  * Algorithm.  Free memory is a set of blocks; a block of order k is 2^k
- * frames aligned to 2^k frames (order 0 = 4 KiB .. 18 = 1 GiB).  The buddy
- * of the block at relative frame number rel is the block at rel ^ 2^k.
- * buddy_alloc pops a block from the smallest non-empty order >= the request
- * and pushes the unused upper halves onto the lower orders.  buddy_free
- * merges the block with its buddy while the buddy is free, then pushes the
- * result.  Both are O(orders), independent of fragmentation.
+ * frames aligned to 2^k frames (order 0 = 4 KiB .. 18 = 1 GiB); its buddy
+ * is the block at relative frame number rel ^ 2^k.  buddy_alloc pops a
+ * block from the smallest non-empty order >= the request and pushes the
+ * unused upper halves onto the lower orders.  buddy_free merges the block
+ * with its buddy while the buddy is free, then pushes the result.  Both are
+ * O(orders), independent of fragmentation: every free block carries a
+ * back-index to its list slot, so a buddy leaves the middle of its list in
+ * O(1) ("Free lists" below).
  *
- * Free lists.  The free list of each order is a stack of list blocks: 2 KiB
- * half-pages (BUDDY_LIST_UNIT_SIZE; two per 4 KiB frame of the reserve)
- * holding a 16-byte header and an array of up to 508 block numbers (32-bit
- * frame numbers relative to the span base).  Only the top list block is
- * partly filled; every one below it is full.  Push and pop work on the top
- * list block.  To remove a block from the middle (its buddy is being
- * freed), every free block carries in its first 16 bytes a back-index
- * {magic, order, physical address of its slot}; the block is removed by
- * moving the top list block's last entry into that slot and re-pointing
- * the moved block's back-index.
- *
- * Bitmaps.  Per order, free_bits has one bit per block of that order over
- * the span: set iff that block is in a free list.  It is authoritative; a
- * back-index is only read when the bit says the block is free, and it is
- * cross-checked (a mismatch is a broken invariant and panics).  Per order,
- * alloc_bits has one bit per block: set iff that exact block was returned
- * by buddy_alloc and not yet freed.  buddy_free refuses, before touching
- * anything, a block whose alloc bit is clear: a double free, a partial
- * free, a free with the wrong size, or memory it never handed out.  Both
- * bitmaps together cost about span / 8 KiB bytes.
- *
- * Lazy bitmaps.  The span is cut into 1 GiB chunks (one max-order block
- * each).  Orders 0..12 have at least 64 bits, i.e. whole words, per chunk;
- * their words of a chunk are zeroed only when a bit of that chunk is first
- * set or cleared (both bitmaps, all those orders at once, about 128 KiB),
- * and chunk_ready_bits records which chunks are done.  Until then every
- * low-order bit of the chunk reads as 0 and its words are never read, so
- * whatever the RAM held is harmless.  Reading never initialises.  Orders
- * 13..18 (bits of several chunks share a word) are zeroed at init.  All
- * bit access takes (order, rel): block_bit checks the chunk and works for
- * any block (bad-input checks, buddy_check); the ready_bit* fast-path
- * accessors skip the check, because each operation settles its chunk once
- * at its start and a block below 1 GiB and all its buddies share a chunk.
- * A chunk seeded as one 1 GiB block stays untouched until something
- * smaller is carved from it.
- *
- * Where list blocks come from.  All list blocks are reserved once, at
- * init, from the metadata carve; they are never taken from or given back
- * to the buddy itself.  Emptied list blocks go to a private stack and are
- * reused by any order.  So a push never allocates, a pop never frees,
- * nothing recurses, a free cannot fail for lack of list space, and after
- * everything is freed the block layout is exactly the initial one.  The
- * reserve is sized for the worst case: of the two frames 2i and 2i+1 at
- * most one can start a free block (if both are free they are buddies and
- * merged), so there are at most managed/2 + areas free blocks, and the
- * list blocks in use are at most floor(that / 508) + 10 (see
- * list_reserve_extra for the bound): about managed / 2032 bytes plus a
- * fixed 20 KiB.  With the bitmaps this is under 0.1% of RAM from 64 MiB
- * up (60 KiB, 0.098%, for the 61 MiB a 64 MiB guest manages; 0.06%,
- * 2.6 MiB, for 4 GiB).
- *
- * Metadata placement.  buddy_init computes the size of the reserve, the
- * chunk bitmap (one bit per GiB) and both bitmaps, which follow the last
- * list block directly (so an odd number of list blocks wastes no half
- * frame), rounds the sum up to whole frames and carves it from the end of
- * the smallest range that can hold it (least damage to large blocks);
- * those frames are neither free nor counted in "total".  The rest is
- * seeded as the largest aligned blocks, each pushed through the merging
- * free path so the initial state is already fully coalesced.  Cost:
- * O(areas * orders + span / 1 GiB) plus about 128 KiB of zeroing per
- * chunk that receives a block below 1 GiB (the chunks at area edges and
- * the one holding the carve); the list blocks and the low-order bitmap
- * words of whole-GiB chunks are not touched, so a guest with hundreds of
- * GiB initialises about as fast as one with 1 GiB.
+ * Invariants (buddy_check verifies them).
+ *  - free_bits[k] (one bit per block of order k over the span) is set iff
+ *    that block is in the free list of order k.  It is authoritative: a
+ *    back-index is read only when the bit says the block is free, and is
+ *    cross-checked (a mismatch is a broken invariant and panics).
+ *  - alloc_bits[k] is set iff that exact block was returned by buddy_alloc
+ *    and not yet freed; buddy_free refuses any other block (double free,
+ *    partial free, wrong size, never handed out) before touching anything.
+ *  - No free block has a free buddy: fully coalesced, from init on.
+ *  - List blocks come only from a reserve carved at init for the worst
+ *    case: a push never allocates, a free cannot fail, and after everything
+ *    is freed the block layout is exactly the initial one.
+ *  - The bits of orders below BUDDY_LAZY_ORDERS in a 1 GiB chunk are read
+ *    only once that chunk is ready ("Lazy bitmaps" below).
  *
  * Who hands memory to whom.  mm init gives the bump allocator's leftovers
- * to buddy_init; from then on the buddy owns them and hands blocks to the
- * kernel, and single frames to the page-table mapper through the
- * struct frame_allocator adapter.
+ * to buddy_init, which keeps a few frames for its metadata and hands out
+ * the rest: blocks to the kernel, single frames to the page-table mapper
+ * through the struct frame_allocator adapter.
  *
  * Locking.  b->lock (interrupt-safe spinlock) protects every field of
  * struct buddy, the bitmaps, the list blocks and the back-indexes in free
- * blocks.  Every public function takes it; *_locked functions expect it.
+ * blocks.  Every public function takes it; *_locked functions assert it.
+ * The geometry is set by buddy_init before publication, then read-only.
  */
 #include <mm/buddy.h>
 #include <mm/log.h>
@@ -125,25 +77,11 @@ _Static_assert(BUDDY_MAX_ORDER == PAGE_1G_SHIFT - PAGE_SHIFT, "max order is 1 Gi
 
 /* ------------------------------------------------------------ helpers */
 
-static inline bool bit_get(const uint64_t *bits, uint64_t idx)
-{
-    return (bits[idx >> 6] >> (idx & 63)) & 1;
-}
+static inline bool bit_get(const uint64_t *w, uint64_t i) { return (w[i >> 6] >> (i & 63)) & 1; }
+static inline void bit_set(uint64_t *w, uint64_t i) { w[i >> 6] |= UINT64_C(1) << (i & 63); }
+static inline void bit_clear(uint64_t *w, uint64_t i) { w[i >> 6] &= ~(UINT64_C(1) << (i & 63)); }
 
-static inline void bit_set(uint64_t *bits, uint64_t idx)
-{
-    bits[idx >> 6] |= UINT64_C(1) << (idx & 63);
-}
-
-static inline void bit_clear(uint64_t *bits, uint64_t idx)
-{
-    bits[idx >> 6] &= ~(UINT64_C(1) << (idx & 63));
-}
-
-static inline unsigned floor_log2_u64(uint64_t x)
-{
-    return 63u - (unsigned)__builtin_clzll(x);
-}
+static inline unsigned floor_log2_u64(uint64_t x) { return 63u - (unsigned)__builtin_clzll(x); }
 
 /* Relative frame number -> physical address, and back. */
 static inline phys_addr_t rel_to_pa(const struct buddy *b, uint64_t rel)
@@ -156,10 +94,7 @@ static inline struct buddy_free_hdr *block_hdr(const struct buddy *b, uint64_t r
     return pa_to_ptr(rel_to_pa(b, rel));
 }
 
-static inline struct buddy_list_block *list_block(uint64_t pa)
-{
-    return pa_to_ptr(PA(pa));
-}
+static inline struct buddy_list_block *list_block(uint64_t pa) { return pa_to_ptr(PA(pa)); }
 
 /* End of the reserved list blocks; the bitmaps start here. */
 static inline uint64_t pool_end_pa(const struct buddy *b)
@@ -169,9 +104,28 @@ static inline uint64_t pool_end_pa(const struct buddy *b)
 
 /* ------------------------------------------------------------ bitmaps */
 
-static uint64_t span_nchunks(const struct buddy *b)
+/*
+ * Lazy bitmaps.  The span is cut into 1 GiB chunks (one max-order block
+ * each).  Orders 0..12 have whole words per chunk; a chunk's words of those
+ * orders (both bitmaps) are zeroed only when a bit of that chunk is first
+ * set or cleared, and chunk_ready_bits records which chunks are done.
+ * Until then every low-order bit of the chunk reads as 0 and its words are
+ * never read, so whatever the RAM held is harmless; reading never
+ * initialises.  Orders 13..18 (chunks share words) are zeroed at init.  A
+ * chunk seeded as one 1 GiB block stays untouched until something smaller
+ * is carved from it.  Both bitmaps cost about span / 8 KiB bytes.
+ */
+
+/* 1 GiB chunks in a span of span_npages frames. */
+static uint64_t nchunks(uint64_t span_npages)
 {
-    return (b->span_npages + (UINT64_C(1) << BUDDY_CHUNK_SHIFT) - 1) >> BUDDY_CHUNK_SHIFT;
+    return (span_npages + (UINT64_C(1) << BUDDY_CHUNK_SHIFT) - 1) >> BUDDY_CHUNK_SHIFT;
+}
+
+/* Words of chunk_ready_bits: one bit per chunk (at most 2 KiB). */
+static uint64_t chunk_bitmap_words(uint64_t span_npages)
+{
+    return (nchunks(span_npages) + 63) / 64;
 }
 
 /* Words of one bitmap of a lazy order per chunk: 2^18 >> order bits. */
@@ -180,13 +134,14 @@ static inline uint64_t chunk_nwords(unsigned order)
     return UINT64_C(1) << (BUDDY_CHUNK_SHIFT - 6 - order);
 }
 
-static uint64_t bitmap_words(const struct buddy *b, unsigned order)
+/* Words of one bitmap of `order` over a span of span_npages frames. */
+static uint64_t span_bitmap_words(uint64_t span_npages, unsigned order)
 {
     /* Two spare bits: the last (partial) block and its buddy are addressable. */
-    uint64_t nwords = ((b->span_npages >> order) + 2 + 63) / 64;
+    uint64_t nwords = ((span_npages >> order) + 2 + 63) / 64;
     /* Lazy orders: that buddy is in the same chunk, so whole chunks suffice. */
-    if (order < BUDDY_LAZY_ORDERS && nwords > span_nchunks(b) * chunk_nwords(order))
-        nwords = span_nchunks(b) * chunk_nwords(order);
+    if (order < BUDDY_LAZY_ORDERS && nwords > nchunks(span_npages) * chunk_nwords(order))
+        nwords = nchunks(span_npages) * chunk_nwords(order);
     return nwords;
 }
 
@@ -202,11 +157,12 @@ static inline bool chunk_ready(const struct buddy *b, unsigned order, uint64_t r
 __attribute__((cold, noinline))
 static void chunk_init_locked(struct buddy *b, uint64_t chunk)
 {
+    MM_ASSERT_LOCKED(&b->lock);
     for (unsigned k = 0; k < BUDDY_LAZY_ORDERS; k++) {
-        uint64_t first = chunk * chunk_nwords(k);
-        uint64_t end = first + chunk_nwords(k);
-        if (end > bitmap_words(b, k))
-            end = bitmap_words(b, k);       /* the last chunk may be partial */
+        uint64_t first = chunk * chunk_nwords(k), end = first + chunk_nwords(k);
+        uint64_t nwords = span_bitmap_words(b->span_npages, k);
+        if (end > nwords)
+            end = nwords;                   /* the last chunk may be partial */
         for (uint64_t i = first; i < end; i++) {
             b->free_bits[k][i] = 0;
             b->alloc_bits[k][i] = 0;
@@ -216,7 +172,7 @@ static void chunk_init_locked(struct buddy *b, uint64_t chunk)
 }
 
 /* Make the bits of `order` around rel valid, before one is set. */
-static inline void chunk_prepare_locked(struct buddy *b, unsigned order, uint64_t rel)
+static inline void chunk_prepare(struct buddy *b, unsigned order, uint64_t rel)
 {
     if (__builtin_expect(!chunk_ready(b, order, rel), 0))
         chunk_init_locked(b, rel >> BUDDY_CHUNK_SHIFT);
@@ -232,15 +188,10 @@ static inline bool block_bit(const struct buddy *b, uint64_t *const *bits,
     return chunk_ready(b, order, rel) && bit_get(bits[order], rel >> order);
 }
 
-/*
- * The same without the check, for the fast paths, where the chunk of rel
- * is known ready (or the order is eager).  That holds in every call below:
- * a chunk never becomes unready, a block below order 18 and its buddy
- * share a chunk, and each operation settles its chunk once at its start
- * (buddy_free through block_bit on the alloc bit, alloc_locked because
- * the block was listed or through chunk_prepare_locked, the seeding loop
- * through chunk_prepare_locked).
- */
+/* The same without the check, for the fast paths: a chunk never becomes
+ * unready, a block below 1 GiB and its buddies share a chunk, and each
+ * operation settles its chunk at its start (buddy_free through the alloc
+ * bit, alloc_locked and the seeding loop through chunk_prepare). */
 static inline bool ready_bit(uint64_t *const *bits, unsigned order, uint64_t rel)
 {
     return bit_get(bits[order], rel >> order);
@@ -258,17 +209,24 @@ static inline void ready_bit_clear(uint64_t *const *bits, unsigned order, uint64
 
 /* -------------------------------------------------- list block reserve */
 
-static uint64_t pool_take_locked(struct buddy *b, unsigned order)
+/* List blocks are reserved once, at init, from the metadata carve (never
+ * taken from the buddy itself); emptied ones go to a private stack, reused
+ * by any order.  list_reserve_extra gives the worst-case size.
+ * The reserve and free-list helpers (pool_*, list_*, chunk_prepare) need
+ * b->lock but run only inside alloc_locked, free_merge_locked and
+ * init_seed_locked, which assert it: they are not *_locked functions, so
+ * the split and merge loops do not repeat the check once per order. */
+
+static uint64_t pool_take(struct buddy *b, unsigned order)
 {
     uint64_t pa = b->list_pool_free.raw;
-
     if (pa != BUDDY_NO_BLOCK) {
         b->list_pool_free = PA(list_block(pa)->next_pa);
     } else {
         if (b->list_pool_next >= b->list_pool_nblocks)
-            mm_panic("buddy: list block reserve exhausted (order %u, %llu in use of %llu)",
-                     order, (unsigned long long)b->list_blocks_in_use,
-                     (unsigned long long)b->list_pool_nblocks);
+            mm_panic("buddy: list block reserve exhausted (order %u, %lu in use of %lu)",
+                     order, (unsigned long)b->list_blocks_in_use,
+                     (unsigned long)b->list_pool_nblocks);
         pa = b->list_pool_base.raw + b->list_pool_next * BUDDY_LIST_UNIT_SIZE;
         b->list_pool_next++;
     }
@@ -276,7 +234,7 @@ static uint64_t pool_take_locked(struct buddy *b, unsigned order)
     return pa;
 }
 
-static void pool_put_locked(struct buddy *b, uint64_t pa)
+static void pool_put(struct buddy *b, uint64_t pa)
 {
     list_block(pa)->magic = 0;
     list_block(pa)->next_pa = b->list_pool_free.raw;
@@ -286,14 +244,23 @@ static void pool_put_locked(struct buddy *b, uint64_t pa)
 
 /* ---------------------------------------------------------- free lists */
 
+/*
+ * Free lists.  The list of each order is a stack of list blocks: 2 KiB
+ * half-pages of the reserve holding a 16-byte header and up to 508 block
+ * numbers (32-bit frame numbers relative to the span base).  Only the top
+ * list block is partly filled.  To remove a block from the middle (its
+ * buddy is being freed), every free block carries in its first 16 bytes a
+ * back-index {magic, order, pa of its slot}; the top list block's last
+ * entry moves into that slot and the moved block's back-index follows.
+ */
+
 /* Make block (rel, order) free: list it, write its back-index, set its bit. */
-static void list_push_locked(struct buddy *b, unsigned order, uint64_t rel)
+static void list_push(struct buddy *b, unsigned order, uint64_t rel)
 {
     uint64_t top_pa = b->list_top[order].raw;
     struct buddy_list_block *top = top_pa != BUDDY_NO_BLOCK ? list_block(top_pa) : NULL;
-
     if (!top || top->count == BUDDY_LIST_CAP) {
-        uint64_t new_pa = pool_take_locked(b, order);
+        uint64_t new_pa = pool_take(b, order);
         struct buddy_list_block *blk = list_block(new_pa);
         blk->next_pa = top_pa;
         blk->count = 0;
@@ -318,12 +285,12 @@ static void list_push_locked(struct buddy *b, unsigned order, uint64_t rel)
 }
 
 /* Bookkeeping common to pop and remove, after the entry left its slot. */
-static void list_account_removal_locked(struct buddy *b, unsigned order, uint64_t rel,
-                                        struct buddy_list_block *top, uint64_t top_pa)
+static void list_account_removal(struct buddy *b, unsigned order, uint64_t rel,
+                                 struct buddy_list_block *top, uint64_t top_pa)
 {
     if (top->count == 0) {
         b->list_top[order] = PA(top->next_pa);
-        pool_put_locked(b, top_pa);
+        pool_put(b, top_pa);
     }
     /* The stale back-index stays: the clear bit says it is meaningless. */
     ready_bit_clear(b->free_bits, order, rel);
@@ -339,48 +306,44 @@ static void check_back_index(const struct buddy *b, unsigned order, uint64_t rel
     uint64_t slot = h->slot_pa;
     bool slot_ok = slot >= b->list_pool_base.raw && slot < pool_end_pa(b) &&
                    (slot & (BUDDY_LIST_UNIT_SIZE - 1)) >= BUDDY_LIST_HDR && (slot & 3) == 0;
-
     if (h->magic != BUDDY_FREE_MAGIC || h->order != order || !slot_ok ||
         *(const uint32_t *)pa_to_ptr(PA(slot)) != (uint32_t)rel)
-        mm_panic("%s: corrupt free block pa 0x%llx order %u: magic 0x%x order %u slot 0x%llx",
-                 fn, (unsigned long long)rel_to_pa(b, rel).raw, order, h->magic, h->order,
-                 (unsigned long long)slot);
+        mm_panic("%s: corrupt free block pa %#lx order %u: magic 0x%x order %u slot %#lx",
+                 fn, (unsigned long)rel_to_pa(b, rel).raw, order, h->magic, h->order,
+                 (unsigned long)slot);
 }
 
 /* Take the most recently pushed block of `order` off its list. */
-static uint64_t list_pop_locked(struct buddy *b, unsigned order)
+static uint64_t list_pop(struct buddy *b, unsigned order)
 {
     uint64_t top_pa = b->list_top[order].raw;
     struct buddy_list_block *top = list_block(top_pa);
-
     MM_BUG_ON(top_pa == BUDDY_NO_BLOCK || top->count == 0);
     uint64_t rel = top->entry[--top->count];
     if (!ready_bit(b->free_bits, order, rel))
-        mm_panic("buddy_alloc: listed block pa 0x%llx order %u not marked free",
-                 (unsigned long long)rel_to_pa(b, rel).raw, order);
+        mm_panic("buddy_alloc: listed block pa %#lx order %u not marked free",
+                 (unsigned long)rel_to_pa(b, rel).raw, order);
     check_back_index(b, order, rel, block_hdr(b, rel), "buddy_alloc");
-    list_account_removal_locked(b, order, rel, top, top_pa);
+    list_account_removal(b, order, rel, top, top_pa);
     return rel;
 }
 
 /* Remove free block (rel, order) from the middle of its list in O(1). */
-static void list_remove_locked(struct buddy *b, unsigned order, uint64_t rel)
+static void list_remove(struct buddy *b, unsigned order, uint64_t rel)
 {
     struct buddy_free_hdr *h = block_hdr(b, rel);
     check_back_index(b, order, rel, h, "buddy_free");
-
     uint64_t top_pa = b->list_top[order].raw;
     struct buddy_list_block *top = list_block(top_pa);
     uint32_t *slot = pa_to_ptr(PA(h->slot_pa));
     uint32_t *last = &top->entry[top->count - 1];
-
     if (slot != last) {
         uint64_t moved = *last;
         *slot = (uint32_t)moved;
         block_hdr(b, moved)->slot_pa = h->slot_pa;
     }
     top->count--;
-    list_account_removal_locked(b, order, rel, top, top_pa);
+    list_account_removal(b, order, rel, top, top_pa);
 }
 
 /* ------------------------------------------------------- core of alloc/free */
@@ -388,18 +351,18 @@ static void list_remove_locked(struct buddy *b, unsigned order, uint64_t rel)
 /* Pop a block of exactly `order`, splitting a larger one if needed. */
 static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
 {
-    MM_BUG_ON(!b->lock.locked);       /* cheap check: no CPU-id lookup */
+    MM_ASSERT_LOCKED(&b->lock);
     uint32_t avail = b->nonempty_mask >> order;
     if (!avail)
         return -MM_ENOMEM;
 
     unsigned k = order + (unsigned)__builtin_ctz(avail);
-    uint64_t rel = list_pop_locked(b, k);
+    uint64_t rel = list_pop(b, k);
     if (k >= BUDDY_LAZY_ORDERS)        /* a listed lazy-order block has a ready chunk */
-        chunk_prepare_locked(b, order, rel);
+        chunk_prepare(b, order, rel);
     while (k > order) {
         k--;
-        list_push_locked(b, k, rel + (UINT64_C(1) << k));
+        list_push(b, k, rel + (UINT64_C(1) << k));
     }
     ready_bit_set(b->alloc_bits, order, rel);
     *rel_out = rel;
@@ -410,23 +373,22 @@ static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
  * Its chunk must be ready (see ready_bit). */
 static void free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
 {
-    MM_BUG_ON(!b->lock.locked);
+    MM_ASSERT_LOCKED(&b->lock);
     while (order < BUDDY_MAX_ORDER) {
         uint64_t buddy_rel = rel ^ (UINT64_C(1) << order);
         if (!ready_bit(b->free_bits, order, buddy_rel))
             break;
-        list_remove_locked(b, order, buddy_rel);
+        list_remove(b, order, buddy_rel);
         rel &= ~(UINT64_C(1) << order);
         order++;
     }
-    list_push_locked(b, order, rel);
+    list_push(b, order, rel);
 }
 
 /* Is [pa, pa + npages frames) inside one managed range?  O(log areas). */
 static bool in_managed_ranges(const struct buddy *b, uint64_t pa, uint64_t npages)
 {
     unsigned lo = 0, hi = b->ranges.count;
-
     while (lo < hi) {                       /* first area with end > pa */
         unsigned mid = (lo + hi) / 2;
         if (b->ranges.area[mid].end.raw <= pa)
@@ -454,8 +416,8 @@ int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out)
 {
     unsigned order;
     if (!order_of_npages(npages, &order)) {
-        mm_printf("buddy_alloc: bad count %llu (want a power of two 1..%llu)\n",
-                  (unsigned long long)npages, (unsigned long long)BUDDY_MAX_NPAGES);
+        mm_printf("buddy_alloc: bad count %lu (want a power of two 1..%lu)\n",
+                  (unsigned long)npages, (unsigned long)BUDDY_MAX_NPAGES);
         return -MM_EINVAL;
     }
 
@@ -471,25 +433,24 @@ int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out)
     return 0;
 }
 
+/* The one log line of a refused buddy_free; returns err. */
+static int free_refused(phys_addr_t pa, uint64_t npages, const char *why, int err)
+{
+    mm_printf("buddy_free: pa %#lx npages %lu: %s\n", (unsigned long)pa.raw,
+              (unsigned long)npages, why);
+    return err;
+}
+
 int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
 {
     unsigned order;
-    if (!order_of_npages(npages, &order)) {
-        mm_printf("buddy_free: pa 0x%llx: bad count %llu\n",
-                  (unsigned long long)pa.raw, (unsigned long long)npages);
-        return -MM_EINVAL;
-    }
-    if (!is_aligned_u64(pa.raw, npages * PAGE_SIZE)) {
-        mm_printf("buddy_free: pa 0x%llx not aligned to %llu pages\n",
-                  (unsigned long long)pa.raw, (unsigned long long)npages);
-        return -MM_EINVAL;
-    }
+    if (!order_of_npages(npages, &order))
+        return free_refused(pa, npages, "bad count (want a power of two)", -MM_EINVAL);
+    if (!is_aligned_u64(pa.raw, npages * PAGE_SIZE))
+        return free_refused(pa, npages, "pa not aligned to npages frames", -MM_EINVAL);
     uint64_t pfn = pa_to_pfn(pa);
-    if (pfn < b->base_pfn || pfn - b->base_pfn >= b->span_npages) {
-        mm_printf("buddy_free: pa 0x%llx npages %llu outside the managed span\n",
-                  (unsigned long long)pa.raw, (unsigned long long)npages);
-        return -MM_EFAULT;
-    }
+    if (pfn < b->base_pfn || pfn - b->base_pfn >= b->span_npages)
+        return free_refused(pa, npages, "outside the managed span", -MM_EFAULT);
     uint64_t rel = pfn - b->base_pfn;
 
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
@@ -497,15 +458,10 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
     if (__builtin_expect(!block_bit(b, b->alloc_bits, order, rel), 0)) {
         bool managed = in_managed_ranges(b, pa.raw, npages);
         mm_spin_unlock_irqrestore(&b->lock, flags);
-        if (!managed) {
-            mm_printf("buddy_free: pa 0x%llx npages %llu outside the managed ranges\n",
-                      (unsigned long long)pa.raw, (unsigned long long)npages);
-            return -MM_EFAULT;
-        }
-        mm_printf("buddy_free: pa 0x%llx npages %llu is not an allocated block "
-                  "(double free or wrong size)\n",
-                  (unsigned long long)pa.raw, (unsigned long long)npages);
-        return -MM_ENOENT;
+        if (!managed)
+            return free_refused(pa, npages, "outside the managed ranges", -MM_EFAULT);
+        return free_refused(pa, npages, "not an allocated block (double free or wrong size)",
+                            -MM_ENOENT);
     }
     ready_bit_clear(b->alloc_bits, order, rel);     /* set, so its chunk is ready */
     free_merge_locked(b, order, rel);
@@ -537,16 +493,14 @@ void buddy_dump(struct buddy *b)
     struct buddy_usage u;
     char line[256];
     int len = 0;
-
     buddy_free_blocks(b, counts);
     buddy_usage(b, &u);
     len += mm_snprintf(line, sizeof line, "buddy: free blocks by order:");
     for (unsigned k = 0; k < BUDDY_NR_ORDERS && len < (int)sizeof line; k++)
-        len += mm_snprintf(line + len, sizeof line - (size_t)len, " %llu",
-                           (unsigned long long)counts[k]);
-    mm_printf("%s; free %llu / %llu pages, meta %llu\n", line,
-              (unsigned long long)u.free_npages, (unsigned long long)u.total_npages,
-              (unsigned long long)u.meta_npages);
+        len += mm_snprintf(line + len, sizeof line - (size_t)len, " %lu", (unsigned long)counts[k]);
+    mm_printf("%s; free %lu / %lu pages, meta %lu\n", line,
+              (unsigned long)u.free_npages, (unsigned long)u.total_npages,
+              (unsigned long)u.meta_npages);
 }
 
 /* ---------------------------------------------------------------- check */
@@ -563,12 +517,12 @@ static uint64_t popcount_bits(const uint64_t *bits, uint64_t nwords)
 /* Set bits in one bitmap of `order`; untouched chunks count as zero. */
 static uint64_t count_marked(const struct buddy *b, const uint64_t *bits, unsigned order)
 {
-    uint64_t nwords = bitmap_words(b, order);
+    uint64_t nwords = span_bitmap_words(b->span_npages, order);
     if (order >= BUDDY_LAZY_ORDERS)
         return popcount_bits(bits, nwords);
 
     uint64_t n = 0;
-    for (uint64_t c = 0; c < span_nchunks(b); c++) {
+    for (uint64_t c = 0; c < nchunks(b->span_npages); c++) {
         if (!bit_get(b->chunk_ready_bits, c))
             continue;
         uint64_t first = c * chunk_nwords(order);
@@ -578,53 +532,59 @@ static uint64_t count_marked(const struct buddy *b, const uint64_t *bits, unsign
     return n;
 }
 
+/* Check one free block listed at order k: aligned, marked, back-index
+ * consistent, buddy not free, not allocated, not inside a larger free one. */
+static void check_listed_block(const struct buddy *b, unsigned k, uint32_t i, uint64_t rel)
+{
+    if (rel >= b->span_npages || (rel & ((UINT64_C(1) << k) - 1)) ||
+        !block_bit(b, b->free_bits, k, rel))
+        mm_panic("buddy_check: order %u entry %u = rel %#lx bad or not marked",
+                 k, i, (unsigned long)rel);
+    check_back_index(b, k, rel, block_hdr(b, rel), "buddy_check");
+    if (k < BUDDY_MAX_ORDER && block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
+        mm_panic("buddy_check: order %u block rel %#lx and its buddy both free",
+                 k, (unsigned long)rel);
+    if (block_bit(b, b->alloc_bits, k, rel))
+        mm_panic("buddy_check: order %u block rel %#lx free and allocated", k, (unsigned long)rel);
+    for (unsigned j = k + 1; j < BUDDY_NR_ORDERS; j++)
+        if (block_bit(b, b->free_bits, j, rel))
+            mm_panic("buddy_check: order %u block rel %#lx inside free order %u",
+                     k, (unsigned long)rel, j);
+}
+
+/* Check the free list of order k against its bitmap and counters; returns
+ * the blocks listed and adds the list blocks it uses to *nlist_blocks. */
+static uint64_t check_order(const struct buddy *b, unsigned k, uint64_t *nlist_blocks)
+{
+    uint64_t n = 0;
+    bool first = true;
+    for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa) {
+        struct buddy_list_block *p = list_block(pa);
+        if (pa < b->list_pool_base.raw || pa >= pool_end_pa(b) ||
+            p->magic != BUDDY_LIST_MAGIC || p->order != k || p->count == 0 ||
+            p->count > BUDDY_LIST_CAP || (!first && p->count != BUDDY_LIST_CAP))
+            mm_panic("buddy_check: bad list block %#lx order %u: magic 0x%x order %u count %u",
+                     (unsigned long)pa, k, p->magic, p->order, p->count);
+        for (uint32_t i = 0; i < p->count; i++)
+            check_listed_block(b, k, i, p->entry[i]);
+        n += p->count;
+        (*nlist_blocks)++;
+        first = false;
+    }
+    uint64_t marked = count_marked(b, b->free_bits[k], k);
+    if (n != b->nfree_blocks[k] || marked != n || ((b->nonempty_mask >> k) & 1) != (n != 0))
+        mm_panic("buddy_check: order %u: %lu listed, %lu counted, %lu marked, mask 0x%x",
+                 k, (unsigned long)n, (unsigned long)b->nfree_blocks[k],
+                 (unsigned long)marked, b->nonempty_mask);
+    return n;
+}
+
 void buddy_check(struct buddy *b)
 {
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     uint64_t free_npages = 0, blocks_in_lists = 0;
-
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
-        uint64_t n = 0;
-        bool first = true;
-        for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa) {
-            struct buddy_list_block *p = list_block(pa);
-            if (pa < b->list_pool_base.raw || pa >= pool_end_pa(b) ||
-                p->magic != BUDDY_LIST_MAGIC || p->order != k || p->count == 0 ||
-                p->count > BUDDY_LIST_CAP || (!first && p->count != BUDDY_LIST_CAP))
-                mm_panic("buddy_check: bad list block 0x%llx order %u: "
-                         "magic 0x%x order %u count %u",
-                         (unsigned long long)pa, k, p->magic, p->order, p->count);
-            for (uint32_t i = 0; i < p->count; i++) {
-                uint64_t rel = p->entry[i];
-                if (rel >= b->span_npages || (rel & ((UINT64_C(1) << k) - 1)) ||
-                    !block_bit(b, b->free_bits, k, rel))
-                    mm_panic("buddy_check: order %u entry %u = rel 0x%llx bad or not marked",
-                             k, i, (unsigned long long)rel);
-                check_back_index(b, k, rel, block_hdr(b, rel), "buddy_check");
-                if (k < BUDDY_MAX_ORDER &&
-                    block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
-                    mm_panic("buddy_check: order %u block rel 0x%llx and its buddy both free",
-                             k, (unsigned long long)rel);
-                if (block_bit(b, b->alloc_bits, k, rel))
-                    mm_panic("buddy_check: order %u block rel 0x%llx free and allocated",
-                             k, (unsigned long long)rel);
-                for (unsigned j = k + 1; j < BUDDY_NR_ORDERS; j++)
-                    if (block_bit(b, b->free_bits, j, rel))
-                        mm_panic("buddy_check: order %u block rel 0x%llx inside free order %u",
-                                 k, (unsigned long long)rel, j);
-            }
-            n += p->count;
-            blocks_in_lists++;
-            first = false;
-        }
-        uint64_t marked = count_marked(b, b->free_bits[k], k);
-        if (n != b->nfree_blocks[k] || marked != n ||
-            ((b->nonempty_mask >> k) & 1) != (n != 0))
-            mm_panic("buddy_check: order %u: %llu listed, %llu counted, %llu marked, mask 0x%x",
-                     k, (unsigned long long)n, (unsigned long long)b->nfree_blocks[k],
-                     (unsigned long long)marked, b->nonempty_mask);
-        free_npages += n << k;
-    }
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        free_npages += check_order(b, k, &blocks_in_lists) << k;
 
     uint64_t stacked = 0;
     for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa)
@@ -633,31 +593,16 @@ void buddy_check(struct buddy *b)
         blocks_in_lists != b->list_blocks_in_use ||
         blocks_in_lists + stacked != b->list_pool_next ||
         b->list_pool_next > b->list_pool_nblocks)
-        mm_panic("buddy_check: free %llu vs %llu (total %llu), list blocks %llu vs %llu, "
-                 "stacked %llu, used once %llu of %llu",
-                 (unsigned long long)free_npages, (unsigned long long)b->free_npages,
-                 (unsigned long long)b->total_npages, (unsigned long long)blocks_in_lists,
-                 (unsigned long long)b->list_blocks_in_use, (unsigned long long)stacked,
-                 (unsigned long long)b->list_pool_next, (unsigned long long)b->list_pool_nblocks);
+        mm_panic("buddy_check: free %lu vs %lu (total %lu), list blocks %lu vs %lu, "
+                 "stacked %lu, used once %lu of %lu",
+                 (unsigned long)free_npages, (unsigned long)b->free_npages,
+                 (unsigned long)b->total_npages, (unsigned long)blocks_in_lists,
+                 (unsigned long)b->list_blocks_in_use, (unsigned long)stacked,
+                 (unsigned long)b->list_pool_next, (unsigned long)b->list_pool_nblocks);
     mm_spin_unlock_irqrestore(&b->lock, flags);
 }
 
 /* ----------------------------------------------------------------- init */
-
-static bool area_list_valid(const struct mm_area_list *l)
-{
-    if (l->count == 0 || l->count > MM_MAX_AREAS)
-        return false;
-    for (unsigned i = 0; i < l->count; i++) {
-        const struct mm_area *a = &l->area[i];
-        if (!is_aligned_u64(a->start.raw, PAGE_SIZE) || !is_aligned_u64(a->end.raw, PAGE_SIZE) ||
-            a->end.raw <= a->start.raw || a->end.raw > (UINT64_C(1) << 52))
-            return false;
-        if (i > 0 && a->start.raw < l->area[i - 1].end.raw)
-            return false;
-    }
-    return true;
-}
 
 static int buddy_fa_alloc(struct frame_allocator *fa, phys_addr_t *pa_out)
 {
@@ -677,20 +622,17 @@ struct frame_allocator *buddy_frame_allocator(struct buddy *b)
 }
 
 /*
- * List blocks needed beyond floor(X / C), where X = managed/2 + areas
- * (managed/2 rounded down) and C = BUDDY_LIST_CAP = 508 entries per 2 KiB
- * list block.  With n_k free blocks of order k, the lists use
- * sum_k ceil(n_k / C) list blocks (empty ones go back to the reserve).  Of
- * every aligned pair of frames at most one starts a free order-0 block,
- * and pairs inside free blocks of higher orders start none, so
- * n_0 <= (managed - F)/2 + areas, where F = sum_{k>=1} n_k 2^k (F is even
- * and n_0 an integer, so managed/2 may be rounded down).  Hence
- *   list blocks <= X/C + 1 + sum_{k>=1, n_k>0} (1 + n_k (1 - 2^(k-1)) / C).
- * A term of that last sum is positive only while 2^(k-1) <= C, i.e. for
- * the small orders 1..9; larger orders pay for their list block with the
- * order-0 blocks they exclude.  So 1 + (number of such orders) = 10 list
- * blocks (20 KiB) on top of X/C always suffice, and as the count is an
- * integer, on top of floor(X/C) too.
+ * List blocks needed beyond floor(X / C), X = managed/2 + areas, C = 508
+ * entries per list block.  With n_k free blocks of order k the lists use
+ * sum_k ceil(n_k / C) list blocks.  Of every aligned pair of frames at
+ * most one starts a free order-0 block (two free buddies would merge), and
+ * pairs inside larger free blocks start none, so n_0 <= (managed - F)/2 +
+ * areas with F = sum_{k>=1} n_k 2^k (even).  Hence list blocks <= X/C + 1
+ * + sum_{k>=1, n_k>0} (1 + n_k (1 - 2^(k-1)) / C); a term is positive only
+ * while 2^(k-1) <= C (orders 1..9): larger orders pay for their list block
+ * with the order-0 blocks they exclude.  So 10 list blocks (20 KiB) on top
+ * of floor(X/C) always suffice (the count is an integer): in all about
+ * managed / 2032 bytes plus 20 KiB.
  */
 static uint64_t list_reserve_extra(void)
 {
@@ -701,92 +643,140 @@ static uint64_t list_reserve_extra(void)
     return extra;
 }
 
-int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
-{
-    if (!area_list_valid(free_ranges)) {
-        mm_printf("buddy_init: malformed area list (%u areas)\n", free_ranges->count);
-        return -MM_EINVAL;
-    }
-    const struct mm_area *first = &free_ranges->area[0];
-    const struct mm_area *last = &free_ranges->area[free_ranges->count - 1];
-    uint64_t base_pa = align_down_u64(first->start.raw, PAGE_1G_SIZE);
-    uint64_t span_npages = (last->end.raw - base_pa) / PAGE_SIZE;
-    if (span_npages > (UINT64_C(1) << 32)) {
-        mm_printf("buddy_init: span 0x%llx..0x%llx exceeds 16 TiB\n",
-                  (unsigned long long)base_pa, (unsigned long long)last->end.raw);
-        return -MM_EINVAL;
-    }
+/*
+ * Metadata placement.  The list block reserve, then the chunk bitmap and
+ * both bitmaps right after the last list block (no half frame wasted),
+ * rounded up to whole frames and carved from the end of the smallest area
+ * that holds it (least damage to large blocks); those frames are neither
+ * free nor counted in "total".  Everything is planned in a struct
+ * buddy_plan before *b is written, so a refused list leaves *b untouched.
+ * Cost: O(areas * orders + span / 1 GiB) plus zeroing the lazy words of
+ * the chunks that receive a block below 1 GiB (area edges, the carve):
+ * init time does not grow with the number of whole GiB.
+ */
+struct buddy_plan {
+    uint64_t base_pfn;          /* 1 GiB-aligned frame at or below the first area */
+    uint64_t span_npages;       /* base_pfn .. end of the last area */
+    uint64_t managed_npages;    /* frames in the list, metadata included */
+    uint64_t list_nblocks;      /* list blocks to reserve */
+    uint64_t meta_npages;       /* frames carved for all metadata */
+    unsigned carve;             /* index of the area the metadata comes from */
+};
 
+/* Step 1: one well-formed, non-empty list (mm_area_list_check). */
+static int plan_check_list(const struct mm_area_list *l)
+{
+    int err = mm_area_list_check(l, "buddy_init");
+    if (err)
+        return err;                             /* logged */
+    if (l->count == 0) {
+        mm_printf("buddy_init: empty area list: nothing to manage\n");
+        return -MM_EINVAL;
+    }
+    return 0;
+}
+
+/* Step 2: the span from the GiB at or below the first area to the end of
+ * the last; block numbers are 32-bit, so at most 2^32 frames (16 TiB). */
+static int plan_span(const struct mm_area_list *l, struct buddy_plan *plan)
+{
+    uint64_t base_pa = align_down_u64(l->area[0].start.raw, PAGE_1G_SIZE);
+    uint64_t end_pa = l->area[l->count - 1].end.raw;
+    plan->base_pfn = base_pa / PAGE_SIZE;
+    plan->span_npages = (end_pa - base_pa) / PAGE_SIZE;
+    if (plan->span_npages > (UINT64_C(1) << 32)) {
+        mm_printf("buddy_init: span %#lx..%#lx exceeds 16 TiB\n",
+                  (unsigned long)base_pa, (unsigned long)end_pa);
+        return -MM_EINVAL;
+    }
+    return 0;
+}
+
+/* Step 3: size the metadata (worst-case list blocks, the chunk bitmap and
+ * both bitmaps) and pick the smallest area that holds it. */
+static int plan_metadata(const struct mm_area_list *l, struct buddy_plan *plan)
+{
+    uint64_t bitmap_nwords = chunk_bitmap_words(plan->span_npages);
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        bitmap_nwords += 2 * span_bitmap_words(plan->span_npages, k);
+    plan->managed_npages = 0;
+    for (unsigned i = 0; i < l->count; i++)
+        plan->managed_npages += mm_area_size(&l->area[i]) / PAGE_SIZE;
+    uint64_t max_free_blocks = plan->managed_npages / 2 + l->count;
+    plan->list_nblocks = max_free_blocks / BUDDY_LIST_CAP + list_reserve_extra();
+    uint64_t meta_bytes = plan->list_nblocks * BUDDY_LIST_UNIT_SIZE + bitmap_nwords * 8;
+    plan->meta_npages = (meta_bytes + PAGE_SIZE - 1) / PAGE_SIZE;
+
+    uint64_t best_size = UINT64_MAX;
+    plan->carve = MM_MAX_AREAS;
+    for (unsigned i = 0; i < l->count; i++) {
+        uint64_t size = mm_area_size(&l->area[i]);
+        if (size >= plan->meta_npages * PAGE_SIZE && size < best_size) {
+            best_size = size;
+            plan->carve = i;
+        }
+    }
+    if (plan->carve == MM_MAX_AREAS) {
+        mm_printf("buddy_init: no area can hold %lu metadata pages\n",
+                  (unsigned long)plan->meta_npages);
+        return -MM_ENOMEM;
+    }
+    return 0;
+}
+
+/* Step 4: the empty allocator with its geometry and the managed areas,
+ * minus the metadata carved from the end of plan->carve. */
+static void init_geometry(struct buddy *b, const struct mm_area_list *l,
+                          const struct buddy_plan *plan)
+{
     *b = (struct buddy){ .lock = MM_SPINLOCK_INIT };
-    b->base_pfn = base_pa / PAGE_SIZE;
-    b->span_npages = span_npages;
+    b->base_pfn = plan->base_pfn;
+    b->span_npages = plan->span_npages;
     b->fa.alloc = buddy_fa_alloc;
     b->fa.free = buddy_fa_free;
     b->list_pool_free = PA(BUDDY_NO_BLOCK);
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
         b->list_top[k] = PA(BUDDY_NO_BLOCK);
 
-    /* Size the metadata: the worst-case list blocks, then (right after the
-     * last one, 8-byte aligned) the chunk bitmap (one bit per GiB, at most
-     * 2 KiB) and both bitmaps; the carve is that rounded up to whole frames. */
-    uint64_t managed_npages = 0, chunk_nbitwords = (span_nchunks(b) + 63) / 64;
-    uint64_t bitmap_nwords = chunk_nbitwords;
-    for (unsigned i = 0; i < free_ranges->count; i++)
-        managed_npages += mm_area_size(&free_ranges->area[i]) / PAGE_SIZE;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        bitmap_nwords += 2 * bitmap_words(b, k);
-    uint64_t max_free_blocks = managed_npages / 2 + free_ranges->count;
-    uint64_t list_nblocks = max_free_blocks / BUDDY_LIST_CAP + list_reserve_extra();
-    uint64_t meta_bytes = list_nblocks * BUDDY_LIST_UNIT_SIZE + bitmap_nwords * 8;
-    uint64_t meta_npages = (meta_bytes + PAGE_SIZE - 1) / PAGE_SIZE;
-
-    /* Best fit: the smallest range that holds it all, carved from its end. */
-    unsigned best = MM_MAX_AREAS;
-    for (unsigned i = 0; i < free_ranges->count; i++) {
-        uint64_t npages = mm_area_size(&free_ranges->area[i]) / PAGE_SIZE;
-        if (npages >= meta_npages &&
-            (best == MM_MAX_AREAS || npages < mm_area_size(&free_ranges->area[best]) / PAGE_SIZE))
-            best = i;
-    }
-    if (best == MM_MAX_AREAS) {
-        mm_printf("buddy_init: no range can hold %llu metadata pages\n",
-                  (unsigned long long)meta_npages);
-        b->span_npages = 0;
-        return -MM_ENOMEM;
-    }
-
-    b->ranges = *free_ranges;
-    struct mm_area *carved = &b->ranges.area[best];
+    b->ranges = *l;
+    struct mm_area *carved = &b->ranges.area[plan->carve];
     b->meta_end = carved->end;
-    b->meta_start = PA(carved->end.raw - meta_npages * PAGE_SIZE);
+    b->meta_start = PA(carved->end.raw - plan->meta_npages * PAGE_SIZE);
     carved->end = b->meta_start;
     if (carved->end.raw == carved->start.raw) {
-        for (unsigned i = best; i + 1 < b->ranges.count; i++)
+        for (unsigned i = plan->carve; i + 1 < b->ranges.count; i++)
             b->ranges.area[i] = b->ranges.area[i + 1];
         b->ranges.count--;
     }
+    b->total_npages = plan->managed_npages - plan->meta_npages;
+}
 
+/* Step 5: lay the carve out: list blocks, then the chunk bitmap and the
+ * bitmaps of each order; zero only the eager ones (see "Lazy bitmaps"). */
+static void init_metadata(struct buddy *b, const struct buddy_plan *plan)
+{
     b->list_pool_base = b->meta_start;
-    b->list_pool_nblocks = list_nblocks;
-    /* Lay out the bitmaps; zero only the small ones (see "Lazy bitmaps"). */
+    b->list_pool_nblocks = plan->list_nblocks;
     uint64_t *words = pa_to_ptr(PA(pool_end_pa(b)));
+    uint64_t chunk_nwords_total = chunk_bitmap_words(b->span_npages);
     b->chunk_ready_bits = words;
-    for (uint64_t i = 0; i < chunk_nbitwords; i++)
-        words[i] = 0;
-    words += chunk_nbitwords;
+    __builtin_memset(words, 0, chunk_nwords_total * sizeof *words);
+    words += chunk_nwords_total;
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
-        uint64_t nwords = bitmap_words(b, k);
+        uint64_t nwords = span_bitmap_words(b->span_npages, k);
         b->free_bits[k] = words;
         b->alloc_bits[k] = words + nwords;
         if (k >= BUDDY_LAZY_ORDERS)
-            for (uint64_t i = 0; i < 2 * nwords; i++)
-                words[i] = 0;
+            __builtin_memset(words, 0, 2 * nwords * sizeof *words);
         words += 2 * nwords;
     }
-    b->total_npages = managed_npages - meta_npages;
+}
 
-    /* Seed: the largest aligned blocks, through the merging path. */
-    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+/* Step 6: seed each area as the largest aligned blocks, through the
+ * merging free path, so the initial state is already fully coalesced. */
+static void init_seed_locked(struct buddy *b)
+{
+    MM_ASSERT_LOCKED(&b->lock);
     for (unsigned i = 0; i < b->ranges.count; i++) {
         uint64_t rel = pa_to_pfn(b->ranges.area[i].start) - b->base_pfn;
         uint64_t end_rel = pa_to_pfn(b->ranges.area[i].end) - b->base_pfn;
@@ -796,11 +786,28 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
                 order = (unsigned)__builtin_ctzll(rel);
             if (order > BUDDY_MAX_ORDER)
                 order = BUDDY_MAX_ORDER;
-            chunk_prepare_locked(b, order, rel);    /* only below 1 GiB */
+            chunk_prepare(b, order, rel);    /* only below 1 GiB */
             free_merge_locked(b, order, rel);
             rel += UINT64_C(1) << order;
         }
     }
+}
+
+int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges)
+{
+    struct buddy_plan plan;
+    int err = plan_check_list(free_ranges);
+    if (err == 0)
+        err = plan_span(free_ranges, &plan);
+    if (err == 0)
+        err = plan_metadata(free_ranges, &plan);
+    if (err)
+        return err;                     /* logged; *b untouched */
+
+    init_geometry(b, free_ranges, &plan);
+    init_metadata(b, &plan);
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    init_seed_locked(b);
     b->ready = true;
     mm_spin_unlock_irqrestore(&b->lock, flags);
     return 0;

@@ -1,9 +1,16 @@
 /*
- * kmapper.c - the per-CPU recursive lock around the kernel page table
- * (see mm/kmapper.h for the rules).
+ * mm/kmapper.c - the per-CPU recursive lock around the kernel page table.
  *
- * Acquire ordering on the CAS and release ordering on the store that frees
- * the lock make the table edits of one holder visible to the next.
+ * Algorithm: one 64-bit lock word holds the owner CPU and the nesting
+ * depth (see mm/kmapper.h for the rules); the outermost acquisition is a
+ * compare-and-swap, nested ones and releases are plain stores by the owner.
+ *
+ * Invariants: only the owner changes the word once it holds it; a nested
+ * holder gets a read-only mapper; depth 0 <=> owner MM_NO_CPU.
+ *
+ * Locking: this file is the lock.  Acquire ordering on the CAS and release
+ * ordering on the store that frees the lock make the table edits of one
+ * holder visible to the next.
  */
 #include <mm/kmapper.h>
 #include <mm/log.h>
@@ -66,12 +73,12 @@ bool kmapper_lock(struct kmapper *km)
 }
 
 /*
- * Release one level.  The reference design drops the count with
- * interrupts disabled because it keeps owner and count in two variables;
- * here both live in one word that the release changes with a single
- * store, and an interrupt handler that nests between our load and our
- * store restores the word before we resume, so no interrupt masking is
- * needed for the same guarantee.
+ * Release one level.  The reference design (DragonOS) drops the count
+ * with interrupts disabled because it keeps owner and count in two
+ * variables; here both live in one word that the release changes with a
+ * single store, and an interrupt handler that nests between our load and
+ * our store restores the word before we resume, so no interrupt masking
+ * is needed for the same guarantee.
  */
 void kmapper_unlock(struct kmapper *km)
 {

@@ -1,7 +1,7 @@
 /*
  * mm/paging.c - the page-table mapper: map, unmap, remap and look up
- * virtual addresses in an x86_64 4-level table tree, and the TLB flush
- * tokens those edits produce.
+ * virtual addresses in an x86_64 4-level table tree.  Each edit reports
+ * its TLB obligation in a flush token (mm/tlbflush.c discharges it).
  *
  * Walks.  A walk starts at the top table (level 4) and follows the entry
  * for va at each level through the direct map until it meets a leaf (a
@@ -22,8 +22,9 @@
  * nothing, and no failed call leaves an empty table behind.
  *
  * Unmapping clears the leaf; with free_tables it then walks back up,
- * unlinking and freeing each table that has no entries left, and stops at
- * the first table still in use.  The top table is never freed.
+ * unlinking each table that has no entries left, and stops at the first
+ * table still in use.  The top table is never freed.  Unlinked frames are
+ * parked in the token and freed when it is discharged, after the flush.
  *
  * Ownership: table frames come from and return to m->fa.  Mapped frames
  * belong to the caller, except for pt_map/pt_unmap which take the frame
@@ -37,7 +38,6 @@
 #include <mm/arch.h>
 #include <mm/log.h>
 #include <mm/paging.h>
-#include <mm/platform.h>
 
 /* ------------------------------------------------------------- raw access */
 
@@ -133,85 +133,13 @@ static bool pa_range_ok(phys_addr_t pa, uint64_t size)
     return is_aligned_u64(pa.raw, PAGE_SIZE) && pa.raw < limit && size <= limit - pa.raw;
 }
 
-static inline void token_set(struct pt_flush *tok, int kind, virt_addr_t va, uint64_t npages)
-{
-    tok->kind = kind;
-    tok->va = va;
-    tok->npages = npages;
-}
-
-static inline void token_clear(struct pt_flush *tok)
-{
-    token_set(tok, PT_FLUSH_NONE, VA(0), 0);
-    tok->deferred = 0;
-    tok->deferred_data = 0;
-    tok->deferred_fa = NULL;
-}
-
-/*
- * Start of every mutating call: the caller's token must be empty.  A
- * pending one would lose its flush and its deferred frames if overwritten,
- * so it is refused, untouched (a caller bug: logged).
- */
-static int token_take(struct pt_flush *tok, const char *fn)
-{
-    if (pt_flush_pending(tok)) {
-        mm_printf("%s: flush token still pending (va %#lx, kind %d): discharge it first\n",
-                  fn, (unsigned long)tok->va.raw, tok->kind);
-        return -MM_EINVAL;
-    }
-    token_clear(tok);
-    return 0;
-}
-
-/* Start of an unmap or remap: an empty token (token_take), a writable mapper. */
+/* Start of an unmap or remap: an empty token, a writable mapper. */
 static int edit_begin(const struct pt_mapper *m, struct pt_flush *tok, const char *fn)
 {
-    int err = token_take(tok, fn);
+    int err = pt_flush_begin(tok, fn);
     if (err == 0 && m->readonly)
         err = -MM_EPERM;
     return err;
-}
-
-/*
- * Deferred frees.  A frame unlinked from a live table may still be reached
- * through another CPU's TLB or paging-structure caches until the flush, so
- * it is kept in the token and freed when the token is discharged.
- * Emptied tables are chained through their word 0: the link has bit 62
- * set and the present bit clear, so a stale walk that reads it sees a
- * non-present entry, and the hardware never writes there.  pt_unmap's
- * data frame cannot hold a link (another CPU may still write into it
- * through a stale TLB entry): the token keeps its address instead.
- */
-#define DEFER_LINK (UINT64_C(1) << 62)
-
-static void defer_free_table(struct pt_flush *tok, struct frame_allocator *fa, phys_addr_t pa)
-{
-    if (tok->deferred_fa && tok->deferred_fa != fa)
-        mm_panic("defer_free_table: frame %lx from another allocator in the same token",
-                 (unsigned long)pa.raw);
-    table_words(pa)[0] = tok->deferred;
-    tok->deferred = pa.raw | DEFER_LINK;
-    tok->deferred_fa = fa;
-}
-
-/* Give every chained table frame back to fa. */
-static void free_table_chain(uint64_t chain, struct frame_allocator *fa)
-{
-    while (chain) {
-        phys_addr_t pa = PA(chain & ~DEFER_LINK);
-        chain = table_words(pa)[0];
-        fa->free(fa, pa);
-    }
-}
-
-/* Free the token's deferred frames and empty it: after its flush. */
-static void token_release(struct pt_flush *tok)
-{
-    free_table_chain(tok->deferred, tok->deferred_fa);
-    if (tok->deferred_data)
-        tok->deferred_fa->free(tok->deferred_fa, PA(tok->deferred_data & ~DEFER_LINK));
-    token_clear(tok);
 }
 
 /* -------------------------------------------------------------- table pool */
@@ -399,7 +327,7 @@ static int map_pieces(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint6
         mm_panic("map_pieces: %lu planned tables unused for va %lx size %lx",
                  (unsigned long)pool.count, (unsigned long)va.raw, (unsigned long)size);
 
-    token_set(flush_out, npieces == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
+    pt_flush_set(flush_out, npieces == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
               size >> PAGE_SHIFT);
     return 0;
 }
@@ -407,7 +335,7 @@ static int map_pieces(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint6
 int pt_map_phys(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t flags,
                 struct pt_flush *flush_out)
 {
-    int err = token_take(flush_out, "pt_map_phys");
+    int err = pt_flush_begin(flush_out, "pt_map_phys");
     if (err)
         return err;
     return map_pieces(m, va, pa, PAGE_SIZE, flags, PT_LEVEL_PT, flush_out);
@@ -416,7 +344,7 @@ int pt_map_phys(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t fl
 int pt_map(struct pt_mapper *m, virt_addr_t va, uint64_t flags, phys_addr_t *pa_out,
            struct pt_flush *flush_out)
 {
-    int err = token_take(flush_out, "pt_map");
+    int err = pt_flush_begin(flush_out, "pt_map");
     if (err)
         return err;
     err = map_precheck(m, va, PA(0), PAGE_SIZE, flags);
@@ -440,7 +368,7 @@ int pt_map(struct pt_mapper *m, virt_addr_t va, uint64_t flags, phys_addr_t *pa_
 int pt_map_huge(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t page_size,
                 uint64_t flags, struct pt_flush *flush_out)
 {
-    int err = token_take(flush_out, "pt_map_huge");
+    int err = pt_flush_begin(flush_out, "pt_map_huge");
     if (err)
         return err;
     unsigned level = pt_level_of_size(page_size);
@@ -454,7 +382,7 @@ int pt_map_huge(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t pa
 int pt_map_range(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint64_t size,
                  uint64_t flags, uint64_t max_page_size, struct pt_flush *flush_out)
 {
-    int err = token_take(flush_out, "pt_map_range");
+    int err = pt_flush_begin(flush_out, "pt_map_range");
     if (err)
         return err;
     unsigned max_level = pt_level_of_size(max_page_size);
@@ -480,51 +408,60 @@ static void free_empty_tables(struct pt_mapper *m, virt_addr_t va, unsigned leve
         if (!table_is_empty(path[l]))
             return;
         entry_write(path[l + 1], pt_index(va, l + 1), (pt_entry_t){ 0 });
-        defer_free_table(tok, m->fa, path[l]);   /* freed after the flush */
+        pt_flush_defer_table(tok, m->fa, path[l]);   /* freed after the flush */
     }
 }
 
-/* Locate the leaf mapping va for unmap/remap: 0 with *level_out, or error. */
-static int find_leaf(const struct pt_mapper *m, virt_addr_t va, phys_addr_t path[PT_LEVELS + 1],
-                     unsigned *level_out, pt_entry_t *e_out)
+/* A leaf located by find_leaf: the tables on its walk, its level, its entry. */
+struct leaf_ref {
+    phys_addr_t path[PT_LEVELS + 1];
+    unsigned level;
+    pt_entry_t e;
+};
+
+/* Locate the leaf mapping va for unmap/remap: 0 with *lf filled, or
+ * -MM_EINVAL (va non-canonical, or not aligned to the leaf's page size),
+ * -MM_ENOENT (nothing mapped). */
+static int find_leaf(const struct pt_mapper *m, virt_addr_t va, struct leaf_ref *lf)
 {
     if (!pt_va_is_canonical(va) || !is_aligned_u64(va.raw, PAGE_SIZE))
         return -MM_EINVAL;
-    unsigned level = walk(m, va, PT_LEVEL_PT, path);
-    pt_entry_t e = entry_read(path[level], pt_index(va, level));
-    if (!pte_present(e))
+    lf->level = walk(m, va, PT_LEVEL_PT, lf->path);
+    lf->e = entry_read(lf->path[lf->level], pt_index(va, lf->level));
+    if (!pte_present(lf->e))
         return -MM_ENOENT;
-    if (!is_aligned_u64(va.raw, pt_level_size(level)))
+    if (!is_aligned_u64(va.raw, pt_level_size(lf->level)))
         return -MM_EINVAL;
-    *level_out = level;
-    *e_out = e;
     return 0;
+}
+
+static inline void leaf_write(const struct leaf_ref *lf, virt_addr_t va, pt_entry_t e)
+{
+    entry_write(lf->path[lf->level], pt_index(va, lf->level), e);
 }
 
 int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
                   struct pt_mapping *old_out, struct pt_flush *flush_out)
 {
+    struct leaf_ref lf;
     int err = edit_begin(m, flush_out, "pt_unmap_phys");
-    if (err)
-        return err;
-    phys_addr_t path[PT_LEVELS + 1];
-    unsigned level;
-    pt_entry_t e;
-    err = find_leaf(m, va, path, &level, &e);
+    if (err == 0)
+        err = find_leaf(m, va, &lf);
     if (err)
         return err;
 
-    entry_write(path[level], pt_index(va, level), (pt_entry_t){ 0 });
+    leaf_write(&lf, va, (pt_entry_t){ 0 });
     if (free_tables)
-        free_empty_tables(m, va, level, path, flush_out);
+        free_empty_tables(m, va, lf.level, lf.path, flush_out);
 
+    uint64_t size = pt_level_size(lf.level);
     if (old_out) {
-        old_out->pa = leaf_pa(e, level);
-        old_out->flags = leaf_flags(e);
-        old_out->level = level;
-        old_out->page_size = pt_level_size(level);
+        old_out->pa = leaf_pa(lf.e, lf.level);
+        old_out->flags = leaf_flags(lf.e);
+        old_out->level = lf.level;
+        old_out->page_size = size;
     }
-    token_set(flush_out, PT_FLUSH_ONE_PAGE, va, pt_level_size(level) >> PAGE_SHIFT);
+    pt_flush_set(flush_out, PT_FLUSH_ONE_PAGE, va, size >> PAGE_SHIFT);
     return 0;
 }
 
@@ -546,9 +483,8 @@ int pt_unmap(struct pt_mapper *m, virt_addr_t va, bool free_tables, struct pt_fl
     if (err)
         mm_panic("pt_unmap: unmap of va %lx failed (%d) after lookup",
                  (unsigned long)va.raw, err);
-    /* Freed after the flush; no link in it: other CPUs may still write it. */
-    flush_out->deferred_data = old.pa.raw | DEFER_LINK;
-    flush_out->deferred_fa = m->fa;
+    /* Freed after the flush: other CPUs may still write into it. */
+    pt_flush_defer_data(flush_out, m->fa, old.pa);
     return 0;
 }
 
@@ -561,35 +497,33 @@ int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free
     if (!va_range_ok(va, size))
         return -MM_EINVAL;
     const uint64_t end = va.raw + size;     /* may wrap to 0 at the very top */
-    phys_addr_t path[PT_LEVELS + 1];
-    unsigned level;
-    pt_entry_t e;
+    struct leaf_ref lf;
 
     /* Pass 1: every page mapped, every leaf inside the range. */
     uint64_t nleaves = 0;
     for (uint64_t off = 0; off < size; nleaves++) {
-        err = find_leaf(m, VA(va.raw + off), path, &level, &e);
+        err = find_leaf(m, VA(va.raw + off), &lf);
         if (err)
             return err;
-        if (pt_level_size(level) > size - off)
+        if (pt_level_size(lf.level) > size - off)
             return -MM_EINVAL;
-        off += pt_level_size(level);
+        off += pt_level_size(lf.level);
     }
 
     /* Pass 2: clear; look for empty tables when leaving a table or at the end. */
     for (uint64_t off = 0; off < size;) {
         virt_addr_t cur = VA(va.raw + off);
-        if (find_leaf(m, cur, path, &level, &e) != 0)
+        if (find_leaf(m, cur, &lf) != 0)
             mm_panic("pt_unmap_range: leaf for va %lx vanished", (unsigned long)cur.raw);
-        entry_write(path[level], pt_index(cur, level), (pt_entry_t){ 0 });
-        off += pt_level_size(level);
+        leaf_write(&lf, cur, (pt_entry_t){ 0 });
+        off += pt_level_size(lf.level);
         uint64_t next = va.raw + off;
-        if (free_tables && (next == end || is_aligned_u64(next, pt_level_size(level + 1))))
-            free_empty_tables(m, cur, level, path, flush_out);
+        if (free_tables && (next == end || is_aligned_u64(next, pt_level_size(lf.level + 1))))
+            free_empty_tables(m, cur, lf.level, lf.path, flush_out);
     }
 
-    token_set(flush_out, nleaves == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
-              size >> PAGE_SHIFT);
+    pt_flush_set(flush_out, nleaves == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
+                 size >> PAGE_SHIFT);
     return 0;
 }
 
@@ -597,24 +531,19 @@ int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free
 
 int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags, struct pt_flush *flush_out)
 {
+    struct leaf_ref lf;
     int err = edit_begin(m, flush_out, "pt_remap");
-    if (err)
-        return err;
-    if (!flags_ok(flags))
-        return -MM_EINVAL;
-    phys_addr_t path[PT_LEVELS + 1];
-    unsigned level;
-    pt_entry_t e;
-    err = find_leaf(m, va, path, &level, &e);
+    if (err == 0)
+        err = flags_ok(flags) ? find_leaf(m, va, &lf) : -MM_EINVAL;
     if (err)
         return err;
     /* As a map call does; invlpg of va also drops the cached upper entries. */
     if (flags & PTE_USER)
-        for (unsigned l = PT_LEVELS; l > level; l--)
-            entry_allow_user(path[l], pt_index(va, l));
-    uint64_t leaf = flags | PTE_PRESENT | (level > PT_LEVEL_PT ? PTE_HUGE : 0);
-    entry_write(path[level], pt_index(va, level), pte_make(leaf_pa(e, level), leaf));
-    token_set(flush_out, PT_FLUSH_ONE_PAGE, va, pt_level_size(level) >> PAGE_SHIFT);
+        for (unsigned l = PT_LEVELS; l > lf.level; l--)
+            entry_allow_user(lf.path[l], pt_index(va, l));
+    uint64_t leaf = flags | PTE_PRESENT | (lf.level > PT_LEVEL_PT ? PTE_HUGE : 0);
+    leaf_write(&lf, va, pte_make(leaf_pa(lf.e, lf.level), leaf));
+    pt_flush_set(flush_out, PT_FLUSH_ONE_PAGE, va, pt_level_size(lf.level) >> PAGE_SHIFT);
     return 0;
 }
 
@@ -713,173 +642,4 @@ void pt_mapper_make_current(const struct pt_mapper *m)
 bool pt_mapper_is_current(const struct pt_mapper *m)
 {
     return (arch_read_cr3().raw & PTE_ADDR_MASK) == m->top_pa.raw;
-}
-
-/* ------------------------------------------------------------ flush tokens */
-
-/* Number of invlpg a RANGE token needs, or 0 when a full flush is cheaper. */
-static uint64_t range_invlpgs(uint64_t npages)
-{
-    return npages <= PT_FLUSH_MAX_INVLPG ? npages : 0;
-}
-
-static void flush_token_here(const struct pt_flush *tok)
-{
-    switch (tok->kind) {
-    case PT_FLUSH_NONE:
-        return;
-    case PT_FLUSH_ONE_PAGE:
-        arch_invlpg(tok->va);           /* covers the page of any size */
-        return;
-    case PT_FLUSH_RANGE: {
-        uint64_t n = range_invlpgs(tok->npages);
-        if (n == 0)
-            arch_flush_tlb_all();
-        for (uint64_t i = 0; i < n; i++)
-            arch_invlpg(VA(tok->va.raw + i * PAGE_SIZE));
-        return;
-    }
-    case PT_FLUSH_ALL:
-        arch_flush_tlb_all();
-        return;
-    default:
-        mm_panic("flush_token_here: bad token kind %d for va %lx", tok->kind,
-                 (unsigned long)tok->va.raw);
-    }
-}
-
-static void shootdown_token(const struct pt_flush *tok)
-{
-    switch (tok->kind) {
-    case PT_FLUSH_NONE:
-        return;
-    case PT_FLUSH_ONE_PAGE:
-        mm_platform_tlb_shootdown(tok->va, 1);
-        return;
-    case PT_FLUSH_RANGE:
-        mm_platform_tlb_shootdown(tok->va, range_invlpgs(tok->npages));
-        return;
-    default:
-        mm_platform_tlb_shootdown(VA(0), 0);
-        return;
-    }
-}
-
-void pt_flush_local(struct pt_flush *tok)
-{
-    flush_token_here(tok);
-    token_release(tok);
-}
-
-void pt_flush(struct pt_flush *tok)
-{
-    flush_token_here(tok);
-    shootdown_token(tok);
-    token_release(tok);
-}
-
-void pt_flush_ignore(struct pt_flush *tok)
-{
-    token_release(tok);
-}
-
-void pt_flush_check_discharged(struct pt_flush *tok)
-{
-    if (pt_flush_pending(tok))
-        mm_panic("pt_flush_check_discharged: flush of va %lx (%lu pages, kind %d) dropped",
-                 (unsigned long)tok->va.raw, (unsigned long)tok->npages, tok->kind);
-}
-
-void pt_flush_batch_init(struct pt_flush_batch *b)
-{
-    b->nslots = 0;
-    b->all = false;
-    b->npages = 0;
-    b->deferred = 0;
-    b->ndata = 0;
-    b->deferred_fa = NULL;
-}
-
-/* Free the batch's deferred frames and empty it: after its flush. */
-static void batch_release(struct pt_flush_batch *b)
-{
-    free_table_chain(b->deferred, b->deferred_fa);
-    for (unsigned i = 0; i < b->ndata; i++)
-        b->deferred_fa->free(b->deferred_fa, PA(b->data[i] & ~DEFER_LINK));
-    pt_flush_batch_init(b);
-}
-
-void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok)
-{
-    if (!pt_flush_pending(tok))
-        return;
-    if ((tok->deferred || tok->deferred_data) && b->deferred_fa &&
-        b->deferred_fa != tok->deferred_fa)
-        mm_panic("pt_flush_batch_add: frames of token for va %lx from another allocator",
-                 (unsigned long)tok->va.raw);
-    /* No room for the data frame: discharge the batch so far. */
-    if (tok->deferred_data && b->ndata == PT_FLUSH_BATCH_FRAMES)
-        pt_flush_batch_flush(b);
-    /* Move the token's frames to the batch (table frames hold the links). */
-    while (tok->deferred) {
-        phys_addr_t pa = PA(tok->deferred & ~DEFER_LINK);
-        tok->deferred = table_words(pa)[0];
-        table_words(pa)[0] = b->deferred;
-        b->deferred = pa.raw | DEFER_LINK;
-        b->deferred_fa = tok->deferred_fa;
-    }
-    if (tok->deferred_data) {
-        b->data[b->ndata++] = tok->deferred_data;
-        b->deferred_fa = tok->deferred_fa;
-    }
-    uint64_t cost = tok->kind == PT_FLUSH_ONE_PAGE ? 1 : tok->npages;
-    if (!b->all) {
-        if (tok->kind == PT_FLUSH_ALL || b->nslots == PT_FLUSH_BATCH_SLOTS ||
-            b->npages + cost > PT_FLUSH_MAX_INVLPG)
-            b->all = true;
-        else {
-            b->slot[b->nslots++] = *tok;
-            b->npages += cost;
-        }
-    }
-    token_clear(tok);
-}
-
-/* This CPU's part of a batch; the deferred frames stay for the caller. */
-static void batch_flush_here(struct pt_flush_batch *b)
-{
-    if (b->all)
-        arch_flush_tlb_all();
-    else
-        for (unsigned i = 0; i < b->nslots; i++)
-            flush_token_here(&b->slot[i]);
-}
-
-void pt_flush_batch_flush_local(struct pt_flush_batch *b)
-{
-    batch_flush_here(b);
-    batch_release(b);
-}
-
-void pt_flush_batch_flush(struct pt_flush_batch *b)
-{
-    /* One shootdown for everything: the span of all slots, or all. */
-    struct pt_flush remote = PT_FLUSH_INIT;
-    if (b->all) {
-        remote.kind = PT_FLUSH_ALL;
-    } else if (b->nslots == 1) {
-        remote = b->slot[0];
-    } else if (b->nslots > 1) {
-        /* Inclusive last addresses: the end of the top page wraps to 0. */
-        uint64_t lo = UINT64_MAX, last = 0;
-        for (unsigned i = 0; i < b->nslots; i++) {
-            uint64_t s = b->slot[i].va.raw, l = s + (b->slot[i].npages * PAGE_SIZE - 1);
-            lo = s < lo ? s : lo;
-            last = l > last ? l : last;
-        }
-        token_set(&remote, PT_FLUSH_RANGE, VA(lo), ((last - lo) >> PAGE_SHIFT) + 1);
-    }
-    batch_flush_here(b);
-    shootdown_token(&remote);
-    batch_release(b);           /* only now unreachable */
 }

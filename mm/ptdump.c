@@ -72,17 +72,6 @@ void ptdump_flags_str(uint64_t flags, char *buf, size_t size)
                 (flags & PTE_PWT) ? " PWT" : "");
 }
 
-/* "4K", "2M", "3G", "12K": the largest unit that divides size exactly. */
-static void size_str(uint64_t size, char *buf, size_t bufsize)
-{
-    if (size != 0 && is_aligned_u64(size, GiB))
-        mm_snprintf(buf, bufsize, "%luG", (unsigned long)(size / GiB));
-    else if (size != 0 && is_aligned_u64(size, MiB))
-        mm_snprintf(buf, bufsize, "%luM", (unsigned long)(size / MiB));
-    else
-        mm_snprintf(buf, bufsize, "%luK", (unsigned long)(size / KiB));
-}
-
 /* The range being accumulated by ptdump_print. */
 struct dump_state {
     bool active;
@@ -98,8 +87,9 @@ static void dump_emit(struct dump_state *st)
     if (!st->active)
         return;
     char size_buf[24], page_buf[8], flag_buf[40];
-    size_str(st->va_end - st->va_start, size_buf, sizeof size_buf);
-    size_str(pt_level_size(st->level), page_buf, sizeof page_buf);
+    /* Compact sizes ("2M", "12K"): every range is whole 4 KiB pages. */
+    mm_format_size(size_buf, sizeof size_buf, st->va_end - st->va_start, true);
+    mm_format_size(page_buf, sizeof page_buf, pt_level_size(st->level), true);
     ptdump_flags_str(st->flags, flag_buf, sizeof flag_buf);
     mm_printf("%016lx-%016lx %6s  pages %s  pa %013lx  %s\n",
               (unsigned long)st->va_start, (unsigned long)st->va_end, size_buf,

@@ -74,17 +74,19 @@ struct buddy {
 };
 
 /*
- * Take ownership of the frames in free_ranges (sorted, disjoint,
- * page-aligned; see mm/memmap.h).  The metadata is carved from the end of
- * the smallest range that can hold it; everything else is seeded as the
- * largest aligned blocks.  Cost O(areas * orders + span / 1 GiB), plus
- * zeroing the small-block bitmaps of the 1 GiB chunks that get blocks
- * below 1 GiB (typically those at area edges); never O(frames).
- * Returns 0, -MM_EINVAL for a malformed list or a span over 16 TiB, or
- * -MM_ENOMEM if no single range can hold the metadata (logged; *b is then
- * unusable).  Metadata: about span / 8 KiB of bitmaps plus one 2 KiB list
- * block per 1016 managed frames plus 20 KiB, rounded up to whole frames;
- * under 0.1% of RAM from 64 MiB up.
+ * Take ownership of the frames in free_ranges, a non-empty list that
+ * passes mm_area_list_check (sorted, disjoint, NON-adjacent: merge
+ * touching areas first, page-aligned; see mm/memmap.h).  The metadata is
+ * carved from the end of the smallest area that can hold it; everything
+ * else is seeded as the largest aligned blocks.  Cost O(areas * orders +
+ * span / 1 GiB), plus zeroing the small-block bitmaps of the 1 GiB chunks
+ * that get blocks below 1 GiB (typically those at area edges); never
+ * O(frames).  Returns 0; or, with one log line and *b left as it was:
+ * -MM_EINVAL for a malformed or empty list or a span over 16 TiB,
+ * -MM_ENOMEM if no single area can hold the metadata.  Metadata: about
+ * span / 8 KiB of bitmaps plus one 2 KiB list block per 1016 managed
+ * frames plus 20 KiB, rounded up to whole frames; under 0.1% of RAM from
+ * 64 MiB up.
  */
 int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
 

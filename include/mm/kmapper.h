@@ -12,8 +12,8 @@
  *     gets a READ-ONLY mapper whose mutating calls fail with -MM_EPERM
  *     instead of corrupting the outer holder's walk;
  *   - kmapper_unlock() drops one level and frees the lock at depth 0 with a
- *     single store, which an interrupt cannot split (the reference needed
- *     interrupts off here because it kept owner and count apart).
+ *     single store, which an interrupt cannot split (the reference design
+ *     (DragonOS) needs interrupts off here: it keeps owner and count apart).
  *     Unlocking a lock this CPU does not hold panics.
  * Only the owner changes the depth, so nested re-entry needs no atomic
  * read-modify-write; the outermost acquisition is one compare-and-swap.

@@ -29,26 +29,14 @@
  *
  * Flush obligations.  Every call that changes an entry reports which TLB
  * entries may now be stale in a struct pt_flush token written through its
- * last parameter.  The token passed in must be empty (PT_FLUSH_INIT or
- * discharged): a call given a token that is still pending logs the caller
- * bug and returns -MM_EINVAL, leaving the tables and the token as they
- * were.  The caller must discharge the token exactly once:
- *   pt_flush(&tok)         this CPU and a shootdown to the others;
- *   pt_flush_local(&tok)   this CPU only (table not yet seen by others);
- *   pt_flush_ignore(&tok)  nothing (table not loaded on any CPU);
- *   pt_flush_batch_add()   merge into a batch flushed once later.
- * Two guards make a forgotten flush hard to write:
- *  - the int result of every mutating call is warn_unused_result, so a
- *    call used as a statement does not build with -Werror: the caller must
- *    look at the error, and the token sits right next to it;
- *  - a token declared with PT_FLUSH_SCOPED panics when it goes out of
- *    scope still holding an obligation (GCC/Clang cleanup attribute), the
- *    C counterpart of a must-use destructor.  Recommended for new code.
- * A call that fails for any other reason leaves the token empty
- * (PT_FLUSH_NONE), so error paths need no flush.  The tokens of map calls
- * matter too: x86 does not cache not-present entries, but a PTE_USER
- * mapping (and pt_remap to PTE_USER) adds PTE_USER to existing
- * intermediate entries, whose old kernel-only copies may be cached.
+ * last parameter (the rules are in mm/tlbflush.h, included here): the
+ * token passed in must be empty, and the caller discharges it exactly
+ * once.  The tokens of map calls matter too: x86 does not cache
+ * not-present entries, but a PTE_USER mapping (and pt_remap to PTE_USER)
+ * adds PTE_USER to existing intermediate entries, whose old kernel-only
+ * copies may be cached.  Frames the mapper unlinks (emptied tables,
+ * pt_unmap's data frame) are freed when the token is discharged, after
+ * the flush.
  *
  * Locking: none inside.  One mapper (one table tree) must be edited by one
  * CPU at a time; the kernel mapper lock provides that for the kernel table.
@@ -59,6 +47,7 @@
 #define MM_PAGING_H
 
 #include <mm/frame.h>
+#include <mm/tlbflush.h>
 #include <mm/types.h>
 
 /* ------------------------------------------------------------ entry bits */
@@ -150,94 +139,6 @@ static inline unsigned pt_level_of_size(uint64_t page_size)
     return page_size == PAGE_SIZE ? 1 : page_size == PAGE_2M_SIZE ? 2
          : page_size == PAGE_1G_SIZE ? 3 : 0;
 }
-
-/* ------------------------------------------------------------ flush tokens */
-
-enum pt_flush_kind {
-    PT_FLUSH_NONE = 0,      /* nothing to do (also: already discharged) */
-    PT_FLUSH_ONE_PAGE,      /* the one page (of any size) containing va */
-    PT_FLUSH_RANGE,         /* npages 4 KiB pages from va */
-    PT_FLUSH_ALL,           /* everything, global pages included */
-};
-
-struct pt_flush {
-    virt_addr_t va;
-    uint64_t npages;        /* 4 KiB pages covered (ONE_PAGE: size/4K) */
-    int kind;               /* enum pt_flush_kind */
-    /*
-     * Frames the call unlinked.  They are handed back to deferred_fa only
-     * when the token is discharged, after the flush: until then another
-     * CPU may still walk through them or write through a stale TLB entry.
-     * deferred: emptied tables, a chain through each frame's word 0
-     * (values with bit 62 set and the present bit clear, 0 = end); the
-     * hardware never writes into an entry that is not present.
-     * deferred_data: pt_unmap's data frame (its pa with bit 62 set, 0 =
-     * none), kept here because other CPUs may still write into it.
-     */
-    uint64_t deferred;
-    uint64_t deferred_data;
-    struct frame_allocator *deferred_fa;
-};
-
-#define PT_FLUSH_INIT { { 0 }, 0, PT_FLUSH_NONE, 0, 0, NULL }
-
-/* Above this many 4 KiB pages a range flush becomes a full flush. */
-#define PT_FLUSH_MAX_INVLPG 64
-
-/* Discharge a token on this CPU and shoot down the other CPUs. */
-void pt_flush(struct pt_flush *tok);
-/* Discharge on this CPU only: the table is not in use on any other CPU. */
-void pt_flush_local(struct pt_flush *tok);
-/* Discharge without flushing: the table is not loaded anywhere. */
-void pt_flush_ignore(struct pt_flush *tok);
-/* The obligation has not been discharged yet. */
-static inline bool pt_flush_pending(const struct pt_flush *tok)
-{
-    return tok->kind != PT_FLUSH_NONE || tok->deferred != 0 || tok->deferred_data != 0;
-}
-
-/* Cleanup hook of PT_FLUSH_SCOPED: panics if the token is still pending. */
-void pt_flush_check_discharged(struct pt_flush *tok);
-/* Declare a token that must be discharged before it goes out of scope:
- *     struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;            */
-#define PT_FLUSH_SCOPED __attribute__((cleanup(pt_flush_check_discharged)))
-
-/*
- * A batch merges many tokens into one flush: each added page is invalidated
- * with invlpg, unless the batch grows past PT_FLUSH_MAX_INVLPG pages or
- * PT_FLUSH_BATCH_SLOTS separate ranges, when it turns into one full flush.
- * Other CPUs get a single shootdown covering the whole batch.
- *
- * The batch keeps the data frames of up to PT_FLUSH_BATCH_FRAMES pt_unmap
- * tokens.  Adding one more first discharges the batch so far as
- * pt_flush_batch_flush does (this CPU and a shootdown, even for a batch
- * meant for pt_flush_batch_flush_local) and starts it afresh: a data frame
- * may be freed only after the flush.
- */
-#define PT_FLUSH_BATCH_SLOTS 16
-#define PT_FLUSH_BATCH_FRAMES 16
-
-struct pt_flush_batch {
-    unsigned nslots;
-    bool all;               /* merged into a full flush */
-    uint64_t npages;        /* 4 KiB pages over all slots */
-    struct pt_flush slot[PT_FLUSH_BATCH_SLOTS];
-    uint64_t deferred;      /* table frames freed after the batch's flush */
-    unsigned ndata;
-    uint64_t data[PT_FLUSH_BATCH_FRAMES];  /* data frames, as deferred_data */
-    struct frame_allocator *deferred_fa;   /* all tokens must share it */
-};
-
-void pt_flush_batch_init(struct pt_flush_batch *b);
-/* Move the obligation of tok into b (tok becomes PT_FLUSH_NONE), including
- * the frames it will free after the flush; if tok has a data frame and b
- * holds PT_FLUSH_BATCH_FRAMES already, b is discharged first (see above).
- * All tokens in one batch must come from mappers sharing one frame
- * allocator (a mix panics: the batch keeps one allocator pointer). */
-void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok);
-/* Discharge the whole batch: this CPU + shootdown, or this CPU only. */
-void pt_flush_batch_flush(struct pt_flush_batch *b);
-void pt_flush_batch_flush_local(struct pt_flush_batch *b);
 
 /* ------------------------------------------------------------------ mapper */
 

@@ -27,8 +27,14 @@ void mm_platform_irq_restore(unsigned long flags);
 
 /*
  * Invalidate kernel TLB entries on every other online CPU and return once
- * they have done so.  npages == 0 means "flush everything".  A uniprocessor
- * kernel may implement this as an empty function.
+ * they have done so (the calling CPU has flushed itself already).
+ * npages == 0: flush everything, global entries included.  Otherwise
+ * 1 <= npages <= PT_FLUSH_MAX_INVLPG (64, mm/tlbflush.h): only the
+ * translations of the npages 4 KiB pages from va (4 KiB aligned) may be
+ * stale, and one invlpg of each (va + i * 4096) is enough.  The library
+ * never asks for more: any larger change, including every 2 MiB or 1 GiB
+ * page (512 or 262144 small pages), is sent as npages == 0.  A
+ * uniprocessor kernel may implement this as an empty function.
  */
 void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages);
 

@@ -113,7 +113,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     harness_quiet = 1;
     struct reader r = { data, size };
 
-    /* Up to three ranges, sorted and disjoint by construction: in 64 KiB
+    /* Up to three ranges, sorted, disjoint and non-adjacent (a gap of at
+     * least one page) by construction, as buddy_init requires: in 64 KiB
      * steps, or from the next GiB boundary 1..2 GiB minus a few pages. */
     struct mm_area_list l = { .count = 0 };
     uint64_t cursor = (uint64_t)(next_byte(&r) % 16) * PAGE_SIZE;

@@ -102,6 +102,55 @@ static void test_init_rejects_bad_lists(void)
     harness_quiet = 0;
 }
 
+/* A refused list: rc, exactly one log line, and *b untouched byte for byte. */
+static void expect_init_refused(const struct mm_area_list *l, int err)
+{
+    struct buddy saved;
+    memcpy(&saved, &B, sizeof B);
+    unsigned long lines = harness_log_lines;
+    harness_quiet = 1;
+    CHECK_EQ(buddy_init(&B, l), err);
+    harness_quiet = 0;
+    CHECK_EQ(harness_log_lines - lines, 1);
+    CHECK(memcmp(&saved, &B, sizeof B) == 0);
+}
+
+/*
+ * buddy_init validates with mm_area_list_check, so adjacent areas are
+ * refused (they must be merged into one first), and it refuses an empty
+ * list too.  Every refusal, including "the metadata fits nowhere", leaves
+ * a working allocator in *b as it was.
+ */
+static void test_init_refusal_keeps_state(void)
+{
+    static const uint64_t good[][2] = { { 16 * MiB, 64 * MiB } };
+    static const uint64_t adjacent[][2] = { { 1 * MiB, 2 * MiB }, { 2 * MiB, 64 * MiB } };
+    static const uint64_t tiny[][2] = { { 1 * MiB, 1 * MiB + 4 * PAGE_SIZE },
+                                        { 2 * MiB, 2 * MiB + 4 * PAGE_SIZE } };
+    static const uint64_t huge[][2] = { { 1 * MiB, 2 * MiB },
+                                        { UINT64_C(1) << 45, (UINT64_C(1) << 45) + MiB } };
+    REQUIRE(init_ranges(1, good) == 0);
+    phys_addr_t held;
+    REQUIRE(buddy_alloc(&B, 4, &held) == 0);
+
+    struct mm_area_list none = { .count = 0 };
+    struct mm_area_list l;
+    expect_init_refused(&none, -MM_EINVAL);
+    l = areas(2, adjacent);
+    expect_init_refused(&l, -MM_EINVAL);
+    l = areas(2, tiny);
+    expect_init_refused(&l, -MM_ENOMEM);
+    l = areas(2, huge);
+    expect_init_refused(&l, -MM_EINVAL);
+
+    /* the same areas merged into one are fine */
+    static const uint64_t merged[][2] = { { 1 * MiB, 64 * MiB } };
+    CHECK_EQ(buddy_free(&B, held, 4), 0);
+    buddy_check(&B);
+    REQUIRE(init_ranges(1, merged) == 0);
+    buddy_check(&B);
+}
+
 static void test_metadata_is_small(void)
 {
     static const uint64_t sizes[] = { 256 * MiB, 512 * MiB, 1 * GiB, 4 * GiB - 2 * MiB };
@@ -827,6 +876,7 @@ int main(void)
 {
     sim_mem_init(SIM_SIZE);
     RUN(test_init_rejects_bad_lists);
+    RUN(test_init_refusal_keeps_state);
     RUN(test_metadata_is_small);
     RUN(test_each_order_alloc_free);
     RUN(test_split_leaves_one_block_per_order);

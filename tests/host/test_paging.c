@@ -1236,6 +1236,90 @@ static void test_batch_flush_top_page(void)
     CHECK_EQ(harness_shootdown_npages, 0);
 }
 
+/*
+ * What a shootdown hook that invalidates page by page must do for the
+ * request: its pages cover [leaf, leaf + size), or it is "everything".
+ */
+static bool shootdown_covers(uint64_t leaf, uint64_t size)
+{
+    uint64_t va = harness_shootdown_va, n = harness_shootdown_npages;
+    if (n == 0)
+        return true;
+    return n <= PT_FLUSH_MAX_INVLPG && va <= leaf && leaf + size <= va + n * PAGE_SIZE;
+}
+
+/* Flush a token on every CPU; the shootdown must cover [va, va + size). */
+static void flush_expect_covered(struct pt_flush *tok, uint64_t va, uint64_t size)
+{
+    unsigned long sd = harness_shootdowns;
+    pt_flush(tok);
+    CHECK_EQ(harness_shootdowns, sd + 1);
+    CHECK(shootdown_covers(va, size));
+}
+
+/*
+ * The shootdown request counts 4 KiB pages for every token: the real count
+ * up to PT_FLUSH_MAX_INVLPG, 0 ("everything") above it.  A 2 MiB or 1 GiB
+ * leaf (512 or 262144 pages) is therefore sent as 0, never as 1, which a
+ * hook invalidating page by page would take for its first 4 KiB only.
+ */
+static void test_shootdown_counts_4k_pages(void)
+{
+    struct pt_mapper m = new_mapper();
+    struct pt_flush tok = PT_FLUSH_INIT;
+    const uint64_t va2m = KVA + 2 * GiB, va1g = KVA + GiB;
+
+    CHECK_EQ(pt_map_range(&m, VA(KVA), PA(0), 16 * PAGE_SIZE, PTE_KERNEL_RW, PAGE_SIZE,
+                          &tok), 0);
+    flush_expect_covered(&tok, KVA, 16 * PAGE_SIZE);
+    CHECK_EQ(harness_shootdown_npages, 16);
+    CHECK_EQ(pt_unmap_phys(&m, VA(KVA), true, NULL, &tok), 0);
+    flush_expect_covered(&tok, KVA, PAGE_SIZE);
+    CHECK_EQ(harness_shootdown_npages, 1);
+    CHECK_EQ(harness_shootdown_va, KVA);
+    CHECK_EQ(pt_unmap_range(&m, VA(KVA + PAGE_SIZE), 15 * PAGE_SIZE, true, &tok), 0);
+    flush_expect_covered(&tok, KVA + PAGE_SIZE, 15 * PAGE_SIZE);
+    CHECK_EQ(harness_shootdown_npages, 15);
+
+    /* 2 MiB: map, remap, unmap; alone and in a batch of one */
+    CHECK_EQ(pt_map_huge(&m, VA(va2m), PA(0), PAGE_2M_SIZE, PTE_KERNEL_RW, &tok), 0);
+    flush_expect_covered(&tok, va2m, PAGE_2M_SIZE);
+    CHECK_EQ(pt_remap(&m, VA(va2m), PTE_KERNEL_RO, &tok), 0);
+    flush_expect_covered(&tok, va2m, PAGE_2M_SIZE);
+    CHECK_EQ(harness_shootdown_npages, 0);
+    struct pt_flush_batch b;
+    pt_flush_batch_init(&b);
+    CHECK_EQ(pt_remap(&m, VA(va2m), PTE_KERNEL_RW, &tok), 0);
+    pt_flush_batch_add(&b, &tok);
+    unsigned long sd = harness_shootdowns;
+    pt_flush_batch_flush(&b);
+    CHECK_EQ(harness_shootdowns, sd + 1);
+    CHECK(shootdown_covers(va2m, PAGE_2M_SIZE));
+    CHECK_EQ(pt_unmap_range(&m, VA(va2m), PAGE_2M_SIZE, true, &tok), 0);
+    CHECK_EQ(tok.kind, PT_FLUSH_ONE_PAGE);
+    flush_expect_covered(&tok, va2m, PAGE_2M_SIZE);
+
+    /* 1 GiB */
+    CHECK_EQ(pt_map_huge(&m, VA(va1g), PA(0), PAGE_1G_SIZE, PTE_KERNEL_RW, &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(pt_unmap_phys(&m, VA(va1g), true, NULL, &tok), 0);
+    flush_expect_covered(&tok, va1g, PAGE_1G_SIZE);
+    CHECK_EQ(harness_shootdown_npages, 0);
+
+    /* A range of 4 KiB pages: exact up to the threshold, then everything. */
+    const uint64_t n = PT_FLUSH_MAX_INVLPG;
+    CHECK_EQ(pt_map_range(&m, VA(KVA), PA(0), (n + 1) * PAGE_SIZE, PTE_KERNEL_RW, PAGE_SIZE,
+                          &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(harness_shootdown_npages, 0);
+    CHECK_EQ(pt_unmap_range(&m, VA(KVA), n * PAGE_SIZE, true, &tok), 0);
+    flush_expect_covered(&tok, KVA, n * PAGE_SIZE);
+    CHECK_EQ(harness_shootdown_npages, n);
+    CHECK_EQ(pt_unmap_range(&m, VA(KVA + n * PAGE_SIZE), PAGE_SIZE, true, &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(tfa.outstanding, 1);       /* the top table only */
+}
+
 /* Destroying twice must not take physical page 0 for a top table. */
 static void test_destroy_twice(void)
 {
@@ -1336,6 +1420,7 @@ int main(void)
     RUN(test_unmapped_data_frame_scribbled);
     RUN(test_pending_token_refused);
     RUN(test_batch_flush_top_page);
+    RUN(test_shootdown_counts_4k_pages);
     RUN(test_destroy_twice);
     RUN(test_remap_user);
     sim_mem_fini();
