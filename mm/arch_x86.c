@@ -3,12 +3,13 @@
  * Only built for the kernel; the host tests use an emulation instead.
  */
 #include <mm/arch.h>
+#include <mm/paging.h>     /* PTE_ADDR_MASK */
 
 phys_addr_t arch_read_cr3(void)
 {
     uint64_t cr3;
     __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
-    return PA(cr3 & UINT64_C(0x000ffffffffff000));
+    return PA(cr3 & PTE_ADDR_MASK);    /* drop the PCID / PWT / PCD bits */
 }
 
 void arch_write_cr3(phys_addr_t pml4_pa)

@@ -33,7 +33,7 @@ struct mm_boot_params {
     struct mm_image_section sections[MM_MAX_SECTIONS];
     unsigned nreserved;                  /* more ranges to keep out of RAM */
     struct mb2_reserved reserved[MM_MAX_RESERVED];
-    bool low_identity_map;               /* see step 6 */
+    bool low_identity_map;               /* see mm/init.h, step 5 */
     bool quiet;                          /* skip the map table and ptdump */
 };
 

@@ -14,7 +14,17 @@ bool host_has_mtrr = false;
 uint64_t host_msr[0x300];
 
 phys_addr_t arch_read_cr3(void) { return host_cr3; }
-void arch_write_cr3(phys_addr_t pml4_pa) { host_cr3 = pml4_pa; host_cr3_writes++; }
+/* Called by arch_write_cr3 with the new top table when set (tests that
+ * model what the boot tables map until the switch). */
+void (*host_cr3_hook)(phys_addr_t pml4_pa);
+
+void arch_write_cr3(phys_addr_t pml4_pa)
+{
+    host_cr3 = pml4_pa;
+    host_cr3_writes++;
+    if (host_cr3_hook)
+        host_cr3_hook(pml4_pa);
+}
 void arch_invlpg(virt_addr_t va) { (void)va; host_invlpg_count++; }
 void arch_flush_tlb_all(void) { host_flush_all_count++; }
 bool arch_has_1g_pages(void) { return host_has_1g; }

@@ -15,6 +15,7 @@ jmp_buf *harness_panic_jmp;
 char harness_panic_msg[256];
 int harness_quiet;
 unsigned long harness_log_lines;
+size_t harness_longest_line;
 
 static void *sim_base;
 static uint64_t sim_size;
@@ -44,6 +45,8 @@ int harness_finish(void)
 void mm_platform_puts(const char *s)
 {
     harness_log_lines++;
+    if (strlen(s) > harness_longest_line)
+        harness_longest_line = strlen(s);
     if (!harness_quiet)
         fprintf(stderr, "  [mm] %s", s);
 }
@@ -108,6 +111,27 @@ void sim_mem_fini(void)
         munmap(sim_base, sim_size);
     sim_base = NULL;
     sim_size = 0;
+}
+
+void *sim_mem_init_aligned(uint64_t size, uint64_t align)
+{
+    /* Map align bytes more, then give back the slack on both sides, so
+     * that sim_mem_fini unmaps exactly what is left. */
+    uint8_t *raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) {
+        perror("sim_mem_init_aligned: mmap");
+        exit(2);
+    }
+    uint8_t *base = (uint8_t *)(uintptr_t)align_up_u64((uint64_t)(uintptr_t)raw, align);
+    if (base > raw)
+        munmap(raw, (size_t)(base - raw));
+    if (raw + align > base)
+        munmap(base + size, (size_t)(raw + align - base));
+    sim_base = base;
+    sim_size = size;
+    mm_direct_map_offset = (uint64_t)(uintptr_t)sim_base;
+    return sim_base;
 }
 
 uint64_t sim_mem_size(void)

@@ -78,6 +78,7 @@ extern char harness_panic_msg[256];
 /* Quiet mode: mm_platform_puts output is swallowed (counted) when set. */
 extern int harness_quiet;
 extern unsigned long harness_log_lines;   /* lines printed through the hook */
+extern size_t harness_longest_line;       /* longest string passed to the hook */
 
 /* The fake TLB shootdown counts calls (harness_shootdowns, declared by the
  * tests that use it) and keeps the arguments of the last one. */
@@ -89,6 +90,9 @@ extern uint64_t harness_shootdown_va, harness_shootdown_npages;
  * mm_direct_map_offset so pa_to_ptr() works.  Only touched pages cost RAM.
  */
 void *sim_mem_init(uint64_t size);
+/* The same with the base address aligned to `align` (a power of two), so
+ * that the direct map of a simulated table can use 2 MiB / 1 GiB pages. */
+void *sim_mem_init_aligned(uint64_t size, uint64_t align);
 void sim_mem_fini(void);
 uint64_t sim_mem_size(void);
 
