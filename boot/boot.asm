@@ -16,6 +16,10 @@
 ; On failure the stub prints a message on COM1, writes a failure code to
 ; the QEMU isa-debug-exit port and halts; it never triple-faults silently.
 
+; NASM cannot include the C headers, so two of their constants are
+; repeated here and must stay equal: MB2_LOADER_MAGIC is MB2_BOOTLOADER_MAGIC
+; (include/mm/multiboot2.h), KERNEL_VMA is MM_KERNEL_IMAGE_BASE
+; (include/mm/layout.h; linker.ld links the image there).
 MB2_MAGIC       equ 0xe85250d6
 MB2_ARCH_I386   equ 0
 MB2_LOADER_MAGIC equ 0x36d76289

@@ -11,7 +11,7 @@
 ; (the temporary low identity map of mm init).  The blob never writes to
 ; itself, so that mapping can be read+execute only.
 
-TRAMPOLINE_PA equ 0x8000
+TRAMPOLINE_PA equ 0x8000        ; the same value as TRAMPOLINE_PA in kernel/smp.c
 
 section .ap_trampoline progbits alloc noexec nowrite align=16
 bits 16

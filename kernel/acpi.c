@@ -1,15 +1,26 @@
 /*
  * acpi.c - locate the RSDP (multiboot2 ACPI tags first, then the BIOS
  * area scan), walk the XSDT or RSDT to the MADT ("APIC") and list the
- * enabled local APICs.  Tables usually sit in memory the direct map covers
- * (ACPI or firmware-reserved RAM); anything else is read through a
- * temporary ioremap.  Checksums are verified; a bad table is reported and
- * skipped.
+ * enabled local APICs.
+ *
+ * Every firmware byte is read through mm_memremap(), which returns the
+ * direct-map address when the bytes lie wholly inside the direct map and
+ * otherwise a temporary write-back mapping in the MMIO pool; each view is
+ * released with mm_memunmap() as soon as it has been read.  So a table
+ * may sit anywhere: in ACPI RAM, in firmware-reserved memory the direct
+ * map leaves out, or across the edge of a direct-mapped range (which
+ * neither pa_to_ptr nor the uncached mm_ioremap can reach).  A table is
+ * mapped twice: its header first to learn its length, then all of it.
+ * Checksums are verified; a bad table is reported and skipped.
+ *
+ * Runs once, on the boot CPU, from smp_init; no locking of its own.
  */
 #include "kernel.h"
 #include "acpi.h"
 #include <mm/init.h>
 #include <mm/log.h>
+
+#define ACPI_TABLE_MAX (1u << 20)     /* a longer table is taken as corrupt */
 
 struct __attribute__((packed)) rsdp {
     char signature[8];
@@ -60,19 +71,18 @@ static uint8_t sum_bytes(const void *p, size_t n)
     return s;
 }
 
-/* A readable view of [pa, pa + size): the direct map, else an ioremap. */
+/* A readable view of [pa, pa + size), or NULL (mm_memremap logged why). */
 static const void *acpi_map(uint64_t pa, uint64_t size)
 {
-    if (mm_direct_map_contains(PA(pa), size))
-        return pa_to_ptr(PA(pa));
-    return mm_ioremap(PA(pa), size);
+    return mm_memremap(PA(pa), size);
 }
 
+/* Release a view from acpi_map; it cannot fail for one acpi_map made. */
 static void acpi_unmap(const void *p)
 {
-    uint64_t va = (uint64_t)(uintptr_t)p;
-    if (va >= MMIO_POOL_BASE && va < MMIO_POOL_END)
-        mm_iounmap((void *)(uintptr_t)p);
+    int rc = mm_memunmap((void *)(uintptr_t)p);
+    if (rc != 0)
+        panic("acpi_unmap: mm_memunmap(%p) failed: %s", p, mm_strerror(rc));
 }
 
 /* Map a whole table: header first for its length, then all of it. */
@@ -83,14 +93,14 @@ static const struct sdt_header *map_table(uint64_t pa, uint32_t *len_out)
         return NULL;
     uint32_t len = h->length;
     acpi_unmap(h);
-    if (len < sizeof(*h) || len > (1u << 20)) {
-        printk("acpi: table at %#lx has implausible length %u\n", pa, len);
+    if (len < sizeof(*h) || len > ACPI_TABLE_MAX) {
+        printk("acpi: table at %#lx has implausible length %u\n", (unsigned long)pa, len);
         return NULL;
     }
     h = acpi_map(pa, len);
     if (h && sum_bytes(h, len) != 0) {
         printk("acpi: table %c%c%c%c at %#lx: bad checksum\n", h->signature[0],
-               h->signature[1], h->signature[2], h->signature[3], pa);
+               h->signature[1], h->signature[2], h->signature[3], (unsigned long)pa);
         acpi_unmap(h);
         return NULL;
     }

@@ -1,4 +1,9 @@
-/* acpi.h - just enough ACPI to list the CPUs (MADT). */
+/*
+ * acpi.h - just enough ACPI to list the CPUs: find the RSDP, walk the
+ * RSDT/XSDT to the MADT and collect the enabled local APIC ids
+ * (kernel/acpi.c).  Call after mm_init: tables are read through
+ * mm_memremap.
+ */
 #ifndef KERNEL_ACPI_H
 #define KERNEL_ACPI_H
 

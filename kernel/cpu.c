@@ -3,11 +3,11 @@
  * data segment and a TSS with two IST stacks (IST1 for double faults,
  * IST2 for NMIs), so a kernel stack overflow still produces a readable
  * report.
- * GS base points at the CPU's struct percpu (see smp.h).
+ * GS base points at the CPU's struct percpu (see percpu.h).
  */
 #include "kernel.h"
 #include "io.h"
-#include "smp.h"
+#include "percpu.h"
 
 #define MSR_GS_BASE 0xc0000101u
 #define IST_STACK_SIZE 8192

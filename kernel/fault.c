@@ -5,7 +5,7 @@
  */
 #include "kernel.h"
 #include "fault.h"
-#include "smp.h"
+#include "percpu.h"
 #include "trap.h"
 
 bool fault_catch(void (*fn)(void *arg), void *arg, struct fault_info *info)

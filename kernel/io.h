@@ -1,8 +1,17 @@
-/* io.h - x86 port I/O and a few privileged instructions for kernel/. */
+/*
+ * io.h - x86 port I/O, control registers, MSRs and interrupt-flag helpers
+ * for kernel/.  Each is one or two instructions; none takes a lock.
+ */
 #ifndef KERNEL_IO_H
 #define KERNEL_IO_H
 
 #include <stdint.h>
+
+#define MSR_EFER  0xc0000080u
+#define EFER_NXE  (1u << 11)
+#define CR0_WP    (1u << 16)
+#define CR4_PGE   (1u << 7)
+#define RFLAGS_IF (1ul << 9)
 
 static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
 static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
@@ -26,15 +35,25 @@ static inline void wrmsr(uint32_t msr, uint64_t v)
     __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
 }
 
+/* Disable interrupts, returning RFLAGS as it was (for cpu_irq_restore). */
+static inline unsigned long cpu_irq_save(void)
+{
+    unsigned long flags;
+    __asm__ volatile("pushfq; pop %0; cli" : "=r"(flags) : : "memory");
+    return flags;
+}
+
+/* Re-enable interrupts if they were on when cpu_irq_save returned flags. */
+static inline void cpu_irq_restore(unsigned long flags)
+{
+    if (flags & RFLAGS_IF)
+        __asm__ volatile("sti" : : : "memory");
+}
+
 static inline void cpu_halt_forever(void)
 {
     for (;;)
         __asm__ volatile("cli; hlt");
 }
-
-#define MSR_EFER 0xc0000080u
-#define EFER_NXE (1u << 11)
-#define CR0_WP   (1u << 16)
-#define CR4_PGE  (1u << 7)
 
 #endif

@@ -24,6 +24,7 @@
 #include "kernel.h"
 #include "ktest.h"
 #include "trap.h"
+#include <mm/init.h>
 #include <mm/log.h>
 
 extern const struct ktest_suite __ktest_suites_start[], __ktest_suites_end[];
@@ -41,7 +42,7 @@ void ktest_fail_eq(struct ktest *t, const char *file, int line, const char *a_ex
 {
     t->failures++;
     printk("    # %s: EXPECTATION FAILED at %s:%d: %s == %s (%#lx vs %#lx)\n",
-           t->name, file, line, a_expr, b_expr, a, b);
+           t->name, file, line, a_expr, b_expr, (unsigned long)a, (unsigned long)b);
 }
 
 _Noreturn void ktest_abort(struct ktest *t)
@@ -78,6 +79,28 @@ static void report_case(int n, const char *name, const struct ktest *t)
         totals_pass++;
         printk("    ok %d %s\n", n, name);
     }
+}
+
+/* Snapshot the kernel's buddy and MMIO pool; invalid before mm_init. */
+static void kernel_accounting(struct ktest_accounting *a)
+{
+    memset(a, 0, sizeof(*a));
+    struct buddy *b = mm_buddy();
+    if (!b)
+        return;
+    struct buddy_usage u;
+    buddy_usage(b, &u);
+    a->frames_free = u.free_npages;
+    a->frames_used = u.used_npages;
+    a->frames_total = u.total_npages;
+    uint64_t counts[BUDDY_NR_ORDERS];
+    buddy_free_blocks(b, counts);
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        a->frames_free_in_blocks += counts[k] << k;
+    struct mmio_stats ms;
+    mmio_pool_stats(mm_mmio_pool(), &ms);
+    a->mmio_free_bytes = ms.free_bytes;
+    a->valid = true;
 }
 
 static bool check_accounting(struct ktest *t, const struct ktest_accounting *before)
@@ -138,10 +161,10 @@ int ktest_run_all(void)
     int index = 0, failed_suites = 0;
 
     printk("KTAP version 1\n1..%d\n", nsuites);
-    mm_log_as_ktap_diagnostic = true;
+    platform_log_as_ktap = true;
     for (s = __ktest_suites_start; s < __ktest_suites_end; s++)
         failed_suites += !run_suite(++index, s);
-    mm_log_as_ktap_diagnostic = false;
+    platform_log_as_ktap = false;
     printk("# Totals: pass:%d fail:%d skip:%d total:%d\n", totals_pass, totals_fail,
            totals_skip, totals_pass + totals_fail + totals_skip);
     return totals_fail ? totals_fail : failed_suites;

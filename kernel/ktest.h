@@ -75,14 +75,14 @@ void ktest_log(struct ktest *t, const char *fmt, ...) __attribute__((format(prin
 
 #define KSKIP(t, reason) ktest_skip((t), (reason))
 
-/* A snapshot of allocator state, taken before and after every suite. */
+/* A snapshot of allocator state, taken before and after every suite
+ * (ktest.c, from mm_buddy() and mm_mmio_pool()). */
 struct ktest_accounting {
     uint64_t frames_free, frames_used, frames_total;
     uint64_t frames_free_in_blocks;   /* sum over orders of blocks << order */
     uint64_t mmio_free_bytes;
     bool valid;               /* false until the allocators exist */
 };
-void kernel_accounting(struct ktest_accounting *a);   /* main.c */
 
 /* Run all suites, print KTAP, return the number of failed cases. */
 int ktest_run_all(void);

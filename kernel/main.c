@@ -1,38 +1,20 @@
 /*
- * main.c - the test kernel: bring up the console, descriptor tables and
- * the memory subsystem, run the self-tests, and report the result to QEMU
- * through the isa-debug-exit port.
+ * main.c - the test kernel's kmain: bring up the console, the boot CPU's
+ * descriptor tables and the memory subsystem (mm_init, with the image's
+ * sections from linker.ld), start the other CPUs, mask the legacy PICs,
+ * enable interrupts, run the self-tests (ktest.c) and report the result
+ * to QEMU through the isa-debug-exit port.  Everything here runs once, on
+ * the boot CPU.
  */
 #include "kernel.h"
 #include "io.h"
 #include "ktest.h"
+#include "percpu.h"
 #include "smp.h"
 #include "trap.h"
 #include <mm/init.h>
 #include <mm/log.h>
-
-#define MB2_LOADER_MAGIC 0x36d76289u
-
-void kernel_accounting(struct ktest_accounting *a)
-{
-    memset(a, 0, sizeof(*a));
-    struct buddy *b = mm_buddy();
-    if (!b)
-        return;
-    struct buddy_usage u;
-    buddy_usage(b, &u);
-    a->frames_free = u.free_npages;
-    a->frames_used = u.used_npages;
-    a->frames_total = u.total_npages;
-    uint64_t counts[BUDDY_NR_ORDERS];
-    buddy_free_blocks(b, counts);
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        a->frames_free_in_blocks += counts[k] << k;
-    struct mmio_stats ms;
-    mmio_pool_stats(mm_mmio_pool(), &ms);
-    a->mmio_free_bytes = ms.free_bytes;
-    a->valid = true;
-}
+#include <mm/multiboot2.h>
 
 static void memory_init(uint64_t mbi_pa)
 {
@@ -103,8 +85,8 @@ void kmain(uint32_t magic, uint64_t mbi_pa)
     console_init();
     percpu_setup(0, 0);
     idt_init();
-    printk("\nmm-kernel: booted, multiboot2 info at %#lx\n", mbi_pa);
-    if (magic != MB2_LOADER_MAGIC)
+    printk("\nmm-kernel: booted, multiboot2 info at %#lx\n", (unsigned long)mbi_pa);
+    if (magic != MB2_BOOTLOADER_MAGIC)
         panic("kmain: bad multiboot2 magic %#x", magic);
 
     write_cr4(read_cr4() | CR4_PGE);

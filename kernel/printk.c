@@ -1,16 +1,23 @@
 /*
- * printk.c - kernel printf on the serial console, panic, the QEMU exit
- * port, and the test kernel's side of the mm platform interface.
+ * printk.c - kernel printf on the serial console, panic, and the QEMU exit
+ * port.
+ *
+ * printk formats into a line buffer with the library's mm_vsnprintf and
+ * hands it to console_write, whose lock keeps lines whole.  panic stops
+ * the other CPUs' output from mixing in: the first CPU to panic writes
+ * with console_write_emergency (no lock: the CPU holding it may be the one
+ * that died) and exits QEMU; a CPU that panics after it just halts.
  */
 #include "kernel.h"
 #include "io.h"
-#include "smp.h"
+#include "percpu.h"
 #include <mm/log.h>
-#include <mm/platform.h>
+
+#define PRINTK_LINE_MAX 512
 
 int vprintk(const char *fmt, va_list ap)
 {
-    char line[512];
+    char line[PRINTK_LINE_MAX];
     int n = mm_vsnprintf(line, sizeof(line), fmt, ap);
     console_write(line);
     return n;
@@ -27,7 +34,7 @@ int printk(const char *fmt, ...)
 
 _Noreturn void qemu_exit(uint8_t code)
 {
-    outb(0xf4, code);
+    outb(QEMU_EXIT_PORT, code);
     /* Not under QEMU (or no isa-debug-exit device): just stop. */
     cpu_halt_forever();
     __builtin_unreachable();
@@ -37,7 +44,7 @@ static volatile int panicking;
 
 _Noreturn void panic(const char *fmt, ...)
 {
-    char msg[512];
+    char msg[PRINTK_LINE_MAX];
     va_list ap;
     __asm__ volatile("cli");
     va_start(ap, fmt);
@@ -54,43 +61,3 @@ _Noreturn void panic(const char *fmt, ...)
     console_write_emergency("\n");
     qemu_exit(QEMU_EXIT_PANIC);
 }
-
-/* ---- mm platform interface ---- */
-
-/* Set by the KTAP runner: library log lines become KTAP diagnostics. */
-bool mm_log_as_ktap_diagnostic;
-
-void mm_platform_puts(const char *s)
-{
-    if (mm_log_as_ktap_diagnostic) {
-        char line[320];
-        mm_snprintf(line, sizeof(line), "    # %s", s);
-        console_write(line);
-        return;
-    }
-    console_write(s);
-}
-
-_Noreturn void mm_platform_panic(const char *msg)
-{
-    panic("%s", msg);
-}
-
-unsigned mm_platform_cpu_id(void)
-{
-    return smp_cpu_id();
-}
-
-unsigned long mm_platform_irq_save(void)
-{
-    unsigned long flags;
-    __asm__ volatile("pushfq; pop %0; cli" : "=r"(flags) : : "memory");
-    return flags;
-}
-
-void mm_platform_irq_restore(unsigned long flags)
-{
-    if (flags & (1ul << 9))
-        __asm__ volatile("sti" : : : "memory");
-}
-

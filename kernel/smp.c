@@ -1,6 +1,6 @@
 /*
  * smp.c - application-processor start-up, cross-CPU calls and the TLB
- * shootdown behind mm_platform_tlb_shootdown().
+ * shootdown behind mm_platform_tlb_shootdown() (platform.c).
  *
  * Bring-up: the CPUs come from the ACPI MADT; the local APIC is reached
  * through ioremap.  The trampoline (boot/trampoline.asm) is copied to
@@ -8,26 +8,33 @@
  * buddy allocator and its dense cpu index, and reports in from ap_main().
  * When all are up the low identity map is removed.
  *
- * Cross-CPU calls: smp_call(cpu, fn, arg) posts fn to one CPU's mailbox
- * and wakes it with an IPI; idle APs sleep in "sti; hlt".
+ * Cross-CPU calls: each CPU has a mailbox.  smp_post(cpu, fn, arg) fills
+ * the target's mailbox and wakes it with an IPI; idle APs sleep in
+ * "sti; hlt" and run what they find.  smp_wait(cpu) spins until the
+ * target marks the mailbox done.  smp_call is the two in sequence.
  *
- * Shootdown: one request at a time (shootdown_lock); the initiator sets a
- * mask of CPUs that still owe an acknowledgement, sends the IPI to all
- * other CPUs and waits until the mask is empty.  A CPU that is itself
- * spinning (for the lock or for acks) services requests addressed to it
- * while it waits, so two initiators, or an initiator with interrupts off,
- * cannot deadlock.
+ * Shootdown: one request at a time, serialised by the flag shootdown_busy;
+ * the initiator sets a mask of CPUs that still owe an acknowledgement,
+ * sends the IPI to all other CPUs and waits until the mask is empty.  A
+ * CPU that is itself spinning (for the flag or for acks) services requests
+ * addressed to it while it waits, so two initiators, or an initiator with
+ * interrupts off, cannot deadlock.  Requests of more than
+ * PT_FLUSH_MAX_INVLPG pages flush the whole TLB, as the library's own
+ * flushes do.
  */
 #include "kernel.h"
 #include "acpi.h"
 #include "io.h"
+#include "percpu.h"
 #include "smp.h"
+#include "timer.h"
 #include "trap.h"
 #include <mm/arch.h>
 #include <mm/init.h>
 #include <mm/log.h>
+#include <mm/paging.h>
 
-#define TRAMPOLINE_PA   0x8000u
+#define TRAMPOLINE_PA   0x8000u     /* the same value as in boot/trampoline.asm */
 #define AP_STACK_PAGES  4u          /* 16 KiB */
 
 #define LAPIC_ID        0x020
@@ -36,6 +43,9 @@
 #define LAPIC_SVR       0x0f0
 #define LAPIC_ICR_LO    0x300
 #define LAPIC_ICR_HI    0x310
+
+#define MSR_APIC_BASE       0x1b
+#define APIC_BASE_X2APIC    (1u << 10)     /* EXTD: x2APIC mode */
 
 #define VEC_SHOOTDOWN   0xf0
 #define VEC_WAKEUP      0xf1
@@ -56,28 +66,6 @@ static unsigned cpus_online = 1;
 enum { AP_WAITING, AP_ARRIVED, AP_ABANDONED };
 static unsigned ap_state;
 static volatile unsigned ap_reported;   /* set by the AP once it is counted */
-
-/* ---------------------------------------------------------------- timing */
-
-/* Busy-wait with PIT channel 2 (1.193182 MHz), at most ~50 ms per chunk. */
-void udelay(uint64_t us)
-{
-    while (us) {
-        uint64_t chunk = us > 50000 ? 50000 : us;
-        uint32_t count = (uint32_t)(chunk * 1193182u / 1000000u);
-        if (count < 2)
-            count = 2;
-        uint8_t gate = inb(0x61);
-        outb(0x61, (gate & ~0x02) & ~0x01);   /* gate off, speaker off */
-        outb(0x43, 0xb0);                      /* ch 2, lo/hi, mode 0 */
-        outb(0x42, count & 0xff);
-        outb(0x42, (count >> 8) & 0xff);
-        outb(0x61, (gate & ~0x02) | 0x01);     /* gate on: start counting */
-        while (!(inb(0x61) & 0x20))
-            __asm__ volatile("pause");
-        us -= chunk;
-    }
-}
 
 /* ----------------------------------------------------------------- LAPIC */
 
@@ -125,19 +113,25 @@ volatile uint32_t *smp_lapic(void)
     return lapic;
 }
 
+/* IA32_APIC_BASE holds the page address in bits 12..51, like a PTE. */
+uint64_t smp_lapic_pa(void)
+{
+    return rdmsr(MSR_APIC_BASE) & PTE_ADDR_MASK;
+}
+
 /* ------------------------------------------------------------- shootdown */
 
-static mm_spinlock_t shootdown_lock = MM_SPINLOCK_INIT;
+static unsigned shootdown_busy;    /* 1 while a request is in flight */
 static struct {
     uint64_t va;
     uint64_t npages;           /* 0 = everything */
     uint64_t pending;          /* CPUs that still have to flush */
 } sd;
-static uint64_t shootdown_count;
+static uint64_t shootdown_count;   /* written only with shootdown_busy held */
 
 static void flush_local(uint64_t va, uint64_t npages)
 {
-    if (npages == 0 || npages > 64) {
+    if (npages == 0 || npages > PT_FLUSH_MAX_INVLPG) {
         arch_flush_tlb_all();
         return;
     }
@@ -162,31 +156,37 @@ static void shootdown_irq(struct trap_frame *tf)
     lapic_eoi();
 }
 
-void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
+/* Wait for the acknowledgements of every CPU in sd.pending. */
+static void shootdown_wait_acks(void)
 {
-    unsigned n = smp_online_cpus();
-    if (n <= 1)
-        return;
-    unsigned long flags = mm_platform_irq_save();
-    while (__atomic_exchange_n(&shootdown_lock.locked, 1, __ATOMIC_ACQUIRE)) {
-        shootdown_service();
-        __asm__ volatile("pause");
-    }
-    uint64_t others = ((n >= 64) ? ~0ull : ((1ull << n) - 1)) & ~(1ull << smp_cpu_id());
-    sd.va = va.raw;
-    sd.npages = npages;
-    __atomic_store_n(&sd.pending, others, __ATOMIC_RELEASE);
-    send_ipi_all_but_self(VEC_SHOOTDOWN);
     uint64_t spins = 0;
     while (__atomic_load_n(&sd.pending, __ATOMIC_ACQUIRE)) {
         __asm__ volatile("pause");
         if (++spins == (1ull << 30))
-            printk("smp: shootdown from cpu %u still waiting for cpus %#lx\n",
-                   smp_cpu_id(), __atomic_load_n(&sd.pending, __ATOMIC_RELAXED));
+            printk("smp: shootdown from cpu %u still waiting for cpus %#lx\n", smp_cpu_id(),
+                   (unsigned long)__atomic_load_n(&sd.pending, __ATOMIC_RELAXED));
     }
+}
+
+void smp_tlb_shootdown(uint64_t va, uint64_t npages)
+{
+    unsigned n = smp_online_cpus();
+    if (n <= 1)
+        return;
+    unsigned long flags = cpu_irq_save();
+    while (__atomic_exchange_n(&shootdown_busy, 1, __ATOMIC_ACQUIRE)) {
+        shootdown_service();               /* the current owner may wait for us */
+        __asm__ volatile("pause");
+    }
+    uint64_t others = ((n >= 64) ? ~0ull : ((1ull << n) - 1)) & ~(1ull << smp_cpu_id());
+    sd.va = va;
+    sd.npages = npages;
+    __atomic_store_n(&sd.pending, others, __ATOMIC_RELEASE);
+    send_ipi_all_but_self(VEC_SHOOTDOWN);
+    shootdown_wait_acks();
     shootdown_count++;
-    __atomic_store_n(&shootdown_lock.locked, 0, __ATOMIC_RELEASE);
-    mm_platform_irq_restore(flags);
+    __atomic_store_n(&shootdown_busy, 0, __ATOMIC_RELEASE);
+    cpu_irq_restore(flags);
 }
 
 uint64_t smp_shootdowns(void)
@@ -215,23 +215,7 @@ static void spurious_irq(struct trap_frame *tf)
     (void)tf;
 }
 
-/* Run fn(arg) on cpu and wait for it to finish.  cpu may be this CPU. */
-void smp_call(unsigned cpu, void (*fn)(void *), void *arg)
-{
-    if (cpu == smp_cpu_id()) {
-        fn(arg);
-        return;
-    }
-    struct mailbox *mb = &mailbox[cpu];
-    mb->arg = arg;
-    mb->done = 0;
-    __atomic_store_n(&mb->fn, fn, __ATOMIC_RELEASE);
-    lapic_send(percpu_area[cpu].apic_id, (1u << 14) | VEC_WAKEUP);
-    while (!__atomic_load_n(&mb->done, __ATOMIC_ACQUIRE))
-        __asm__ volatile("pause");
-}
-
-/* Start fn(arg) on cpu without waiting; smp_wait(cpu) waits. */
+/* Start fn(arg) on cpu (another online CPU) without waiting. */
 void smp_post(unsigned cpu, void (*fn)(void *), void *arg)
 {
     struct mailbox *mb = &mailbox[cpu];
@@ -241,10 +225,22 @@ void smp_post(unsigned cpu, void (*fn)(void *), void *arg)
     lapic_send(percpu_area[cpu].apic_id, (1u << 14) | VEC_WAKEUP);
 }
 
+/* Wait until the call last posted to cpu has returned. */
 void smp_wait(unsigned cpu)
 {
     while (!__atomic_load_n(&mailbox[cpu].done, __ATOMIC_ACQUIRE))
         __asm__ volatile("pause");
+}
+
+/* Run fn(arg) on cpu and wait for it to finish.  cpu may be this CPU. */
+void smp_call(unsigned cpu, void (*fn)(void *), void *arg)
+{
+    if (cpu == smp_cpu_id()) {
+        fn(arg);
+        return;
+    }
+    smp_post(cpu, fn, arg);
+    smp_wait(cpu);
 }
 
 /* Run fn(arg) on every online CPU at once (this one included), wait. */
@@ -305,8 +301,9 @@ static bool trampoline_page_usable(uint64_t pa, uint64_t size)
         return false;
     if (pa < mbi->pa.raw + mbi->total_size && mbi->pa.raw < pa + size)
         return false;
-    for (unsigned i = 0; i < mbi->nmodules; i++)
-        if (pa < mbi->modules[i].end.raw && mbi->modules[i].start.raw < pa + size)
+    struct mb2_module mod;
+    for (uint32_t cursor = 0; mb2_module_next(mbi, &cursor, &mod);)
+        if (pa < mod.end.raw && mod.start.raw < pa + size)
             return false;
     for (unsigned i = 0; i < mbi->map_count; i++) {
         struct mb2_mmap_entry e;
@@ -379,8 +376,7 @@ void smp_init(void)
     irq_register(VEC_WAKEUP, wakeup_irq);
     irq_register(VEC_SPURIOUS, spurious_irq);
 
-    uint64_t apic_msr = rdmsr(0x1b);
-    if (apic_msr & (1u << 10)) {
+    if (rdmsr(MSR_APIC_BASE) & APIC_BASE_X2APIC) {
         /* x2APIC mode (IA32_APIC_BASE.EXTD): the registers are MSRs and the
          * MMIO page does not answer.  This kernel drives the xAPIC only. */
         printk("smp: the firmware left the local APIC in x2APIC mode, which this kernel "
@@ -388,10 +384,10 @@ void smp_init(void)
         remove_low_identity();
         return;
     }
-    uint64_t apic_base = apic_msr & 0x000ffffffffff000ull;
+    uint64_t apic_base = smp_lapic_pa();
     lapic = mm_ioremap(PA(apic_base), PAGE_SIZE);
     if (!lapic)
-        panic("smp_init: cannot ioremap the local APIC at %#lx", apic_base);
+        panic("smp_init: cannot ioremap the local APIC at %#lx", (unsigned long)apic_base);
     uint32_t bsp_apic = lapic_read(LAPIC_ID) >> 24;
     percpu_area[0].apic_id = bsp_apic;
     lapic_enable();
@@ -410,7 +406,8 @@ void smp_init(void)
     if (cpus.count > 1 && cr3 >> 32 != 0) {
         /* The trampoline loads CR3 while still in 32-bit mode. */
         printk("smp: the kernel page table is at %#lx, above 4 GiB, where the AP "
-               "trampoline cannot load it; application processors not started\n", cr3);
+               "trampoline cannot load it; application processors not started\n",
+               (unsigned long)cr3);
         have_tramp = false;
     } else if (cpus.count > 1 && !have_tramp)
         printk("smp: page %#x is not free RAM (or holds boot information); "

@@ -10,8 +10,9 @@
 #include "kernel.h"
 #include "fault.h"
 #include "io.h"
-#include "smp.h"
+#include "percpu.h"
 #include "trap.h"
+#include <mm/log.h>
 
 struct __attribute__((packed)) idt_entry {
     uint16_t offset_lo;
@@ -67,14 +68,27 @@ void irq_register(uint8_t vector, irq_handler_t handler)
 static void dump_frame(const struct trap_frame *tf)
 {
     const char *name = tf->vector < 32 ? exception_names[tf->vector] : "interrupt";
-    printk("\nUNEXPECTED EXCEPTION %lu (%s) on cpu %u\n", tf->vector, name, smp_cpu_id());
+    printk("\nUNEXPECTED EXCEPTION %lu (%s) on cpu %u\n", (unsigned long)tf->vector, name,
+           smp_cpu_id());
     printk("  error code %#lx  RIP %016lx  CS %lx  RFLAGS %016lx\n",
-           tf->error_code, tf->rip, tf->cs, tf->rflags);
-    printk("  CR2 %016lx  CR3 %016lx  RSP %016lx\n", read_cr2(), read_cr3(), tf->rsp);
-    printk("  RAX %016lx RBX %016lx RCX %016lx RDX %016lx\n", tf->rax, tf->rbx, tf->rcx, tf->rdx);
-    printk("  RSI %016lx RDI %016lx RBP %016lx R8  %016lx\n", tf->rsi, tf->rdi, tf->rbp, tf->r8);
-    printk("  R9  %016lx R10 %016lx R11 %016lx R12 %016lx\n", tf->r9, tf->r10, tf->r11, tf->r12);
-    printk("  R13 %016lx R14 %016lx R15 %016lx\n", tf->r13, tf->r14, tf->r15);
+           (unsigned long)tf->error_code, (unsigned long)tf->rip, (unsigned long)tf->cs,
+           (unsigned long)tf->rflags);
+    printk("  CR2 %016lx  CR3 %016lx  RSP %016lx\n", (unsigned long)read_cr2(),
+           (unsigned long)read_cr3(), (unsigned long)tf->rsp);
+    const uint64_t r[15] = { tf->rax, tf->rbx, tf->rcx, tf->rdx, tf->rsi, tf->rdi, tf->rbp,
+                             tf->r8, tf->r9, tf->r10, tf->r11, tf->r12, tf->r13, tf->r14,
+                             tf->r15 };
+    static const char *const rname[15] = { "RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP",
+                                           "R8 ", "R9 ", "R10", "R11", "R12", "R13", "R14",
+                                           "R15" };
+    for (unsigned i = 0; i < 15; i += 4) {
+        char line[128];
+        int n = 0;
+        for (unsigned j = i; j < i + 4 && j < 15; j++)
+            n += mm_snprintf(line + n, sizeof(line) - (size_t)n, " %s %016lx", rname[j],
+                             (unsigned long)r[j]);
+        printk(" %s\n", line);
+    }
 }
 
 void trap_dispatch(struct trap_frame *tf)
@@ -86,7 +100,7 @@ void trap_dispatch(struct trap_frame *tf)
             return;
         }
         dump_frame(tf);
-        panic("trap_dispatch: no handler for vector %lu", tf->vector);
+        panic("trap_dispatch: no handler for vector %lu", (unsigned long)tf->vector);
     }
 
     struct percpu *pc = this_cpu();
@@ -103,6 +117,6 @@ void trap_dispatch(struct trap_frame *tf)
     }
 
     dump_frame(tf);
-    panic("unhandled exception %lu (%s) at RIP %#lx", tf->vector,
-          exception_names[tf->vector], tf->rip);
+    panic("trap_dispatch: unhandled exception %lu (%s) at RIP %#lx", (unsigned long)tf->vector,
+          exception_names[tf->vector], (unsigned long)tf->rip);
 }

@@ -1,4 +1,9 @@
-/* trap.h - the register frame built by kernel/isr.asm, and setjmp. */
+/*
+ * trap.h - the register frame that kernel/isr.asm builds for every vector
+ * and hands to trap_dispatch (trap.c), the registration of interrupt
+ * handlers for vectors 32-255, and the kernel's setjmp/longjmp (isr.asm),
+ * which fault_catch and the KTAP runner use to abandon code.
+ */
 #ifndef KERNEL_TRAP_H
 #define KERNEL_TRAP_H
 

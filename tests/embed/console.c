@@ -1,18 +1,9 @@
 /*
  * tests/embed/console.c - the example kernel's console (16550 UART on COM1,
- * polled), the QEMU exit port, and its implementation of the platform
- * interface that libmm.a needs (include/mm/platform.h).
- *
- * The example runs on one CPU with interrupts disabled throughout, so:
- *   mm_platform_cpu_id()          always 0;
- *   mm_platform_irq_save/restore  save RFLAGS and cli / sti if IF was set;
- *   mm_platform_tlb_shootdown()   nothing to do: there is no other CPU;
- *   mm_platform_panic()           prints the message and exits QEMU with
- *                                 EMBED_EXIT_PANIC (status 37).
- * None of them allocates or takes a lock, so all may be called with
- * interrupts off, as the interface requires.
+ * polled: no interrupts, no buffer, no lock, since the example runs on one
+ * CPU) and the QEMU isa-debug-exit port.  platform.c builds the library's
+ * console and panic hooks on these.
  */
-#include <mm/platform.h>
 #include "embed.h"
 
 #define COM1 0x3f8
@@ -63,44 +54,4 @@ _Noreturn void qemu_exit(uint8_t code)
     outb(EXIT_PORT, code);
     for (;;)                             /* not under QEMU: just stop */
         __asm__ volatile("cli; hlt");
-}
-
-/* ------------------------------------------------- mm platform interface */
-
-void mm_platform_puts(const char *s)
-{
-    serial_puts(s);
-}
-
-_Noreturn void mm_platform_panic(const char *msg)
-{
-    __asm__ volatile("cli");
-    serial_puts("\nembed: PANIC: ");
-    serial_puts(msg);
-    serial_puts("\n");
-    qemu_exit(EMBED_EXIT_PANIC);
-}
-
-unsigned mm_platform_cpu_id(void)
-{
-    return 0;
-}
-
-unsigned long mm_platform_irq_save(void)
-{
-    unsigned long flags;
-    __asm__ volatile("pushfq; pop %0; cli" : "=r"(flags) : : "memory");
-    return flags;
-}
-
-void mm_platform_irq_restore(unsigned long flags)
-{
-    if (flags & (1ul << 9))              /* RFLAGS.IF */
-        __asm__ volatile("sti" : : : "memory");
-}
-
-void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
-{
-    (void)va;                            /* uniprocessor: no other TLB */
-    (void)npages;
 }

@@ -2,11 +2,11 @@
  * tests/embed/embed.h - what the files of the embedding example share.
  *
  * The example is a second, self-contained kernel: entry.asm (boot stub),
- * linker.ld, console.c (serial port, QEMU exit, the mm_platform_* hooks),
- * libc.c (mem* functions), one of the two memory set-ups
- * (setup_mm_init.c: the one-call mm_init; setup_own_tables.c: keep the
- * boot stub's page tables and start only the allocators), and main.c
- * (exercises frames, mappings and ioremap).  It uses nothing from kernel/
+ * linker.ld, console.c (serial port, QEMU exit), platform.c (the six
+ * mm_platform_* hooks), libc.c (mem* functions), one of the two memory
+ * set-ups (setup_mm_init.c: the one-call mm_init; setup_own_tables.c:
+ * keep the boot stub's page tables and start only the allocators), and
+ * main.c (exercises frames, mappings and ioremap).  It uses nothing from kernel/
  * or boot/; from the library only <mm/...> headers and build/libmm.a.
  */
 #ifndef EMBED_H
@@ -29,6 +29,7 @@ extern char __data_start[], __data_end[];
 #define EMBED_EXIT_FAIL  0x11   /* status 35: a check failed */
 #define EMBED_EXIT_PANIC 0x12   /* status 37: panic or CPU exception */
 
+/* console.c */
 void serial_init(void);
 void serial_puts(const char *s);
 _Noreturn void qemu_exit(uint8_t code);

@@ -20,6 +20,8 @@
 ; for vectors without an error code) and calls embed_exception() in main.c,
 ; which prints the fault and exits QEMU.  Interrupts stay disabled throughout.
 
+; NASM cannot include <mm/multiboot2.h>: MB2_LOADER_MAGIC repeats its
+; MB2_BOOTLOADER_MAGIC (main.c checks the value again in C with it).
 MB2_HEADER_MAGIC equ 0xe85250d6
 MB2_LOADER_MAGIC equ 0x36d76289
 KERNEL_VMA       equ 0xffffffff80000000

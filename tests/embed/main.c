@@ -14,6 +14,11 @@
  *   ioremap:  mm_ioremap of the VGA text buffer at 0xB8000, check of the
  *             mapping (uncached, no-execute), a cell written and read back,
  *             mm_iounmap, and a second mm_iounmap that must be refused;
+ *   aliases:  RAM the direct map covers must not get a second, uncached
+ *             mapping: mm_ioremap of a buddy frame and of this image must
+ *             return NULL, and mm_direct_map_contains must say true for
+ *             the frame (on Path B this holds only because the set-up
+ *             called mm_direct_map_describe);
  *   balance:  buddy usage and MMIO pool counters exactly as before.
  * The first failed check prints "embed: FAIL: ..." and exits QEMU with
  * EMBED_EXIT_FAIL (status 35); success prints "embed: PASS" and exits with
@@ -285,6 +290,30 @@ static void test_ioremap(void)
     mm_printf("embed: ioremap ok\n");
 }
 
+/* ---------------------------------------------------------------- aliases */
+
+/*
+ * x86 forbids mapping the same bytes write-back (direct map) and uncached
+ * (ioremap) at once, so mm_ioremap refuses anything the direct map covers.
+ * The library knows what that is from mm_init (Path A) or from
+ * mm_direct_map_describe (Path B).
+ */
+static void test_ioremap_refuses_ram(struct buddy *b)
+{
+    phys_addr_t frame;
+    phys_addr_t image = PA((uint64_t)__image_pa_start);
+
+    CHECK_OK(buddy_alloc(b, 1, &frame));
+    CHECK(mm_direct_map_contains(frame, PAGE_SIZE));
+    CHECK(mm_direct_map_contains(image, PAGE_SIZE));
+    mm_printf("embed: two refused calls follow; each logs one line\n");
+    CHECK(mm_ioremap(frame, PAGE_SIZE) == NULL);         /* a buddy frame */
+    CHECK(mm_ioremap(image, PAGE_SIZE) == NULL);         /* this kernel's image */
+    CHECK_OK(buddy_free(b, frame, 1));
+    mm_printf("embed: aliases ok (frame %#lx and the image at %#lx refused)\n",
+              (unsigned long)frame.raw, (unsigned long)image.raw);
+}
+
 /* ------------------------------------------------------------------- main */
 
 _Noreturn void embed_main(uint32_t magic, uint64_t mbi_pa);
@@ -309,6 +338,7 @@ _Noreturn void embed_main(uint32_t magic, uint64_t mbi_pa)
     test_frames(mm.buddy);
     test_mapping(mm.buddy);
     test_ioremap();
+    test_ioremap_refuses_ram(mm.buddy);
 
     buddy_usage(mm.buddy, &after);
     mmio_pool_stats(mm.mmio, &pool_after);

@@ -9,7 +9,11 @@
  * 0xffffffff80000000.  The steps are the middle of mm_init without its
  * table building:
  *   1. mm_direct_map_offset says where physical memory is mapped;
- *   2. mb2_parse validates the multiboot2 information;
+ *   2. mb2_parse validates the multiboot2 information, and
+ *      mm_direct_map_describe tells the library which physical ranges
+ *      the direct map covers write-back (RAM and ACPI, as mm_init would
+ *      map them), so that mm_ioremap refuses to alias them and
+ *      mm_direct_map_contains answers;
  *   3. mb2_usable_areas gives free RAM minus the low 1 MiB, the boot
  *      information, modules and our image; we keep only what our direct
  *      map covers (below 4 GiB), since the buddy writes into free frames;
@@ -60,6 +64,9 @@ void embed_mm_setup(uint64_t mbi_pa, struct embed_mm *out)
     if (rc != 0)
         mm_panic("embed: bad multiboot2 information: %s", err);
     mb2_print_map(&boot_info);
+    rc = mm_direct_map_describe(&boot_info, DIRECT_MAP_LIMIT);
+    if (rc != 0)
+        mm_panic("embed: mm_direct_map_describe: %s", mm_strerror(rc));
 
     /* 3. */
     struct mb2_reserved image = { PA((uint64_t)__image_pa_start),

@@ -5,6 +5,7 @@
  */
 #include "kernel.h"
 #include "fault.h"
+#include "io.h"
 #include "ktest.h"
 
 static void ok_fn(void *arg)
@@ -25,7 +26,7 @@ static void case_noncanonical_read_faults(struct ktest *t)
     struct fault_info fi;
     /* A non-canonical address raises #GP, not #PF. */
     KASSERT(t, probe_read((const void *)0x8000000000000000ull, &fi));
-    KEXPECT_EQ(t, fi.vector, 13);
+    KEXPECT_EQ(t, fi.vector, X86_GP);
 }
 
 static void case_unmapped_read_faults(struct ktest *t)
@@ -34,9 +35,9 @@ static void case_unmapped_read_faults(struct ktest *t)
     /* Canonical but never mapped: between the direct map and the MMIO pool. */
     const volatile void *addr = (const void *)0xffff900000000000ull;
     KASSERT(t, probe_read(addr, &fi));
-    KEXPECT_EQ(t, fi.vector, 14);
+    KEXPECT_EQ(t, fi.vector, X86_PF);
     KEXPECT_EQ(t, fi.cr2, (uint64_t)(uintptr_t)addr);
-    KEXPECT_EQ(t, fi.error_code & 1, 0);     /* not-present fault */
+    KEXPECT_EQ(t, fi.error_code & PF_PRESENT, 0);     /* not-present fault */
 }
 
 static void case_interrupts_state_restored(struct ktest *t)
@@ -46,7 +47,7 @@ static void case_interrupts_state_restored(struct ktest *t)
     __asm__ volatile("pushfq; pop %0" : "=r"(before));
     probe_read((const void *)0x8000000000000000ull, &fi);
     __asm__ volatile("pushfq; pop %0" : "=r"(after));
-    KEXPECT_EQ(t, before & (1ul << 9), after & (1ul << 9));
+    KEXPECT_EQ(t, before & RFLAGS_IF, after & RFLAGS_IF);
 }
 
 KTEST_SUITE(ktest_selftest_suite, "ktest_selftest",

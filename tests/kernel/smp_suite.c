@@ -1,13 +1,17 @@
 /*
  * smp_suite.c - several CPUs against the memory subsystem: the per-CPU
  * recursive kernel-mapper lock, a concurrency stress of the frame
- * allocator and the MMIO pool on every CPU at once, and TLB shootdown.
+ * allocator and the MMIO pool on every CPU at once, TLB shootdown, and
+ * the ACPI walk that found the CPUs (it must give back every mapping).
  * Cases that need a second CPU are skipped when only one is online.
  */
 #include "kernel.h"
+#include "acpi.h"
 #include "fault.h"
 #include "ktest.h"
+#include "percpu.h"
 #include "smp.h"
+#include "timer.h"
 #include <mm/init.h>
 
 /* ------------------------------------------------------ lock semantics */
@@ -107,9 +111,7 @@ static uint32_t lapic_version;     /* as read through the kernel's own mapping *
 
 static void read_lapic_identity(void)
 {
-    uint32_t lo, hi;
-    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0x1bu));
-    lapic_pa = (((uint64_t)hi << 32) | lo) & 0x000ffffffffff000ull;
+    lapic_pa = smp_lapic_pa();
     lapic_version = smp_lapic()[LAPIC_VERSION / 4];
 }
 
@@ -238,7 +240,7 @@ static void case_shootdown_reaches_other_cpus(struct ktest *t)
     tc.faulted = false;
     smp_call(1, touch_on_ap, &tc);           /* a stale TLB entry would let this read */
     KEXPECT(t, tc.faulted);
-    KEXPECT_EQ(t, tc.fi.vector, 14);
+    KEXPECT_EQ(t, tc.fi.vector, X86_PF);
     KEXPECT_EQ(t, tc.fi.cr2, (uint64_t)(uintptr_t)tc.va);
 }
 
@@ -256,10 +258,28 @@ static void case_ioremap_refuses_ram(struct ktest *t)
     KEXPECT_EQ(t, buddy_free(mm_buddy(), pa, 1), 0);
 }
 
+/* ---------------------------------------------------------------- ACPI */
+
+/* The MADT walk reads every table through mm_memremap: it must find the
+ * CPUs that are online and release every view it made. */
+static void case_acpi_walk_releases_views(struct ktest *t)
+{
+    static struct acpi_cpus cpus;
+    struct mmio_stats before, after;
+    mmio_pool_stats(mm_mmio_pool(), &before);
+    KASSERT(t, acpi_find_cpus(&cpus) == 0);
+    mmio_pool_stats(mm_mmio_pool(), &after);
+    ktest_log(t, "RSDP from %s; MADT lists %u CPUs", cpus.rsdp_source, cpus.count);
+    KEXPECT(t, cpus.count >= smp_online_cpus());
+    KEXPECT_EQ(t, after.free_bytes, before.free_bytes);
+    KEXPECT_EQ(t, after.alloc_blocks, before.alloc_blocks);
+}
+
 KTEST_SUITE(smp_suite, "smp",
             KTEST_CASE(case_cpus_online),
             KTEST_CASE(case_nested_lock_is_readonly),
             KTEST_CASE(case_lock_excludes_other_cpus),
             KTEST_CASE(case_concurrent_stress),
             KTEST_CASE(case_shootdown_reaches_other_cpus),
-            KTEST_CASE(case_ioremap_refuses_ram));
+            KTEST_CASE(case_ioremap_refuses_ram),
+            KTEST_CASE(case_acpi_walk_releases_views));
