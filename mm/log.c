@@ -196,7 +196,7 @@ int mm_format_size(char *buf, size_t len, uint64_t bytes, bool compact)
 {
     static const char *const names[2][4] = { { " B", " KiB", " MiB", " GiB" },
                                              { "B", "K", "M", "G" } };
-    unsigned unit = 3;
+    unsigned unit = bytes == 0 ? 0 : 3;
     while (unit > 0 && (bytes & ((UINT64_C(1) << (10 * unit)) - 1)) != 0)
         unit--;                              /* largest unit dividing exactly */
     bool exact = bytes == 0 || unit > 0;

@@ -16,8 +16,7 @@ for cpu in max qemu64; do
         EXTRA="-object memory-backend-file,id=mem,size=$sz,mem-path=$mem,share=on -machine memory-backend=mem" \
             MEM=$sz CPU=$cpu,phys-bits=46 TIMEOUT=600 LOG=$log \
             tools/run-qemu.sh test build/kernel.iso | tail -1
-        echo "$cpu $sz: $(grep -E '^mm: RAM' "$log")"
-        echo "$cpu $sz: $(grep -E '^mm: init cycles' "$log")"
+        grep -E '^mm: (direct map|kernel page table|init cycles)' "$log" | sed "s/^/$cpu $sz: /"
     done
 done
 rm -f "$mem"

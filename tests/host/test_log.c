@@ -27,6 +27,34 @@ static void test_truncation(void)
     CHECK_EQ(mm_snprintf(NULL, 0, "%d", 12345), 5);
 }
 
+/* One size formatter for the map print, ptdump and summaries. */
+static void test_format_size(void)
+{
+    static const struct { uint64_t bytes; const char *full, *compact; } cases[] = {
+        { 0, "0 B", "0B" },
+        { 1023, "1023 B", "1023B" },
+        { 4096, "4 KiB", "4K" },
+        { 639 * KiB, "639 KiB", "639K" },
+        { 12 * KiB, "12 KiB", "12K" },
+        { 2 * MiB, "2 MiB", "2M" },
+        { 3 * GiB, "3 GiB", "3G" },
+        { 2 * GiB - 1, "~2047 MiB", "~2047M" },
+        { 10 * KiB + 5, "~10 KiB", "~10K" },
+        { 64 * GiB + MiB, "65537 MiB", "65537M" },
+        { UINT64_MAX, "~17179869183 GiB", "~17179869183G" },
+    };
+    char buf[32];
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mm_format_size(buf, sizeof buf, cases[i].bytes, false);
+        if (strcmp(buf, cases[i].full) != 0)
+            fprintf(stderr, "  %#lx: got '%s', want '%s'\n", (unsigned long)cases[i].bytes, buf,
+                    cases[i].full);
+        CHECK(strcmp(buf, cases[i].full) == 0);
+        mm_format_size(buf, sizeof buf, cases[i].bytes, true);
+        CHECK(strcmp(buf, cases[i].compact) == 0);
+    }
+}
+
 static void test_panic_message(void)
 {
     EXPECT_PANIC(mm_panic("fn: bad value %d", 5));
@@ -37,6 +65,7 @@ int main(void)
 {
     RUN(test_formats);
     RUN(test_truncation);
+    RUN(test_format_size);
     RUN(test_panic_message);
     return harness_finish();
 }
