@@ -55,94 +55,114 @@ static void out_number(struct out *o, uint64_t v, unsigned base, bool negative,
         out_pad(o, ' ', width - len);
 }
 
+/* One conversion's flags, width and length modifier. */
+struct spec {
+    bool left, zero, alt;
+    int width;
+    int lng;                 /* 0 = int, 1 = long, 2 = long long / size_t */
+};
+
+/* Parse the flags, width and length after '%'; returns the conversion. */
+static const char *parse_spec(const char *p, struct spec *sp)
+{
+    *sp = (struct spec){ 0 };
+    for (;; p++) {
+        if (*p == '-')
+            sp->left = true;
+        else if (*p == '#')
+            sp->alt = true;
+        else if (*p == '0')
+            sp->zero = true;
+        else
+            break;
+    }
+    while (*p >= '0' && *p <= '9')
+        sp->width = sp->width * 10 + (*p++ - '0');
+    while (*p == 'l' || *p == 'z') {
+        sp->lng += (*p == 'z') ? 2 : 1;
+        p++;
+    }
+    return p;
+}
+
+static void out_string(struct out *o, const char *s, const struct spec *sp)
+{
+    if (!s)
+        s = "(null)";
+    int len = 0;
+    while (s[len])
+        len++;
+    if (!sp->left)
+        out_pad(o, ' ', sp->width - len);
+    for (int i = 0; i < len; i++)
+        out_char(o, s[i]);
+    if (sp->left)
+        out_pad(o, ' ', sp->width - len);
+}
+
+/* Emit conversion c, taking its argument from *ap. */
+static void out_conversion(struct out *o, char c, const struct spec *sp, va_list *ap)
+{
+    switch (c) {
+    case 'd':
+    case 'i': {
+        int64_t v = sp->lng ? va_arg(*ap, long long) : va_arg(*ap, int);
+        uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+        out_number(o, mag, 10, v < 0, false, sp->width, sp->zero, sp->left);
+        break;
+    }
+    case 'u':
+    case 'x':
+    case 'X':
+    case 'o': {
+        uint64_t v = sp->lng ? va_arg(*ap, unsigned long long) : va_arg(*ap, unsigned);
+        unsigned base = c == 'u' ? 10 : c == 'o' ? 8 : 16;
+        if (sp->alt && base == 16) {
+            out_char(o, '0');
+            out_char(o, 'x');
+        }
+        out_number(o, v, base, false, c == 'X', sp->width, sp->zero, sp->left);
+        break;
+    }
+    case 'p':
+        out_char(o, '0');
+        out_char(o, 'x');
+        out_number(o, (uint64_t)(uintptr_t)va_arg(*ap, void *), 16, false, false, 16, true,
+                   false);
+        break;
+    case 's':
+        out_string(o, va_arg(*ap, const char *), sp);
+        break;
+    case 'c':
+        out_char(o, (char)va_arg(*ap, int));
+        break;
+    case '%':
+        out_char(o, '%');
+        break;
+    default:            /* unknown conversion: print it verbatim */
+        out_char(o, '%');
+        out_char(o, c);
+        break;
+    }
+}
+
 int mm_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 {
     struct out o = { buf, size, 0 };
-
+    va_list args;
+    va_copy(args, ap);
     for (const char *p = fmt; *p; p++) {
         if (*p != '%') {
             out_char(&o, *p);
             continue;
         }
-        p++;
-        bool left = false, zero = false, alt = false;
-        for (;; p++) {
-            if (*p == '-')
-                left = true;
-            else if (*p == '#')
-                alt = true;
-            else if (*p == '0')
-                zero = true;
-            else
-                break;
-        }
-        int width = 0;
-        while (*p >= '0' && *p <= '9')
-            width = width * 10 + (*p++ - '0');
-        int lng = 0;             /* 0 = int, 1 = long, 2 = long long/size_t */
-        while (*p == 'l' || *p == 'z') {
-            lng += (*p == 'z') ? 2 : 1;
-            p++;
-        }
-
-        switch (*p) {
-        case 'd':
-        case 'i': {
-            int64_t v = lng ? va_arg(ap, long long) : va_arg(ap, int);
-            uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-            out_number(&o, mag, 10, v < 0, false, width, zero, left);
-            break;
-        }
-        case 'u':
-        case 'x':
-        case 'X':
-        case 'o': {
-            uint64_t v = lng ? va_arg(ap, unsigned long long) : va_arg(ap, unsigned);
-            unsigned base = *p == 'u' ? 10 : *p == 'o' ? 8 : 16;
-            if (alt && base == 16) {
-                out_char(&o, '0');
-                out_char(&o, 'x');
-            }
-            out_number(&o, v, base, false, *p == 'X', width, zero, left);
-            break;
-        }
-        case 'p': {
-            uint64_t v = (uint64_t)(uintptr_t)va_arg(ap, void *);
-            out_char(&o, '0');
-            out_char(&o, 'x');
-            out_number(&o, v, 16, false, false, 16, true, false);
-            break;
-        }
-        case 's': {
-            const char *s = va_arg(ap, const char *);
-            if (!s)
-                s = "(null)";
-            int len = 0;
-            while (s[len])
-                len++;
-            if (!left)
-                out_pad(&o, ' ', width - len);
-            for (int i = 0; i < len; i++)
-                out_char(&o, s[i]);
-            if (left)
-                out_pad(&o, ' ', width - len);
-            break;
-        }
-        case 'c':
-            out_char(&o, (char)va_arg(ap, int));
-            break;
-        case '%':
-            out_char(&o, '%');
-            break;
-        case '\0':
-            p--;            /* lone '%' at the end: stop */
-            break;
-        default:            /* unknown conversion: print it verbatim */
-            out_char(&o, '%');
-            out_char(&o, *p);
-            break;
-        }
+        struct spec sp;
+        p = parse_spec(p + 1, &sp);
+        if (*p == '\0')
+            break;          /* lone '%' at the end: stop */
+        out_conversion(&o, *p, &sp, &args);
     }
+    va_end(args);
     if (size)
         buf[o.len < size ? o.len : size - 1] = '\0';
     return (int)o.len;

@@ -305,16 +305,23 @@ int mmio_iounmap(struct mmio_pool *p, struct pt_mapper *mapper, void *va)
     uint64_t ptr = (uint64_t)(uintptr_t)va;
     struct vrange_block blk;
     uint64_t tag;
-    int err = vrange_find(&p->vr, VA(align_down_u64(ptr, PAGE_SIZE)), &blk, &tag);
+    /* Look-up and claim in one lock hold: a racing iounmap of the same
+     * pointer cannot free the block and let a new ioremap reuse it. */
+    int err = vrange_claim_at(&p->vr, VA(align_down_u64(ptr, PAGE_SIZE)), &blk, &tag);
     if (err)
         return err;
     if (tag_offset(tag) != (ptr & (PAGE_SIZE - 1))) {
+        vrange_unclaim(&p->vr, blk.va, tag);
         mm_printf("mmio_iounmap: %p is not what mmio_ioremap returned (%#lx)\n", va,
                   (unsigned long)(blk.va.raw + tag_offset(tag)));
         return -MM_EINVAL;
     }
+    if (tag == 0) {                 /* created but never mapped */
+        vrange_free_claimed(&p->vr, blk.va);
+        return 0;
+    }
     struct mmio_space space = { blk.va, blk.size };
-    return release_block(p, "mmio_iounmap", &space, mapper);
+    return unmap_claimed(p, "mmio_iounmap", &space, mapper, tag);
 }
 
 /* ----------------------------------------------------- queries and checks */

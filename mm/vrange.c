@@ -392,6 +392,24 @@ void vrange_free_claimed(struct vrange *vr, virt_addr_t va)
     mm_spin_unlock_irqrestore(&vr->lock, flags);
 }
 
+int vrange_claim_at(struct vrange *vr, virt_addr_t va, struct vrange_block *out, uint64_t *tag)
+{
+    unsigned long flags = mm_spin_lock_irqsave(&vr->lock);
+    struct vrange_node *n;
+    struct find_diag d;
+    int err = find_block_locked(vr, va.raw, 0, &n, &d);
+    if (!err) {
+        n->kind = VRANGE_NODE_CLAIMED;
+        out->va = va;
+        out->size = vrange_order_size(n->order);
+        *tag = n->u.use.tag;
+    }
+    mm_spin_unlock_irqrestore(&vr->lock, flags);
+    if (err)
+        report_find_error(vr, "vrange_claim_at", err, va.raw, 0, &d);
+    return err;
+}
+
 int vrange_find(struct vrange *vr, virt_addr_t va, struct vrange_block *out, uint64_t *tag)
 {
     unsigned long flags = mm_spin_lock_irqsave(&vr->lock);

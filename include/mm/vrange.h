@@ -156,6 +156,11 @@ int vrange_release(struct vrange *vr, struct vrange_block blk, uint64_t *tag);
  * vrange_free. */
 int vrange_claim(struct vrange *vr, struct vrange_block blk, uint64_t *tag);
 
+/* Claim the allocated block that starts at va, whatever its size, and
+ * read it and its tag, in one hold of the lock (so nobody can free and
+ * reuse it between the look-up and the claim).  Errors as vrange_find. */
+int vrange_claim_at(struct vrange *vr, virt_addr_t va, struct vrange_block *out, uint64_t *tag);
+
 /* End a claim of the block at va, storing `tag`.  A block at va that is
  * not claimed is a broken invariant (panic). */
 void vrange_unclaim(struct vrange *vr, virt_addr_t va, uint64_t tag);

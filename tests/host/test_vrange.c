@@ -408,6 +408,20 @@ static void test_tags_and_claims(void)
     CHECK_EQ(vrange_release(&va_a, b, &tag), 0);      /* untagged: freed at once */
     CHECK(is_initial(&va_a));
 
+    /* vrange_claim_at: find by address alone and claim in one step; while
+     * claimed, every other call on the block is refused. */
+    REQUIRE(vrange_alloc(&va_a, 2 * MiB, &a) == 0);
+    CHECK_EQ(vrange_claim(&va_a, a, &tag), 0);
+    vrange_unclaim(&va_a, a.va, 0x55);
+    CHECK_EQ(vrange_claim_at(&va_a, a.va, &f, &tag), 0);
+    CHECK(f.va.raw == a.va.raw && f.size == 2 * MiB && tag == 0x55);
+    CHECK_EQ(vrange_claim_at(&va_a, a.va, &f, &tag), -MM_EBUSY);
+    CHECK_EQ(vrange_free(&va_a, a), -MM_EBUSY);
+    CHECK_EQ(vrange_find(&va_a, a.va, &f, &tag), -MM_EBUSY);
+    CHECK_EQ(vrange_claim_at(&va_a, VA(a.va.raw + PAGE_SIZE), &f, &tag), -MM_ENOENT);
+    vrange_free_claimed(&va_a, a.va);
+    CHECK(is_initial(&va_a));
+
     /* vrange_free ignores the tag. */
     REQUIRE(vrange_alloc(&va_b, PAGE_SIZE, &a) == 0);
     CHECK_EQ(vrange_claim(&va_b, a, &tag), 0);
