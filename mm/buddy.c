@@ -11,7 +11,7 @@
  * back-index to its list slot, so a buddy leaves the middle of its list in
  * O(1) ("Free lists" below).
  *
- * Invariants (buddy_check verifies them).
+ * Invariants (buddy_check in mm/buddy_check.c verifies them).
  *  - free_bits[k] (one bit per block of order k over the span) is set iff
  *    that block is in the free list of order k.  It is authoritative: a
  *    back-index is read only when the bit says the block is free, and is
@@ -31,76 +31,19 @@
  * the rest: blocks to the kernel, single frames to the page-table mapper
  * through the struct frame_allocator adapter.
  *
+ * Files.  This one: init, alloc, free, usage and the frame-allocator
+ * adapter.  mm/buddy_check.c: the invariant checker, the per-order counts
+ * and the dump.  mm/buddy_impl.h: the metadata layout and the inline
+ * helpers both share.
+ *
  * Locking.  b->lock (interrupt-safe spinlock) protects every field of
  * struct buddy, the bitmaps, the list blocks and the back-indexes in free
  * blocks.  Every public function takes it; *_locked functions assert it.
  * The geometry is set by buddy_init before publication, then read-only.
  */
-#include <mm/buddy.h>
-#include <mm/log.h>
-
-#define BUDDY_FREE_MAGIC  0xf4eeb10cu
-/* "No list block": physical address 0 may itself be a list block. */
-#define BUDDY_NO_BLOCK    UINT64_MAX
-#define BUDDY_LIST_MAGIC  0x1157u
-
-/* A list block: header plus as many 32-bit block numbers as fit. */
-struct buddy_list_block {
-    uint64_t next_pa;        /* next (full) list block of the stack, or BUDDY_NO_BLOCK */
-    uint32_t count;          /* entries used, 1..BUDDY_LIST_CAP while listed */
-    uint16_t magic;
-    uint16_t order;
-    uint32_t entry[];
-};
-
-/* The list unit: a half page.  Everything else about list blocks derives from it. */
-#define BUDDY_LIST_UNIT_SIZE   2048u
-#define BUDDY_LIST_HDR         16u
-#define BUDDY_LIST_CAP  ((uint32_t)((BUDDY_LIST_UNIT_SIZE - BUDDY_LIST_HDR) / sizeof(uint32_t)))
-
-/* The back-index kept in the first bytes of every free block. */
-struct buddy_free_hdr {
-    uint32_t magic;
-    uint32_t order;
-    uint64_t slot_pa;        /* physical address of the list slot naming us */
-};
-
-/* Orders below this have >= 64 bits per 1 GiB chunk and are zeroed lazily. */
-#define BUDDY_LAZY_ORDERS  (BUDDY_MAX_ORDER - 6 + 1)
-#define BUDDY_CHUNK_SHIFT  BUDDY_MAX_ORDER          /* frames per chunk, log2 */
-
-_Static_assert(sizeof(struct buddy_list_block) == BUDDY_LIST_HDR, "list header");
-_Static_assert((BUDDY_LIST_UNIT_SIZE & (BUDDY_LIST_UNIT_SIZE - 1)) == 0 &&
-               PAGE_SIZE % BUDDY_LIST_UNIT_SIZE == 0 && BUDDY_LIST_UNIT_SIZE > BUDDY_LIST_HDR,
-               "list units tile a page");
-_Static_assert(BUDDY_MAX_ORDER == PAGE_1G_SHIFT - PAGE_SHIFT, "max order is 1 GiB");
-
-/* ------------------------------------------------------------ helpers */
-
-static inline bool bit_get(const uint64_t *w, uint64_t i) { return (w[i >> 6] >> (i & 63)) & 1; }
-static inline void bit_set(uint64_t *w, uint64_t i) { w[i >> 6] |= UINT64_C(1) << (i & 63); }
-static inline void bit_clear(uint64_t *w, uint64_t i) { w[i >> 6] &= ~(UINT64_C(1) << (i & 63)); }
+#include "buddy_impl.h"
 
 static inline unsigned floor_log2_u64(uint64_t x) { return 63u - (unsigned)__builtin_clzll(x); }
-
-/* Relative frame number -> physical address, and back. */
-static inline phys_addr_t rel_to_pa(const struct buddy *b, uint64_t rel)
-{
-    return pfn_to_pa(b->base_pfn + rel);
-}
-
-static inline struct buddy_free_hdr *block_hdr(const struct buddy *b, uint64_t rel)
-{
-    return pa_to_ptr(rel_to_pa(b, rel));
-}
-
-static inline struct buddy_list_block *list_block(uint64_t pa) { return pa_to_ptr(PA(pa)); }
-
-/* End of the reserved list blocks; the bitmaps start here. */
-static inline uint64_t pool_end_pa(const struct buddy *b)
-{
-    return b->list_pool_base.raw + b->list_pool_nblocks * BUDDY_LIST_UNIT_SIZE;
-}
 
 /* ------------------------------------------------------------ bitmaps */
 
@@ -116,40 +59,10 @@ static inline uint64_t pool_end_pa(const struct buddy *b)
  * is carved from it.  Both bitmaps cost about span / 8 KiB bytes.
  */
 
-/* 1 GiB chunks in a span of span_npages frames. */
-static uint64_t nchunks(uint64_t span_npages)
-{
-    return (span_npages + (UINT64_C(1) << BUDDY_CHUNK_SHIFT) - 1) >> BUDDY_CHUNK_SHIFT;
-}
-
 /* Words of chunk_ready_bits: one bit per chunk (at most 2 KiB). */
 static uint64_t chunk_bitmap_words(uint64_t span_npages)
 {
     return (nchunks(span_npages) + 63) / 64;
-}
-
-/* Words of one bitmap of a lazy order per chunk: 2^18 >> order bits. */
-static inline uint64_t chunk_nwords(unsigned order)
-{
-    return UINT64_C(1) << (BUDDY_CHUNK_SHIFT - 6 - order);
-}
-
-/* Words of one bitmap of `order` over a span of span_npages frames. */
-static uint64_t span_bitmap_words(uint64_t span_npages, unsigned order)
-{
-    /* Two spare bits: the last (partial) block and its buddy are addressable. */
-    uint64_t nwords = ((span_npages >> order) + 2 + 63) / 64;
-    /* Lazy orders: that buddy is in the same chunk, so whole chunks suffice. */
-    if (order < BUDDY_LAZY_ORDERS && nwords > nchunks(span_npages) * chunk_nwords(order))
-        nwords = nchunks(span_npages) * chunk_nwords(order);
-    return nwords;
-}
-
-/* Are the bits of `order` valid around frame rel (not a lazy, untouched chunk)? */
-static inline bool chunk_ready(const struct buddy *b, unsigned order, uint64_t rel)
-{
-    return order >= BUDDY_LAZY_ORDERS ||
-           bit_get(b->chunk_ready_bits, rel >> BUDDY_CHUNK_SHIFT);
 }
 
 /* Zero the lazy-order words of `chunk` in both bitmaps; mark it ready.
@@ -178,20 +91,10 @@ static inline void chunk_prepare(struct buddy *b, unsigned order, uint64_t rel)
         chunk_init_locked(b, rel >> BUDDY_CHUNK_SHIFT);
 }
 
-/*
- * The bit of block (order, rel) in bits (b->free_bits or b->alloc_bits),
- * for any block: in an untouched chunk it is 0 and no word is read.
- */
-static inline bool block_bit(const struct buddy *b, uint64_t *const *bits,
-                             unsigned order, uint64_t rel)
-{
-    return chunk_ready(b, order, rel) && bit_get(bits[order], rel >> order);
-}
-
-/* The same without the check, for the fast paths: a chunk never becomes
- * unready, a block below 1 GiB and its buddies share a chunk, and each
- * operation settles its chunk at its start (buddy_free through the alloc
- * bit, alloc_locked and the seeding loop through chunk_prepare). */
+/* block_bit without the chunk check, for the fast paths: a chunk never
+ * becomes unready, a block below 1 GiB and its buddies share a chunk, and
+ * each operation settles its chunk at its start (buddy_free through the
+ * alloc bit, alloc_locked and the seeding loop through chunk_prepare). */
 static inline bool ready_bit(uint64_t *const *bits, unsigned order, uint64_t rel)
 {
     return bit_get(bits[order], rel >> order);
@@ -297,20 +200,6 @@ static void list_account_removal(struct buddy *b, unsigned order, uint64_t rel,
     if (--b->nfree_blocks[order] == 0)
         b->nonempty_mask &= ~(1u << order);
     b->free_npages -= UINT64_C(1) << order;
-}
-
-/* Panic unless the back-index of free block rel is consistent. */
-static void check_back_index(const struct buddy *b, unsigned order, uint64_t rel,
-                             const struct buddy_free_hdr *h, const char *fn)
-{
-    uint64_t slot = h->slot_pa;
-    bool slot_ok = slot >= b->list_pool_base.raw && slot < pool_end_pa(b) &&
-                   (slot & (BUDDY_LIST_UNIT_SIZE - 1)) >= BUDDY_LIST_HDR && (slot & 3) == 0;
-    if (h->magic != BUDDY_FREE_MAGIC || h->order != order || !slot_ok ||
-        *(const uint32_t *)pa_to_ptr(PA(slot)) != (uint32_t)rel)
-        mm_panic("%s: corrupt free block pa %#lx order %u: magic 0x%x order %u slot %#lx",
-                 fn, (unsigned long)rel_to_pa(b, rel).raw, order, h->magic, h->order,
-                 (unsigned long)slot);
 }
 
 /* Take the most recently pushed block of `order` off its list. */
@@ -476,129 +365,6 @@ void buddy_usage(struct buddy *b, struct buddy_usage *u)
     u->free_npages = b->free_npages;
     u->used_npages = b->total_npages - b->free_npages;
     u->meta_npages = (b->meta_end.raw - b->meta_start.raw) / PAGE_SIZE;
-    mm_spin_unlock_irqrestore(&b->lock, flags);
-}
-
-void buddy_free_blocks(struct buddy *b, uint64_t counts[BUDDY_NR_ORDERS])
-{
-    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        counts[k] = b->nfree_blocks[k];
-    mm_spin_unlock_irqrestore(&b->lock, flags);
-}
-
-void buddy_dump(struct buddy *b)
-{
-    uint64_t counts[BUDDY_NR_ORDERS];
-    struct buddy_usage u;
-    char line[256];
-    int len = 0;
-    buddy_free_blocks(b, counts);
-    buddy_usage(b, &u);
-    len += mm_snprintf(line, sizeof line, "buddy: free blocks by order:");
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS && len < (int)sizeof line; k++)
-        len += mm_snprintf(line + len, sizeof line - (size_t)len, " %lu", (unsigned long)counts[k]);
-    mm_printf("%s; free %lu / %lu pages, meta %lu\n", line,
-              (unsigned long)u.free_npages, (unsigned long)u.total_npages,
-              (unsigned long)u.meta_npages);
-}
-
-/* ---------------------------------------------------------------- check */
-
-static uint64_t popcount_bits(const uint64_t *bits, uint64_t nwords)
-{
-    uint64_t n = 0;
-    for (uint64_t i = 0; i < nwords; i++)
-        for (uint64_t w = bits[i]; w; w &= w - 1)   /* no libgcc popcount */
-            n++;
-    return n;
-}
-
-/* Set bits in one bitmap of `order`; untouched chunks count as zero. */
-static uint64_t count_marked(const struct buddy *b, const uint64_t *bits, unsigned order)
-{
-    uint64_t nwords = span_bitmap_words(b->span_npages, order);
-    if (order >= BUDDY_LAZY_ORDERS)
-        return popcount_bits(bits, nwords);
-
-    uint64_t n = 0;
-    for (uint64_t c = 0; c < nchunks(b->span_npages); c++) {
-        if (!bit_get(b->chunk_ready_bits, c))
-            continue;
-        uint64_t first = c * chunk_nwords(order);
-        uint64_t end = first + chunk_nwords(order) < nwords ? first + chunk_nwords(order) : nwords;
-        n += popcount_bits(bits + first, end - first);
-    }
-    return n;
-}
-
-/* Check one free block listed at order k: aligned, marked, back-index
- * consistent, buddy not free, not allocated, not inside a larger free one. */
-static void check_listed_block(const struct buddy *b, unsigned k, uint32_t i, uint64_t rel)
-{
-    if (rel >= b->span_npages || (rel & ((UINT64_C(1) << k) - 1)) ||
-        !block_bit(b, b->free_bits, k, rel))
-        mm_panic("buddy_check: order %u entry %u = rel %#lx bad or not marked",
-                 k, i, (unsigned long)rel);
-    check_back_index(b, k, rel, block_hdr(b, rel), "buddy_check");
-    if (k < BUDDY_MAX_ORDER && block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
-        mm_panic("buddy_check: order %u block rel %#lx and its buddy both free",
-                 k, (unsigned long)rel);
-    if (block_bit(b, b->alloc_bits, k, rel))
-        mm_panic("buddy_check: order %u block rel %#lx free and allocated", k, (unsigned long)rel);
-    for (unsigned j = k + 1; j < BUDDY_NR_ORDERS; j++)
-        if (block_bit(b, b->free_bits, j, rel))
-            mm_panic("buddy_check: order %u block rel %#lx inside free order %u",
-                     k, (unsigned long)rel, j);
-}
-
-/* Check the free list of order k against its bitmap and counters; returns
- * the blocks listed and adds the list blocks it uses to *nlist_blocks. */
-static uint64_t check_order(const struct buddy *b, unsigned k, uint64_t *nlist_blocks)
-{
-    uint64_t n = 0;
-    bool first = true;
-    for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa) {
-        struct buddy_list_block *p = list_block(pa);
-        if (pa < b->list_pool_base.raw || pa >= pool_end_pa(b) ||
-            p->magic != BUDDY_LIST_MAGIC || p->order != k || p->count == 0 ||
-            p->count > BUDDY_LIST_CAP || (!first && p->count != BUDDY_LIST_CAP))
-            mm_panic("buddy_check: bad list block %#lx order %u: magic 0x%x order %u count %u",
-                     (unsigned long)pa, k, p->magic, p->order, p->count);
-        for (uint32_t i = 0; i < p->count; i++)
-            check_listed_block(b, k, i, p->entry[i]);
-        n += p->count;
-        (*nlist_blocks)++;
-        first = false;
-    }
-    uint64_t marked = count_marked(b, b->free_bits[k], k);
-    if (n != b->nfree_blocks[k] || marked != n || ((b->nonempty_mask >> k) & 1) != (n != 0))
-        mm_panic("buddy_check: order %u: %lu listed, %lu counted, %lu marked, mask 0x%x",
-                 k, (unsigned long)n, (unsigned long)b->nfree_blocks[k],
-                 (unsigned long)marked, b->nonempty_mask);
-    return n;
-}
-
-void buddy_check(struct buddy *b)
-{
-    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
-    uint64_t free_npages = 0, blocks_in_lists = 0;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        free_npages += check_order(b, k, &blocks_in_lists) << k;
-
-    uint64_t stacked = 0;
-    for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa)
-        stacked++;
-    if (free_npages != b->free_npages || free_npages > b->total_npages ||
-        blocks_in_lists != b->list_blocks_in_use ||
-        blocks_in_lists + stacked != b->list_pool_next ||
-        b->list_pool_next > b->list_pool_nblocks)
-        mm_panic("buddy_check: free %lu vs %lu (total %lu), list blocks %lu vs %lu, "
-                 "stacked %lu, used once %lu of %lu",
-                 (unsigned long)free_npages, (unsigned long)b->free_npages,
-                 (unsigned long)b->total_npages, (unsigned long)blocks_in_lists,
-                 (unsigned long)b->list_blocks_in_use, (unsigned long)stacked,
-                 (unsigned long)b->list_pool_next, (unsigned long)b->list_pool_nblocks);
     mm_spin_unlock_irqrestore(&b->lock, flags);
 }
 

@@ -392,39 +392,36 @@ void vrange_free_claimed(struct vrange *vr, virt_addr_t va)
     mm_spin_unlock_irqrestore(&vr->lock, flags);
 }
 
-int vrange_claim_at(struct vrange *vr, virt_addr_t va, struct vrange_block *out, uint64_t *tag)
+/* The allocated block that starts at va and its tag, claiming it if asked,
+ * in one hold of the lock (vrange_find and vrange_claim_at). */
+static int lookup_block(struct vrange *vr, const char *fn, virt_addr_t va, bool claim,
+                        struct vrange_block *out, uint64_t *tag)
 {
     unsigned long flags = mm_spin_lock_irqsave(&vr->lock);
     struct vrange_node *n;
     struct find_diag d;
     int err = find_block_locked(vr, va.raw, 0, &n, &d);
     if (!err) {
-        n->kind = VRANGE_NODE_CLAIMED;
+        if (claim)
+            n->kind = VRANGE_NODE_CLAIMED;
         out->va = va;
         out->size = vrange_order_size(n->order);
         *tag = n->u.use.tag;
     }
     mm_spin_unlock_irqrestore(&vr->lock, flags);
     if (err)
-        report_find_error(vr, "vrange_claim_at", err, va.raw, 0, &d);
+        report_find_error(vr, fn, err, va.raw, 0, &d);
     return err;
+}
+
+int vrange_claim_at(struct vrange *vr, virt_addr_t va, struct vrange_block *out, uint64_t *tag)
+{
+    return lookup_block(vr, "vrange_claim_at", va, true, out, tag);
 }
 
 int vrange_find(struct vrange *vr, virt_addr_t va, struct vrange_block *out, uint64_t *tag)
 {
-    unsigned long flags = mm_spin_lock_irqsave(&vr->lock);
-    struct vrange_node *n;
-    struct find_diag d;
-    int err = find_block_locked(vr, va.raw, 0, &n, &d);
-    if (!err) {
-        out->va = va;
-        out->size = vrange_order_size(n->order);
-        *tag = n->u.use.tag;
-    }
-    mm_spin_unlock_irqrestore(&vr->lock, flags);
-    if (err)
-        report_find_error(vr, "vrange_find", err, va.raw, 0, &d);
-    return err;
+    return lookup_block(vr, "vrange_find", va, false, out, tag);
 }
 
 /* ----------------------------------------------------- queries and checks */

@@ -1,0 +1,149 @@
+/*
+ * mm/buddy_check.c - inspection of the buddy allocator: the invariant
+ * checker (buddy_check), the per-order free block counts and the one-line
+ * dump.  The allocator itself is mm/buddy.c; the metadata layout read here
+ * is in mm/buddy_impl.h.
+ *
+ * Algorithm.  buddy_check walks every free list from its top list block
+ * and checks each listed block against the bitmaps and its back-index,
+ * then compares what it found with the counters: free blocks per order,
+ * the non-empty mask, free pages, and the list block reserve (in the
+ * lists + on the empty stack == used once, never past the reserve).
+ * Bitmap bits are counted chunk by chunk, skipping the lazy words of
+ * untouched 1 GiB chunks.  O(free blocks + bitmap size): for tests and
+ * debugging, never on a hot path.
+ *
+ * Invariants checked: those listed at the top of mm/buddy.c.  The first
+ * inconsistency panics with "buddy_check:" and the values.
+ *
+ * Locking.  buddy_check and buddy_free_blocks hold b->lock for their
+ * whole walk, so each sees one consistent state; the static helpers run
+ * under it.  buddy_dump goes through the public calls, two lock holds, so
+ * its counts and its usage may be a moment apart.
+ */
+#include "buddy_impl.h"
+
+/* ------------------------------------------------------ counts and dump */
+
+void buddy_free_blocks(struct buddy *b, uint64_t counts[BUDDY_NR_ORDERS])
+{
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        counts[k] = b->nfree_blocks[k];
+    mm_spin_unlock_irqrestore(&b->lock, flags);
+}
+
+void buddy_dump(struct buddy *b)
+{
+    uint64_t counts[BUDDY_NR_ORDERS];
+    struct buddy_usage u;
+    char line[256];
+    int len = 0;
+    buddy_free_blocks(b, counts);
+    buddy_usage(b, &u);
+    len += mm_snprintf(line, sizeof line, "buddy: free blocks by order:");
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS && len < (int)sizeof line; k++)
+        len += mm_snprintf(line + len, sizeof line - (size_t)len, " %lu", (unsigned long)counts[k]);
+    mm_printf("%s; free %lu / %lu pages, meta %lu\n", line,
+              (unsigned long)u.free_npages, (unsigned long)u.total_npages,
+              (unsigned long)u.meta_npages);
+}
+
+/* ------------------------------------------------------------ checker */
+
+static uint64_t popcount_bits(const uint64_t *bits, uint64_t nwords)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < nwords; i++)
+        for (uint64_t w = bits[i]; w; w &= w - 1)   /* no libgcc popcount */
+            n++;
+    return n;
+}
+
+/* Set bits in one bitmap of `order`; untouched chunks count as zero. */
+static uint64_t count_marked(const struct buddy *b, const uint64_t *bits, unsigned order)
+{
+    uint64_t nwords = span_bitmap_words(b->span_npages, order);
+    if (order >= BUDDY_LAZY_ORDERS)
+        return popcount_bits(bits, nwords);
+
+    uint64_t n = 0;
+    for (uint64_t c = 0; c < nchunks(b->span_npages); c++) {
+        if (!bit_get(b->chunk_ready_bits, c))
+            continue;
+        uint64_t first = c * chunk_nwords(order);
+        uint64_t end = first + chunk_nwords(order) < nwords ? first + chunk_nwords(order) : nwords;
+        n += popcount_bits(bits + first, end - first);
+    }
+    return n;
+}
+
+/* Check one free block listed at order k: aligned, marked, back-index
+ * consistent, buddy not free, not allocated, not inside a larger free one. */
+static void check_listed_block(const struct buddy *b, unsigned k, uint32_t i, uint64_t rel)
+{
+    if (rel >= b->span_npages || (rel & ((UINT64_C(1) << k) - 1)) ||
+        !block_bit(b, b->free_bits, k, rel))
+        mm_panic("buddy_check: order %u entry %u = rel %#lx bad or not marked",
+                 k, i, (unsigned long)rel);
+    check_back_index(b, k, rel, block_hdr(b, rel), "buddy_check");
+    if (k < BUDDY_MAX_ORDER && block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
+        mm_panic("buddy_check: order %u block rel %#lx and its buddy both free",
+                 k, (unsigned long)rel);
+    if (block_bit(b, b->alloc_bits, k, rel))
+        mm_panic("buddy_check: order %u block rel %#lx free and allocated", k, (unsigned long)rel);
+    for (unsigned j = k + 1; j < BUDDY_NR_ORDERS; j++)
+        if (block_bit(b, b->free_bits, j, rel))
+            mm_panic("buddy_check: order %u block rel %#lx inside free order %u",
+                     k, (unsigned long)rel, j);
+}
+
+/* Check the free list of order k against its bitmap and counters; returns
+ * the blocks listed and adds the list blocks it uses to *nlist_blocks. */
+static uint64_t check_order(const struct buddy *b, unsigned k, uint64_t *nlist_blocks)
+{
+    uint64_t n = 0;
+    bool first = true;
+    for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa) {
+        struct buddy_list_block *p = list_block(pa);
+        if (pa < b->list_pool_base.raw || pa >= pool_end_pa(b) ||
+            p->magic != BUDDY_LIST_MAGIC || p->order != k || p->count == 0 ||
+            p->count > BUDDY_LIST_CAP || (!first && p->count != BUDDY_LIST_CAP))
+            mm_panic("buddy_check: bad list block %#lx order %u: magic 0x%x order %u count %u",
+                     (unsigned long)pa, k, p->magic, p->order, p->count);
+        for (uint32_t i = 0; i < p->count; i++)
+            check_listed_block(b, k, i, p->entry[i]);
+        n += p->count;
+        (*nlist_blocks)++;
+        first = false;
+    }
+    uint64_t marked = count_marked(b, b->free_bits[k], k);
+    if (n != b->nfree_blocks[k] || marked != n || ((b->nonempty_mask >> k) & 1) != (n != 0))
+        mm_panic("buddy_check: order %u: %lu listed, %lu counted, %lu marked, mask 0x%x",
+                 k, (unsigned long)n, (unsigned long)b->nfree_blocks[k],
+                 (unsigned long)marked, b->nonempty_mask);
+    return n;
+}
+
+void buddy_check(struct buddy *b)
+{
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    uint64_t free_npages = 0, blocks_in_lists = 0;
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        free_npages += check_order(b, k, &blocks_in_lists) << k;
+
+    uint64_t stacked = 0;
+    for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa)
+        stacked++;
+    if (free_npages != b->free_npages || free_npages > b->total_npages ||
+        blocks_in_lists != b->list_blocks_in_use ||
+        blocks_in_lists + stacked != b->list_pool_next ||
+        b->list_pool_next > b->list_pool_nblocks)
+        mm_panic("buddy_check: free %lu vs %lu (total %lu), list blocks %lu vs %lu, "
+                 "stacked %lu, used once %lu of %lu",
+                 (unsigned long)free_npages, (unsigned long)b->free_npages,
+                 (unsigned long)b->total_npages, (unsigned long)blocks_in_lists,
+                 (unsigned long)b->list_blocks_in_use, (unsigned long)stacked,
+                 (unsigned long)b->list_pool_next, (unsigned long)b->list_pool_nblocks);
+    mm_spin_unlock_irqrestore(&b->lock, flags);
+}
