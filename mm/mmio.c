@@ -252,10 +252,7 @@ static inline int release_block(struct mmio_pool *p, const char *fn,
 int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
                  struct pt_mapper *mapper)
 {
-    if (space->size == 0) {
-        mm_printf("mmio_release: va %#lx with size 0\n", (unsigned long)space->va.raw);
-        return -MM_EINVAL;
-    }
+    /* size 0 is refused by vrange_release (-MM_EINVAL, one log line). */
     return release_block(p, "mmio_release", space, mapper);
 }
 

@@ -4,13 +4,15 @@
  * image's alias in it is laid out section by section, and ioremap must not
  * create an uncached alias of anything in it.
  *
- * These are pure functions of the parsed boot information (no page tables,
- * no allocator, no global state; they only print log lines), so the host
- * tests run them on synthetic memory maps.  mm_init (mm/init.c) calls them
- * and does the mapping.  No locking: they touch only their arguments.
+ * These are functions of the parsed boot information alone (no page
+ * tables, no allocator; they only print log lines), so the host tests run
+ * them on synthetic memory maps.  mm_init (mm/init.c) calls them and does
+ * the mapping.  No locking: directmap_collect and directmap_usable_areas
+ * sort in static scratch buffers, so they are for the boot CPU only (not
+ * reentrant); the others touch only their arguments.
  *
  * The direct map holds physical addresses below its limit: the smaller of
- * MM_DIRECT_MAP_MAX_PA (16 TiB, see mm/frame.h) and 2^phys_bits, the CPU's
+ * MM_DIRECT_MAP_MAX_PA (16 TiB, see mm/layout.h) and 2^phys_bits, the CPU's
  * physical-address width (CPUID 0x80000008).  RAM and ACPI bytes at or
  * above it are ignored: left out of the direct-map ranges and of the usable
  * areas.

@@ -105,8 +105,9 @@ struct mmio_pool *mm_mmio_pool(void);
  * called again to replace the description until mm_init has built the
  * table.  Returns 0, -MM_EINVAL (max_pa 0 or not page-aligned, or a bad
  * physical-address width), -MM_ENOMEM (more than DIRECTMAP_MAX_RANGES
- * ranges) or -MM_EBUSY (after mm_init), logged, with the old description
- * kept.
+ * ranges) or -MM_EBUSY (after mm_init), with the old description kept;
+ * each failure prints a line naming it (a failure inside directmap_collect
+ * also prints that function's own line).
  */
 int mm_direct_map_describe(const struct mb2_info *info, uint64_t max_pa);
 /* The described ranges (mm/directmap.h), or NULL before any description. */

@@ -149,10 +149,10 @@ static void churn(struct ktest *t)
                 bool overlap = pa.raw < live[i].pa + live[i].npages * PAGE_SIZE &&
                                live[i].pa < pa.raw + npages * PAGE_SIZE;
                 if (overlap) {
-                    ktest_log(t, "block 0x%llx+%llu overlaps live 0x%llx+%llu",
-                              (unsigned long long)pa.raw, (unsigned long long)npages,
-                              (unsigned long long)live[i].pa,
-                              (unsigned long long)live[i].npages);
+                    ktest_log(t, "block 0x%lx+%lu overlaps live 0x%lx+%lu",
+                              (unsigned long)pa.raw, (unsigned long)npages,
+                              (unsigned long)live[i].pa,
+                              (unsigned long)live[i].npages);
                     KASSERT(t, !overlap);
                 }
             }
@@ -170,15 +170,15 @@ static void churn(struct ktest *t)
         while (nlive)
             release(t, b, &nlive, nlive - 1, round, &freed);
         if (round == 0 || round == CHURN_ROUNDS - 1)
-            ktest_log(t, "round %llu: allocated %llu MiB, freed %llu MiB at random, "
-                      "%llu MiB at the end, peak %llu live blocks",
-                      (unsigned long long)round, (unsigned long long)(allocated / MiB),
-                      (unsigned long long)((allocated - kept) / MiB),
-                      (unsigned long long)(kept / MiB), (unsigned long long)peak_live);
+            ktest_log(t, "round %lu: allocated %lu MiB, freed %lu MiB at random, "
+                      "%lu MiB at the end, peak %lu live blocks",
+                      (unsigned long)round, (unsigned long)(allocated / MiB),
+                      (unsigned long)((allocated - kept) / MiB),
+                      (unsigned long)(kept / MiB), (unsigned long)peak_live);
     }
-    ktest_log(t, "%u rounds took %llu Mcycles; %llu allocations had to wait for a free",
-              CHURN_ROUNDS, (unsigned long long)((arch_read_tsc() - t0) / 1000000),
-              (unsigned long long)enomem_retries);
+    ktest_log(t, "%u rounds took %lu Mcycles; %lu allocations had to wait for a free",
+              CHURN_ROUNDS, (unsigned long)((arch_read_tsc() - t0) / 1000000),
+              (unsigned long)enomem_retries);
     get_state(b, &after);
     expect_same_state(t, &before, &after);
 }
