@@ -16,7 +16,7 @@ for cpu in max qemu64; do
         EXTRA="-object memory-backend-file,id=mem,size=$sz,mem-path=$mem,share=on -machine memory-backend=mem" \
             MEM=$sz CPU=$cpu,phys-bits=46 TIMEOUT=600 LOG=$log \
             tools/run-qemu.sh test build/kernel.iso | tail -1
-        grep -E '^mm: (direct map|kernel page table|init cycles)' "$log" | sed "s/^/$cpu $sz: /"
+        grep -E '^mm: (direct map|kernel page table [0-9]|init cycles)' "$log" | sed "s/^/$cpu $sz: /"
     done
 done
 rm -f "$mem"
