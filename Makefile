@@ -120,7 +120,7 @@ test-embed: $(LIBMM)
 HOST_CC      ?= gcc
 FUZZ_CC      ?= clang
 HOST_CFLAGS  := -std=c11 -Wall -Wextra -Werror -g -O1 -Iinclude -Itests/host \
-                -DMM_HOST -fsanitize=address,undefined -fno-omit-frame-pointer \
+                -DMM_HOST -DMM_STEP_COUNT -fsanitize=address,undefined -fno-omit-frame-pointer \
                 -fno-sanitize-recover=undefined -pthread
 BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -g -O2 -Iinclude -Itests/host -DMM_HOST -pthread
 

@@ -36,6 +36,9 @@
  * and the dump.  mm/buddy_impl.h: the metadata layout and the inline
  * helpers both share.
  *
+ * Cost meter.  With MM_STEP_COUNT (host tests only) BUDDY_STEP counts the
+ * work into b->steps (buddy_steps in mm/buddy.h); otherwise it is nothing.
+ *
  * Locking.  b->lock (interrupt-safe spinlock) protects every field of
  * struct buddy, the bitmaps, the list blocks and the back-indexes in free
  * blocks.  Every public function takes it; *_locked functions assert it.
@@ -133,6 +136,7 @@ static uint64_t pool_take(struct buddy *b, unsigned order)
         pa = b->list_pool_base.raw + b->list_pool_next * BUDDY_LIST_UNIT_SIZE;
         b->list_pool_next++;
     }
+    BUDDY_STEP(b, 1);
     b->list_blocks_in_use++;
     return pa;
 }
@@ -142,6 +146,7 @@ static void pool_put(struct buddy *b, uint64_t pa)
     list_block(pa)->magic = 0;
     list_block(pa)->next_pa = b->list_pool_free.raw;
     b->list_pool_free = PA(pa);
+    BUDDY_STEP(b, 1);
     b->list_blocks_in_use--;
 }
 
@@ -175,6 +180,7 @@ static void list_push(struct buddy *b, unsigned order, uint64_t rel)
     }
 
     uint32_t slot = top->count++;
+    BUDDY_STEP(b, 1);                       /* the top list block */
     top->entry[slot] = (uint32_t)rel;
     ready_bit_set(b->free_bits, order, rel);
     b->nfree_blocks[order]++;
@@ -208,6 +214,7 @@ static uint64_t list_pop(struct buddy *b, unsigned order)
     uint64_t top_pa = b->list_top[order].raw;
     struct buddy_list_block *top = list_block(top_pa);
     MM_BUG_ON(top_pa == BUDDY_NO_BLOCK || top->count == 0);
+    BUDDY_STEP(b, 1);                       /* the top list block */
     uint64_t rel = top->entry[--top->count];
     if (!ready_bit(b->free_bits, order, rel))
         mm_panic("buddy_alloc: listed block pa %#lx order %u not marked free",
@@ -226,6 +233,7 @@ static void list_remove(struct buddy *b, unsigned order, uint64_t rel)
     struct buddy_list_block *top = list_block(top_pa);
     uint32_t *slot = pa_to_ptr(PA(h->slot_pa));
     uint32_t *last = &top->entry[top->count - 1];
+    BUDDY_STEP(b, 2);                       /* the slot's list block and the top one */
     if (slot != last) {
         uint64_t moved = *last;
         *slot = (uint32_t)moved;
@@ -242,6 +250,7 @@ static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
 {
     MM_ASSERT_LOCKED(&b->lock);
     uint32_t avail = b->nonempty_mask >> order;
+    BUDDY_STEP(b, 1);                       /* the order search: one mask */
     if (!avail)
         return -MM_ENOMEM;
 
@@ -251,6 +260,7 @@ static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
         chunk_prepare(b, order, rel);
     while (k > order) {
         k--;
+        BUDDY_STEP(b, 1);
         list_push(b, k, rel + (UINT64_C(1) << k));
     }
     ready_bit_set(b->alloc_bits, order, rel);
@@ -265,6 +275,7 @@ static void free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
     MM_ASSERT_LOCKED(&b->lock);
     while (order < BUDDY_MAX_ORDER) {
         uint64_t buddy_rel = rel ^ (UINT64_C(1) << order);
+        BUDDY_STEP(b, 1);                   /* one bitmap word */
         if (!ready_bit(b->free_bits, order, buddy_rel))
             break;
         list_remove(b, order, buddy_rel);
@@ -386,6 +397,16 @@ struct frame_allocator *buddy_frame_allocator(struct buddy *b)
 {
     return &b->fa;
 }
+
+#ifdef MM_STEP_COUNT
+uint64_t buddy_steps(struct buddy *b)
+{
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    uint64_t steps = b->steps;
+    mm_spin_unlock_irqrestore(&b->lock, flags);
+    return steps;
+}
+#endif
 
 /*
  * List blocks needed beyond floor(X / C), X = managed/2 + areas, C = 508

@@ -56,6 +56,14 @@ _Static_assert((BUDDY_LIST_UNIT_SIZE & (BUDDY_LIST_UNIT_SIZE - 1)) == 0 &&
                "list units tile a page");
 _Static_assert(BUDDY_MAX_ORDER == PAGE_1G_SHIFT - PAGE_SHIFT, "max order is 1 GiB");
 
+/* Count n steps of work on b (see buddy_steps in mm/buddy.h); nothing
+ * unless the build defines MM_STEP_COUNT. */
+#ifdef MM_STEP_COUNT
+#define BUDDY_STEP(b, n)  ((b)->steps += (n))
+#else
+#define BUDDY_STEP(b, n)  ((void)(b))
+#endif
+
 /* --------------------------------------------------- bits and addresses */
 
 static inline bool bit_get(const uint64_t *w, uint64_t i) { return (w[i >> 6] >> (i & 63)) & 1; }

@@ -34,10 +34,30 @@
  * table is zeroed before the release store that links it, so a concurrent
  * hardware walker never sees a half-built table.  There is no lock: the
  * caller serialises writers (see include/mm/paging.h).
+ *
+ * Cost meter: with MM_STEP_COUNT (host tests only) PT_STEP counts each
+ * table visited into a per-thread counter (pt_steps); otherwise nothing.
  */
 #include <mm/arch.h>
 #include <mm/log.h>
 #include <mm/paging.h>
+
+/* ------------------------------------------------------------- step count */
+
+/* Tables visited on this thread (pt_steps in mm/paging.h); only in builds
+ * that define MM_STEP_COUNT, the host tests. */
+#ifdef MM_STEP_COUNT
+static _Thread_local uint64_t step_count;
+
+uint64_t pt_steps(void)
+{
+    return step_count;
+}
+
+#define PT_STEP()  ((void)step_count++)
+#else
+#define PT_STEP()  ((void)0)
+#endif
 
 /* ------------------------------------------------------------- raw access */
 
@@ -63,6 +83,7 @@ static void zero_frame(phys_addr_t pa)
 
 static bool table_is_empty(phys_addr_t table_pa)
 {
+    PT_STEP();
     for (unsigned i = 0; i < PT_ENTRIES; i++)
         if (entry_read(table_pa, i).raw != 0)
             return false;
@@ -90,6 +111,7 @@ static unsigned walk(const struct pt_mapper *m, virt_addr_t va, unsigned stop_le
 {
     phys_addr_t table_pa = m->top_pa;
     for (unsigned level = PT_LEVELS;; level--) {
+        PT_STEP();
         path[level] = table_pa;
         if (level == stop_level)
             return level;
@@ -221,6 +243,7 @@ static int plan_piece(const struct pt_mapper *m, virt_addr_t va, unsigned leaf_l
 
     for (unsigned level = PT_LEVELS; level > leaf_level; level--) {
         if (!missing) {
+            PT_STEP();
             pt_entry_t e = entry_read(table_pa, pt_index(va, level));
             if (pte_present(e)) {
                 if (pte_is_leaf(e, level))
@@ -237,7 +260,8 @@ static int plan_piece(const struct pt_mapper *m, virt_addr_t va, unsigned leaf_l
             (*ntables)++;
         }
     }
-    if (!missing && pte_present(entry_read(table_pa, pt_index(va, leaf_level))))
+    /* The leaf's table is one more visit when it exists. */
+    if (!missing && (PT_STEP(), pte_present(entry_read(table_pa, pt_index(va, leaf_level)))))
         return -MM_EEXIST;                      /* leaf or table already there */
     return 0;
 }
@@ -256,6 +280,7 @@ static void install_piece(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
     phys_addr_t table_pa = m->top_pa;
 
     for (unsigned level = PT_LEVELS; level > leaf_level; level--) {
+        PT_STEP();
         unsigned idx = pt_index(va, level);
         pt_entry_t e = entry_read(table_pa, idx);
         if (!pte_present(e)) {
@@ -272,6 +297,7 @@ static void install_piece(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
         table_pa = pte_pa(e);
     }
 
+    PT_STEP();
     unsigned idx = pt_index(va, leaf_level);
     pt_entry_t old = entry_read(table_pa, idx);
     if (pte_present(old))
@@ -603,6 +629,7 @@ int pt_mapper_create(struct frame_allocator *fa, struct pt_mapper *m_out)
 
 static void free_subtree(struct frame_allocator *fa, phys_addr_t table_pa, unsigned level)
 {
+    PT_STEP();
     if (level > PT_LEVEL_PT) {
         for (unsigned i = 0; i < PT_ENTRIES; i++) {
             pt_entry_t e = entry_read(table_pa, i);

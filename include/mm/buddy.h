@@ -71,6 +71,9 @@ struct buddy {
 
     struct mm_area_list ranges;         /* managed ranges (for foreign frees) */
     bool ready;
+#ifdef MM_STEP_COUNT
+    uint64_t steps;                     /* work done, see buddy_steps() */
+#endif
 };
 
 /*
@@ -125,5 +128,18 @@ void buddy_check(struct buddy *b);
 
 /* A one-frame allocator view of b, for the page-table mapper. */
 struct frame_allocator *buddy_frame_allocator(struct buddy *b);
+
+#ifdef MM_STEP_COUNT
+/*
+ * Steps taken by buddy_init, buddy_alloc and buddy_free on b so far: order
+ * searches, split and merge loop iterations, and list blocks touched (read
+ * or written; a reserve block taken or put back counts once more).  A cost
+ * meter for host tests that bound the work per operation without timing
+ * it: the difference around one call is that call's cost.  Compiled only
+ * with -DMM_STEP_COUNT (the host tests' flags); the kernel build, the
+ * benchmarks and libmm.a have neither the counter nor this function.
+ */
+uint64_t buddy_steps(struct buddy *b);
+#endif
 
 #endif

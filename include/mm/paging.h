@@ -254,4 +254,18 @@ PT_MUST_CHECK int pt_get_table(const struct pt_mapper *m, virt_addr_t va, unsign
 PT_MUST_CHECK int pt_get_entry(const struct pt_mapper *m, virt_addr_t va, unsigned level,
                                pt_entry_t *entry_out);
 
+#ifdef MM_STEP_COUNT
+/*
+ * Tables the mapper has visited on the calling thread so far, over all
+ * mappers: one per table whose entries a walk, a plan, an install or an
+ * emptiness check reads (a table's 512-entry emptiness scan counts once).
+ * A cost meter for host tests: the difference around one call is that
+ * call's cost; mapping or unmapping one 4 KiB page visits a bounded number
+ * of tables, whatever else is mapped.  Compiled only with -DMM_STEP_COUNT
+ * (the host tests' flags); the kernel build, the benchmarks and libmm.a
+ * have neither the counter nor this function.
+ */
+uint64_t pt_steps(void);
+#endif
+
 #endif
