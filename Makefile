@@ -116,6 +116,29 @@ test-embed: $(LIBMM)
 	@$(QEMU_VARS) LOG=tests/embed/build/serial-own-$(FIRMWARE).log \
 	    tools/run-qemu.sh test tests/embed/build/embed-own.iso
 
+# Deliberately broken glue: each boot passes only when the library's
+# mm_conformance suite reports the named failure ("not ok <n> <check>")
+# and the kernel exits with failure (tools/run-qemu.sh, EXPECT_NOT_OK).
+# The shootdown that skips a CPU needs SMP, so it is the test kernel with
+# INJECT=shootdown_skip (kernel/smp.c) on 2 CPUs; the other two are
+# variants of the single-CPU embedding example (tests/embed/Makefile).
+.PHONY: test-broken-shootdown test-broken-irq test-broken-wx
+test-broken-shootdown:
+	@$(MAKE) --no-print-directory iso INJECT=shootdown_skip
+	@$(QEMU_VARS) SMP=2 EXPECT_NOT_OK=shootdown_reaches_every_cpu \
+	    LOG=$(BUILD)/serial-broken-shootdown.log \
+	    tools/run-qemu.sh test $(BUILD)/kernel-shootdown_skip.iso
+test-broken-irq: $(LIBMM)
+	@$(MAKE) --no-print-directory -C tests/embed
+	@$(QEMU_VARS) EXPECT_NOT_OK=irq_save_restore_nest \
+	    LOG=tests/embed/build/serial-broken-irq.log \
+	    tools/run-qemu.sh test tests/embed/build/embed-broken-irq.iso
+test-broken-wx: $(LIBMM)
+	@$(MAKE) --no-print-directory -C tests/embed
+	@$(QEMU_VARS) EXPECT_NOT_OK=image_sections_wx \
+	    LOG=tests/embed/build/serial-broken-wx.log \
+	    tools/run-qemu.sh test tests/embed/build/embed-own-broken-wx.iso
+
 # ------------------------------------------------------------- host tests
 HOST_CC      ?= gcc
 FUZZ_CC      ?= clang
@@ -125,7 +148,7 @@ HOST_CFLAGS  := -std=c11 -Wall -Wextra -Werror -g -O1 -Iinclude -Itests/host \
 BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -g -O2 -Iinclude -Itests/host -DMM_HOST -pthread
 
 MM_HOST_SRCS := $(filter-out mm/arch_x86.c,$(MM_SRCS))
-HARNESS_SRCS := tests/host/harness.c tests/host/arch_host.c
+HARNESS_SRCS := tests/host/harness.c tests/host/arch_host.c tests/host/tlb_model.c
 HOST_TESTS   := $(patsubst tests/host/%.c,$(BUILD)/host/%,$(sort $(wildcard tests/host/test_*.c)))
 FUZZERS      := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard tests/bench/bench_*.c)))
@@ -195,6 +218,8 @@ help:
 	@echo "make test-host  host unit tests under ASan/UBSan"
 	@echo "make test-kernel boot once and run the in-kernel self-tests"
 	@echo "make test-embed boot the embedding example (tests/embed) that links libmm.a"
+	@echo "make test-broken-shootdown|test-broken-irq|test-broken-wx"
+	@echo "                boot deliberately broken glue: mm_conformance must name the fault"
 	@echo "make fuzz       long libFuzzer runs (FUZZ_LONG=$(FUZZ_LONG) s each)"
 	@echo "make bench      host micro-benchmarks"
 	@echo "make bench-cachesim  cache misses per MMIO-pool step (callgrind)"
@@ -202,4 +227,4 @@ help:
 	@echo "make lib        build/libmm.a;  make install PREFIX=..."
 	@echo "make clean"
 	@echo "Variables: MEM=$(MEM) SMP=$(SMP) CPU=$(CPU) FIRMWARE=bios|uefi ACCEL=tcg|kvm TIMEOUT=$(TIMEOUT)"
-	@echo "           INJECT=fail|panic|triple|hang (deliberately broken kernel)"
+	@echo "           INJECT=fail|panic|triple|hang|shootdown_skip (deliberately broken kernel)"

@@ -22,6 +22,11 @@
  * refused for lack of memory was really out of memory.  At the end all
  * blocks are released: the pool must be MMIO_NR_ROOTS free 1 GiB blocks
  * again and every frame back with the allocator.
+ *
+ * The mapper's table is loaded on FUZZ_CPUS CPUs of the TLB model
+ * (tlb_model.h): before a release or an iounmap every CPU caches the ends
+ * of the block, each operation runs on the next CPU in turn, and after
+ * each one no CPU may hold a stale entry.
  */
 #define FUZZ_NAME     "fuzz_mmio"
 #define FUZZ_SIM_SIZE (64 * MiB)
@@ -34,6 +39,7 @@
 #include <mm/paging.h>
 
 #define MAX_LIVE    512
+#define FUZZ_CPUS   4
 
 /* --------------------------------------------------------------- model */
 
@@ -122,6 +128,8 @@ static void remove_live(unsigned i)
 
 static void release_live(unsigned i)
 {
+    if (live[i].mapped)
+        fuzz_tlb_before(live[i].space.va.raw, live[i].mapped);
     int rc = mmio_release(&pool, &live[i].space, live[i].mapped ? &mapper : NULL);
     if (rc)
         fail("release of a live block failed", live[i].space.va.raw, (uint64_t)-rc);
@@ -347,6 +355,7 @@ static void op_ioremap(struct reader *r)
             (t.flags & (flags | PTE_WRITE | PTE_PCD | PTE_PWT)) != flags)
             fail("ioremap range translates wrongly", pa + ends[k], t.pa.raw);
     iounmap_wrong_pointer(r, va);
+    fuzz_tlb_before((uint64_t)(uintptr_t)va, size);
     if (mmio_iounmap(&pool, &mapper, va))
         fail("iounmap failed", (uint64_t)(uintptr_t)va, size);
     if (pt_translate(&mapper, VA((uint64_t)(uintptr_t)va), &t) == 0)
@@ -362,9 +371,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mmio_pool_init(&pool, &ffa) || pt_mapper_create(&ffa, &mapper) ||
         pt_mapper_create(&ffa, &other_mapper))
         fail("setup failed", 0, 0);
+    fuzz_tlb_start(FUZZ_CPUS, mapper.top_pa);
 
     struct reader r = { data, size };
     while (r.n) {
+        tlb_model_check("fuzz_mmio: after an operation");
         unsigned op = next_byte(&r) % 10;
         switch (op) {
         case 0: case 1: case 2:
@@ -404,6 +415,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         st.node_frames != 0 || st.hash_frames != 0)
         fail("pool not back to its initial state", st.free_blocks[MMIO_MAX_ORDER],
              st.node_frames + st.hash_frames);
+    tlb_model_check("fuzz_mmio: after the final releases");
+    tlb_model_fini();           /* every CPU leaves the table */
+    harness_cpu_id = 0;
     if (pt_mapper_destroy(&mapper) || pt_mapper_destroy(&other_mapper))
         fail("mapper destroy failed", 0, 0);
     if (fa_out != 0)

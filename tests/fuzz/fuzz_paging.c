@@ -19,6 +19,13 @@
  * free_tables is always set so the model also predicts the exact number
  * of tables, and at the end, with everything unmapped, only the top table
  * is left and every frame is back.
+ *
+ * The table is loaded on FUZZ_CPUS CPUs of the TLB model (tlb_model.h).
+ * Before each operation every CPU caches the ends of the range it works
+ * on and of one mapped region, the operation runs on the next CPU in
+ * turn, and afterwards no CPU may hold a stale entry.  Data addresses lie
+ * at 1 GiB and above, away from the allocator's frames, so that a table
+ * frame is never also a mapped page.
  */
 #define FUZZ_NAME     "fuzz_paging"
 #define FUZZ_SIM_SIZE (256 * MiB)
@@ -33,6 +40,7 @@
 #define WIN_END     (WIN_BASE + WIN_SIZE)
 #define MAX_REGIONS 1024
 #define FLAG_MASK   (PTE_WRITE | PTE_NX | PTE_GLOBAL | PTE_PCD | PTE_PWT | PTE_USER)
+#define FUZZ_CPUS   4
 
 /* --------------------------------------------------------------- model */
 
@@ -210,16 +218,17 @@ static void op_map(struct reader *r)
      * 4 KiB-aligned pa below 16 GiB (then rarely 2 MiB congruent) */
     uint64_t pa;
     if (cong == 2) {
-        pa = (next_u32(r) % (16 * GiB / PAGE_SIZE)) * PAGE_SIZE;
+        pa = GiB + (next_u32(r) % (15 * GiB / PAGE_SIZE)) * PAGE_SIZE;
     } else {
         uint64_t mod = cong == 0 ? GiB : PAGE_2M_SIZE;
-        pa = (next_u32(r) % 64) * GiB + (va & (mod - 1));
+        pa = (1 + next_u32(r) % 63) * GiB + (va & (mod - 1));
     }
     uint64_t max_page = maxsel == 0 ? PAGE_SIZE : maxsel == 1 ? PAGE_2M_SIZE : PAGE_1G_SIZE;
     uint64_t flags = flag_choices[next_byte(r) % 4];
 
     uint64_t tables = ptdump_count_tables(&m), out = fa_out;
     long budget = fa_budget;
+    fuzz_tlb_before(va, size);
     struct pt_flush tok = PT_FLUSH_INIT;
     int rc = pt_map_range(&m, VA(va), PA(pa), size, flags, max_page, &tok);
     pt_flush(&tok);
@@ -305,6 +314,7 @@ static void op_unmap_range(struct reader *r)
 
     int want = predict_unmap_range(va, va + size);
     uint64_t tables = ptdump_count_tables(&m), out = fa_out;
+    fuzz_tlb_before(va, size);
     struct pt_flush tok = PT_FLUSH_INIT;
     int rc = pt_unmap_range(&m, VA(va), size, true, &tok);
     pt_flush(&tok);
@@ -343,6 +353,7 @@ static void op_leaf(struct reader *r, bool remap)
     }
     uint64_t flags = flag_choices[next_byte(r) % 4];
     uint64_t tables = ptdump_count_tables(&m), out = fa_out;
+    fuzz_tlb_before(va, ps ? ps : PAGE_SIZE);
     struct pt_flush tok = PT_FLUSH_INIT;
     struct pt_mapping old;
     int rc = remap ? pt_remap(&m, VA(va), flags, &tok)
@@ -368,9 +379,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nreg = 0;
     if (pt_mapper_create(&ffa, &m))
         fail("mapper create failed", 0, 0);
+    fuzz_tlb_start(FUZZ_CPUS, m.top_pa);
 
     struct reader r = { data, size };
-    while (r.n) {
+    for (unsigned n = 0; r.n; n++) {
+        if (nreg) {             /* some other region is cached too */
+            const struct region *g = &reg[n % nreg];
+            tlb_model_fill_range(VA(g->va), g->size);
+        }
+        tlb_model_check("fuzz_paging: after an operation");
         switch (next_byte(&r) % 10) {
         case 0: case 1: case 2:
             op_map(&r);
@@ -405,15 +422,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fa_budget = -1;
     while (nreg) {
         struct region g = reg[nreg - 1];
+        fuzz_tlb_before(g.va, g.size);
         struct pt_flush tok = PT_FLUSH_INIT;
         int rc = pt_unmap_range(&m, VA(g.va), g.size, true, &tok);
         pt_flush(&tok);
         if (rc)
             fail("final unmap failed", g.va, (uint64_t)-rc);
+        tlb_model_check("fuzz_paging: after a final unmap");
         nreg--;
     }
     if (ptdump_count_tables(&m) != 1 || fa_out != 1)
         fail("tables left after unmapping everything", ptdump_count_tables(&m), fa_out);
+    tlb_model_check("fuzz_paging: after the final unmaps");
+    tlb_model_fini();           /* every CPU leaves the table */
+    harness_cpu_id = 0;
     if (pt_mapper_destroy(&m) || fa_out != 0)
         fail("frames out after destroying the mapper", fa_out, 0);
     return 0;

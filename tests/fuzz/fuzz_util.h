@@ -2,7 +2,8 @@
  * fuzz_util.h - what the libFuzzer targets share: reading the input as a
  * stream of bytes, reporting a violation, and (when FUZZ_SIM_SIZE is
  * defined) a frame allocator over simulated memory that checks every free
- * and can be told to run dry.
+ * and can be told to run dry, and that reports its frames to the TLB model
+ * (tlb_model.h), which fuzz_tlb_start turns on.
  *
  * Define FUZZ_NAME (the program name for messages) before including it;
  * for the frame allocator also FUZZ_SIM_SIZE (bytes of simulated memory)
@@ -13,6 +14,7 @@
 #define FUZZ_UTIL_H
 
 #include "harness.h"
+#include "tlb_model.h"
 #include <mm/frame.h>
 
 #ifndef FUZZ_NAME
@@ -22,8 +24,8 @@
 /* A violation: say what and abort, so libFuzzer keeps the input. */
 static inline _Noreturn void fail(const char *what, uint64_t a, uint64_t b)
 {
-    fprintf(stderr, FUZZ_NAME ": %s (0x%llx, 0x%llx)\n", what, (unsigned long long)a,
-            (unsigned long long)b);
+    fprintf(stderr, FUZZ_NAME ": %s (%#lx, %#lx)\n", what, (unsigned long)a,
+            (unsigned long)b);
     abort();
 }
 
@@ -77,6 +79,7 @@ static int ffa_alloc(struct frame_allocator *self, phys_addr_t *pa_out)
         fail("frame handed out twice", pa, 0);
     fa_is_out[pa / PAGE_SIZE] = 1;
     fa_out++;
+    tlb_model_frame_alloc(PA(pa));
     memset(pa_to_ptr(PA(pa)), 0x5a, PAGE_SIZE);
     *pa_out = PA(pa);
     return 0;
@@ -87,6 +90,7 @@ static void ffa_free(struct frame_allocator *self, phys_addr_t pa)
     (void)self;
     if (pa.raw < FUZZ_FIRST_PA || pa.raw >= FUZZ_SIM_SIZE || !fa_is_out[pa.raw / PAGE_SIZE])
         fail("free of a frame that is not out", pa.raw, 0);
+    tlb_model_frame_free(pa);
     fa_is_out[pa.raw / PAGE_SIZE] = 0;
     fa_out--;
     fa_stack[fa_nstack++] = pa.raw;
@@ -109,5 +113,28 @@ static void ffa_reset(void)
     fa_budget = -1;
 }
 #endif
+
+/* A TLB-model violation: abort like any other. */
+static inline void fuzz_tlb_violation(const char *msg)
+{
+    fprintf(stderr, FUZZ_NAME ": TLB model: %s\n", msg);
+    abort();
+}
+
+/* Load the top table `top` on ncpus simulated CPUs, violations abort. */
+static inline void fuzz_tlb_start(unsigned ncpus, phys_addr_t top)
+{
+    tlb_model_init(ncpus, top);
+    tlb_model_violation_hook = fuzz_tlb_violation;
+    harness_cpu_id = 0;
+}
+
+/* Before an operation on [va, va + size): every CPU caches its ends, and
+ * the operation runs on the next CPU in turn. */
+static inline void fuzz_tlb_before(uint64_t va, uint64_t size)
+{
+    tlb_model_fill_range(VA(va), size);
+    harness_cpu_id = (harness_cpu_id + 1) % tlb_model_ncpus();
+}
 
 #endif

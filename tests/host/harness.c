@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <mm/frame.h>
 #include <mm/platform.h>
+#include "tlb_model.h"
 
 int harness_failed, harness_total_failed, harness_count;
 jmp_buf *harness_panic_jmp;
@@ -90,6 +91,7 @@ void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
     __atomic_store_n(&harness_shootdown_va, va.raw, __ATOMIC_RELAXED);
     __atomic_store_n(&harness_shootdown_npages, npages, __ATOMIC_RELAXED);
     __atomic_fetch_add(&harness_shootdowns, 1, __ATOMIC_RELAXED);
+    tlb_model_shootdown(va, npages);    /* the other simulated CPUs, if on */
 }
 
 void *sim_mem_init(uint64_t size)

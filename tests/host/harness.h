@@ -34,11 +34,11 @@ extern int harness_count;
 
 #define CHECK_EQ(a, b)                                                        \
     do {                                                                      \
-        long long _a = (long long)(a), _b = (long long)(b);                   \
+        long _a = (long)(a), _b = (long)(b);                                  \
         if (_a != _b) {                                                       \
             fprintf(stderr, "  CHECK_EQ failed at %s:%d: %s == %s "           \
-                    "(%lld vs %lld, 0x%llx vs 0x%llx)\n", __FILE__, __LINE__, \
-                    #a, #b, _a, _b, _a, _b);                                  \
+                    "(%ld vs %ld, 0x%lx vs 0x%lx)\n", __FILE__, __LINE__,     \
+                    #a, #b, _a, _b, (unsigned long)_a, (unsigned long)_b);    \
             harness_failed++;                                                 \
         }                                                                     \
     } while (0)
@@ -80,8 +80,13 @@ extern int harness_quiet;
 extern unsigned long harness_log_lines;   /* lines printed through the hook */
 extern size_t harness_longest_line;       /* longest string passed to the hook */
 
-/* The fake TLB shootdown counts calls (harness_shootdowns, declared by the
- * tests that use it) and keeps the arguments of the last one. */
+/* The simulated CPU this thread runs on (mm_platform_cpu_id returns it;
+ * the TLB model's arch hooks act on that CPU). */
+extern __thread unsigned harness_cpu_id;
+
+/* The TLB shootdown hook counts calls (harness_shootdowns, declared by the
+ * tests that use it), keeps the arguments of the last one, and runs the
+ * flush on the other simulated CPUs of the TLB model (tlb_model.h). */
 extern uint64_t harness_shootdown_va, harness_shootdown_npages;
 
 /*

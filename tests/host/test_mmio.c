@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "tlb_model.h"
 
 #include <pthread.h>
 #include <mm/log.h>
@@ -63,6 +64,7 @@ static int tfa_alloc(struct frame_allocator *self, phys_addr_t *pa_out)
                 abort();
             }
             t->out[pa >> PAGE_SHIFT] = 1;
+            tlb_model_frame_alloc(PA(pa));
             t->outstanding++;
             memset(pa_to_ptr(PA(pa)), 0xa5, PAGE_SIZE);   /* no zeroed-memory luck */
             *pa_out = PA(pa);
@@ -80,6 +82,7 @@ static void tfa_free(struct frame_allocator *self, phys_addr_t pa)
         fprintf(stderr, "tfa_free: frame %" PRIx64 " not outstanding\n", pa.raw);
         abort();
     }
+    tlb_model_frame_free(pa);
     t->out[pa.raw >> PAGE_SHIFT] = 0;
     t->outstanding--;
     t->stack[t->nstack++] = pa.raw;

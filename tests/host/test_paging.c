@@ -5,6 +5,7 @@
  * frames it hands out and catches double or foreign frees.
  */
 #include "harness.h"
+#include "tlb_model.h"
 #include <mm/arch.h>
 #include <mm/paging.h>
 #include <mm/ptdump.h>
@@ -42,6 +43,7 @@ static int tfa_alloc(struct frame_allocator *self, phys_addr_t *pa_out)
     t->free_head = frame_words(pa)[0];
     memset(frame_words(pa), 0xa5, PAGE_SIZE);   /* callers must zero */
     t->owned[(pa - POOL_START) / PAGE_SIZE] = 1;
+    tlb_model_frame_alloc(PA(pa));
     t->outstanding++;
     t->budget--;
     *pa_out = PA(pa);
@@ -56,6 +58,7 @@ static void tfa_free(struct frame_allocator *self, phys_addr_t pa)
         t->bad_frees++;
         return;
     }
+    tlb_model_frame_free(pa);
     t->owned[(pa.raw - POOL_START) / PAGE_SIZE] = 0;
     frame_words(pa.raw)[0] = t->free_head;
     t->free_head = pa.raw;
@@ -607,7 +610,14 @@ static void test_map_range_enomem(void)
  * Random map/unmap/translate against a model.  Two windows: one across a
  * 1 GiB boundary in the upper half, one at the very end of the lower half.
  * free_tables is always set, so the model also predicts the table count.
+ * The table is loaded on RANDOM_CPUS CPUs of the TLB model: before each
+ * step every CPU caches the ends of the 2 MiB region the step works in,
+ * one CPU also a random page of the other window, the step runs on the
+ * next CPU in turn, and before the next step no CPU may hold a stale
+ * entry.  Physical addresses given to the mapper lie at 1 GiB and above,
+ * away from the allocator's frames.
  */
+#define RANDOM_CPUS 4
 #define WIN_PAGES 1024u
 static const uint64_t win_base[2] = { KVA + GiB - 2 * MiB, UINT64_C(0x00007fffffc00000) };
 
@@ -644,6 +654,7 @@ static void test_random_model(void)
     uint64_t seed = 12345;
     struct pt_flush tok = PT_FLUSH_INIT;
     unsigned long ops = 0, maps = 0, unmaps = 0, hugemaps = 0;
+    tlb_model_init(RANDOM_CPUS, m.top_pa);
 
     for (int step = 0; step < 12000; step++) {
         unsigned w = rng_next(&seed) & 1;
@@ -652,10 +663,15 @@ static void test_random_model(void)
         struct model_page *p = &model[w][i];
         unsigned op = rng_next(&seed) % 10;
         ops++;
+        tlb_model_check("test_random_model");
+        tlb_model_fill_range(VA(align_down_u64(va, PAGE_2M_SIZE)), PAGE_2M_SIZE);
+        tlb_model_fill_page(step % RANDOM_CPUS,
+                            VA(win_base[w ^ 1] + rng_next(&seed) % WIN_PAGES * PAGE_SIZE));
+        harness_cpu_id = step % RANDOM_CPUS;
 
         if (op < 4) {                                   /* map_phys or map */
             bool own = rng_next(&seed) & 1;
-            uint64_t pa = (rng_next(&seed) % (UINT64_C(1) << 30)) & ~(PAGE_SIZE - 1);
+            uint64_t pa = GiB + ((rng_next(&seed) % GiB) & ~(PAGE_SIZE - 1));
             bool wr = rng_next(&seed) & 1;
             uint64_t flags = wr ? PTE_KERNEL_RW : PTE_KERNEL_RO;
             int err;
@@ -696,7 +712,7 @@ static void test_random_model(void)
             bool any = false;
             for (unsigned k = 0; k < 512; k++)
                 any |= model[w][first + k].mapped;
-            uint64_t hpa = (rng_next(&seed) % 512) * PAGE_2M_SIZE;
+            uint64_t hpa = GiB + (rng_next(&seed) % 512) * PAGE_2M_SIZE;
             int err = pt_map_huge(&m, VA(hva), PA(hpa), PAGE_2M_SIZE, PTE_KERNEL_RW, &tok);
             pt_flush(&tok);
             if (any) {
@@ -752,7 +768,13 @@ static void test_random_model(void)
         if (step % 500 == 0)
             CHECK_EQ(ptdump_count_tables(&m), model_tables());
         if (harness_failed > 20)
-            return;
+            break;
+    }
+    tlb_model_check("test_random_model");
+    harness_cpu_id = 0;
+    if (harness_failed > 20) {
+        tlb_model_fini();
+        return;
     }
     CHECK_EQ(ptdump_count_tables(&m), model_tables());
     uint64_t owned = 0;
@@ -775,6 +797,8 @@ static void test_random_model(void)
             CHECK_EQ(err, 0);
             pt_flush(&tok);
         }
+    tlb_model_check("test_random_model: teardown");
+    tlb_model_fini();
     CHECK_EQ(tfa.outstanding, 1);
     CHECK_EQ(tfa.bad_frees, 0);
 }
