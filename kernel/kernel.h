@@ -26,6 +26,10 @@ _Noreturn void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* platform.c: while true, library log lines print as KTAP diagnostics. */
 extern bool platform_log_as_ktap;
 
+/* main.c: the parameters given to mm_init. */
+struct mm_boot_params;
+const struct mm_boot_params *kernel_boot_params(void);
+
 /* QEMU isa-debug-exit: QEMU exits with status (code << 1) | 1. */
 #define QEMU_EXIT_PORT  0xf4
 #define QEMU_EXIT_PASS  0x10    /* status 33 */

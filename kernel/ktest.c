@@ -154,16 +154,37 @@ static bool run_suite(int index, const struct ktest_suite *s)
     return failed == 0;
 }
 
+/*
+ * A kernel with broken glue (INJECT=shootdown_skip, kernel/smp.c) runs only
+ * the conformance suite: the other suites would trip over the glue in ways
+ * nobody asked about, or hang.
+ */
+#if defined(KTEST_INJECT_shootdown_skip)
+#define KTEST_ONLY_SUITE "conformance"
+#endif
+
+static bool suite_selected(const struct ktest_suite *s)
+{
+#if defined(KTEST_ONLY_SUITE)
+    return strcmp(s->name, KTEST_ONLY_SUITE) == 0;
+#else
+    (void)s;
+    return true;
+#endif
+}
+
 int ktest_run_all(void)
 {
     const struct ktest_suite *s;
-    int nsuites = (int)(__ktest_suites_end - __ktest_suites_start);
-    int index = 0, failed_suites = 0;
+    int nsuites = 0, index = 0, failed_suites = 0;
 
+    for (s = __ktest_suites_start; s < __ktest_suites_end; s++)
+        nsuites += suite_selected(s);
     printk("KTAP version 1\n1..%d\n", nsuites);
     platform_log_as_ktap = true;
     for (s = __ktest_suites_start; s < __ktest_suites_end; s++)
-        failed_suites += !run_suite(++index, s);
+        if (suite_selected(s))
+            failed_suites += !run_suite(++index, s);
     platform_log_as_ktap = false;
     printk("# Totals: pass:%d fail:%d skip:%d total:%d\n", totals_pass, totals_fail,
            totals_skip, totals_pass + totals_fail + totals_skip);

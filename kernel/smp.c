@@ -179,6 +179,11 @@ void smp_tlb_shootdown(uint64_t va, uint64_t npages)
         __asm__ volatile("pause");
     }
     uint64_t others = ((n >= 64) ? ~0ull : ((1ull << n) - 1)) & ~(1ull << smp_cpu_id());
+#if defined(KTEST_INJECT_shootdown_skip)
+    /* Deliberately broken glue (INJECT=shootdown_skip): the highest other
+     * CPU never gets the request.  mm_conformance must notice. */
+    others &= ~(1ull << (63 - __builtin_clzll(others | 1)));
+#endif
     sd.va = va;
     sd.npages = npages;
     __atomic_store_n(&sd.pending, others, __ATOMIC_RELEASE);

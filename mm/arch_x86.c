@@ -1,5 +1,6 @@
 /*
- * arch_x86.c - privileged x86_64 operations for the mapper (see mm/arch.h).
+ * arch_x86.c - privileged x86_64 operations for the mapper, and the CPU-state
+ * reads of the conformance suite (see mm/arch.h).
  * Only built for the kernel; the host tests use an emulation instead.
  */
 #include <mm/arch.h>
@@ -27,8 +28,8 @@ void arch_flush_tlb_all(void)
     /* Toggling CR4.PGE flushes global entries too (SDM vol. 3, 4.10.4.1). */
     uint64_t cr4;
     __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
-    if (cr4 & (1u << 7)) {
-        __asm__ volatile("mov %0, %%cr4" : : "r"(cr4 & ~(uint64_t)(1u << 7)) : "memory");
+    if (cr4 & ARCH_CR4_PGE) {
+        __asm__ volatile("mov %0, %%cr4" : : "r"(cr4 & ~ARCH_CR4_PGE) : "memory");
         __asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
     } else {
         arch_write_cr3(arch_read_cr3());
@@ -90,4 +91,25 @@ uint64_t arch_rdmsr(uint32_t msr)
     uint32_t lo, hi;
     __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
     return ((uint64_t)hi << 32) | lo;
+}
+
+uint64_t arch_read_cr0(void)
+{
+    uint64_t cr0;
+    __asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
+    return cr0;
+}
+
+uint64_t arch_read_cr4(void)
+{
+    uint64_t cr4;
+    __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+    return cr4;
+}
+
+bool arch_irqs_enabled(void)
+{
+    uint64_t rflags;
+    __asm__ volatile("pushfq; pop %0" : "=r"(rflags) : : "memory");
+    return (rflags & (UINT64_C(1) << 9)) != 0;     /* RFLAGS.IF */
 }

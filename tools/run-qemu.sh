@@ -7,7 +7,11 @@
 # Environment: MEM SMP CPU FIRMWARE=bios|uefi ACCEL=tcg|kvm TIMEOUT (s)
 #   LOG (serial log path), EXTRA (more QEMU arguments), EXPECT_CPUS (test
 #   mode: the log must say "smp: N CPUs online", else the boot fails even
-#   if the kernel reported success)
+#   if the kernel reported success), EXPECT_NOT_OK (test mode, a case name:
+#   a deliberately broken kernel; the test passes only if the log has
+#   "not ok <n> <name>" and the kernel reported failure)
+# In test mode the console marker lines of the mm_conformance suite
+# (include/mm/conformance.h, check 7) must all arrive intact.
 set -u
 mode=$1
 iso=$2
@@ -75,12 +79,57 @@ if [ -f "$LOG" ]; then
         sed 's/\r$//' | sed 's/^/  | /'
 fi
 
+# mm_conformance_line_sum (mm/conformance.c): sum of (i + 1) * byte.
+line_sum() {
+    local s=$1 sum=0 i c
+    for ((i = 0; i < ${#s}; i++)); do
+        printf -v c '%d' "'${s:i:1}"
+        sum=$(( (sum + (i + 1) * c) & 0xffffffff ))
+    done
+    printf '%08x' "$sum"
+}
+
+# The conformance suite's console check: every "# console_whole_lines: N
+# marker lines" announces N marker lines, and each must be whole, with a
+# sum that matches its text.  Prints what is wrong, or nothing.
+check_console_markers() {
+    local want intact=0 line body sum
+    want=$(sed -n 's/.*# console_whole_lines: \([0-9]*\) marker lines.*/\1/p' "$LOG" |
+           awk '{ n += $1 } END { print n + 0 }')
+    [ "$want" -eq 0 ] && return 0
+    while IFS= read -r line; do
+        [[ $line =~ MM_CONFORMANCE_LINE\ (.*)\ sum=([0-9a-f]{8})$ ]] || continue
+        body=${BASH_REMATCH[1]}
+        sum=${BASH_REMATCH[2]}
+        [ "$(line_sum "$body")" = "$sum" ] && intact=$((intact + 1))
+    done < <(tr -d '\r' < "$LOG" | LC_ALL=C grep -a 'MM_CONFORMANCE_LINE')
+    if [ "$intact" -ne "$want" ]; then
+        echo "console hook: $intact of $want mm_conformance marker lines arrived intact"
+    fi
+}
+
 verdict=""
+console_damage=""
+[ -f "$LOG" ] && console_damage=$(LC_ALL=C check_console_markers)
+# A deliberately broken kernel: its expected failure must be in the log.
+if [ -n "${EXPECT_NOT_OK:-}" ]; then
+    if [ -f "$LOG" ] && grep -Eq "^[[:space:]]*not ok [0-9]+ ${EXPECT_NOT_OK}([[:space:]]|\$)" "$LOG" &&
+       [ "$status" = 35 ]; then
+        echo "PASS: broken kernel ($desc) reported 'not ok ... $EXPECT_NOT_OK' as expected in ${secs}s; log: $LOG"
+        exit 0
+    fi
+    echo "FAIL: broken kernel ($desc): expected 'not ok <n> $EXPECT_NOT_OK' and QEMU status 35, got status $status; log: $LOG"
+    [ -f "$LOG" ] && tail -n 15 "$LOG" | sed 's/\r$//' | sed 's/^/  > /'
+    exit 1
+fi
 # Success must also be visible in the log: no failed case, and every CPU
 # that was asked for online (an AP that never starts makes the SMP cases
 # skip, which would otherwise pass silently).
 if [ "$status" = 33 ] && [ -f "$LOG" ] && grep -Eq '^[[:space:]]*not ok ' "$LOG"; then
     verdict="the kernel reported success, but the log has a failed case (not ok)"
+    status=fail
+elif [ "$status" = 33 ] && [ -n "$console_damage" ]; then
+    verdict=$console_damage
     status=fail
 elif [ "$status" = 33 ] && [ "${EXPECT_CPUS:-1}" -gt 1 ] &&
      ! grep -q "^smp: ${EXPECT_CPUS} CPUs online" "$LOG" 2>/dev/null; then

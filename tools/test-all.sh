@@ -51,6 +51,16 @@ if [ -f tests/embed/Makefile ]; then
     step "embedding example (BIOS)" $MAKE --no-print-directory -s test-embed FIRMWARE=bios
     step "embedding example (UEFI)" $MAKE --no-print-directory -s test-embed FIRMWARE=uefi
 fi
+# Deliberately broken glue: each step passes only when mm_conformance
+# names the fault with its own "not ok" line (Makefile, test-broken-*).
+step "broken glue: shootdown skips a CPU (test kernel, SMP=2)" \
+    $MAKE --no-print-directory -s test-broken-shootdown
+if [ -f tests/embed/Makefile ]; then
+    step "broken glue: irq_restore leaves IF off (embed, Path A)" \
+        $MAKE --no-print-directory -s test-broken-irq
+    step "broken glue: writable+executable section (embed, Path B)" \
+        $MAKE --no-print-directory -s test-broken-wx
+fi
 echo
 for s in "${failed_steps[@]}"; do
     echo "failed: $s"

@@ -25,9 +25,20 @@ uint64_t arch_read_tsc(void);              /* cycle counter for timing logs */
 unsigned arch_phys_addr_bits(void);
 
 /* MTRRs (SDM vol. 3, 11.11): CPUID.01H:EDX.MTRR[12], and a read of one
- * model-specific register.  arch_rdmsr is only called for MTRR MSRs and
- * only when arch_has_mtrr() is true. */
+ * model-specific register.  arch_rdmsr is only called for MTRR MSRs when
+ * arch_has_mtrr() is true, and for ARCH_MSR_EFER (present on every CPU in
+ * long mode). */
 bool arch_has_mtrr(void);
 uint64_t arch_rdmsr(uint32_t msr);
+
+/* CPU state the conformance suite (mm/conformance.c) checks; reads only.
+ * arch_irqs_enabled is RFLAGS.IF of the calling CPU. */
+#define ARCH_MSR_EFER   UINT32_C(0xc0000080)
+#define ARCH_EFER_NXE   (UINT64_C(1) << 11)   /* PTE_NX honoured */
+#define ARCH_CR0_WP     (UINT64_C(1) << 16)   /* ring 0 obeys read-only pages */
+#define ARCH_CR4_PGE    (UINT64_C(1) << 7)    /* PTE_GLOBAL honoured */
+uint64_t arch_read_cr0(void);
+uint64_t arch_read_cr4(void);
+bool arch_irqs_enabled(void);
 
 #endif

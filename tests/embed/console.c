@@ -1,8 +1,8 @@
 /*
  * tests/embed/console.c - the example kernel's console (16550 UART on COM1,
  * polled: no interrupts, no buffer, no lock, since the example runs on one
- * CPU) and the QEMU isa-debug-exit port.  platform.c builds the library's
- * console and panic hooks on these.
+ * CPU), the QEMU isa-debug-exit port, and the masking of the 8259 PICs.
+ * platform.c builds the library's console and panic hooks on these.
  */
 #include "embed.h"
 
@@ -54,4 +54,13 @@ _Noreturn void qemu_exit(uint8_t code)
     outb(EXIT_PORT, code);
     for (;;)                             /* not under QEMU: just stop */
         __asm__ volatile("cli; hlt");
+}
+
+/* The legacy 8259 PICs: mask every line, so that no device interrupt can
+ * arrive while main.c has interrupts enabled (the example has handlers for
+ * the CPU exceptions only). */
+void pic_mask_all(void)
+{
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
 }

@@ -24,6 +24,12 @@ extern char __text_start[], __text_end[];
 extern char __rodata_start[], __rodata_end[];
 extern char __data_start[], __data_end[];
 
+/* Sizes and flags of the image's sections (main.c): text R+X, rodata R,
+ * data+bss with data_flags (PTE_KERNEL_RW, unless a variant breaks W^X);
+ * image bounds and va offset filled in too. */
+#include <mm/boot_params.h>
+void embed_image_params(struct mm_boot_params *p, uint64_t data_flags);
+
 /* QEMU isa-debug-exit codes; QEMU's exit status is (code << 1) | 1. */
 #define EMBED_EXIT_PASS  0x10   /* status 33 */
 #define EMBED_EXIT_FAIL  0x11   /* status 35: a check failed */
@@ -33,12 +39,14 @@ extern char __data_start[], __data_end[];
 void serial_init(void);
 void serial_puts(const char *s);
 _Noreturn void qemu_exit(uint8_t code);
+void pic_mask_all(void);        /* mask both 8259s: no IRQ reaches the CPU */
 
 /* What a memory set-up hands to the checks in main.c. */
 struct embed_mm {
     const char *how;            /* name of the set-up, for the log */
     struct buddy *buddy;        /* the frame allocator */
     struct mmio_pool *mmio;     /* the pool behind mm_ioremap */
+    const struct mm_boot_params *params;   /* the image as the table maps it */
 };
 
 /* Bring up the memory subsystem from the multiboot2 information. */

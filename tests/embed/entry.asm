@@ -10,7 +10,8 @@
 ;        PML4[0]   -> 0..4 GiB identity    (only while this code runs low)
 ;        PML4[256] -> 0..4 GiB at 0xffff800000000000   (the direct map)
 ;        PML4[511] -> PDPT[510] -> 0..1 GiB at 0xffffffff80000000 (the image)
-;   3. sets CR4.PAE, CR3, EFER.LME + EFER.NXE, CR0.PG + CR0.WP + CR0.PE;
+;   3. sets CR4.PAE + CR4.PGE, CR3, EFER.LME + EFER.NXE, CR0.PG + CR0.WP +
+;      CR0.PE (NXE, WP and PGE are what mm_conformance's cpu_state checks);
 ;   4. far-jumps into 64-bit code, jumps to the higher half, loads a GDT that
 ;      lives in the higher half (the low copy is unmapped once mm_init
 ;      switches page tables), zeroes .bss, takes its stack from .bss and calls
@@ -18,7 +19,8 @@
 ;
 ; It also holds the 32 exception stubs: each pushes the vector (and a zero
 ; for vectors without an error code) and calls embed_exception() in main.c,
-; which prints the fault and exits QEMU.  Interrupts stay disabled throughout.
+; which prints the fault and exits QEMU.  Interrupts stay disabled, except
+; while main.c runs the conformance suite (the 8259s masked).
 
 ; NASM cannot include <mm/multiboot2.h>: MB2_LOADER_MAGIC repeats its
 ; MB2_BOOTLOADER_MAGIC (main.c checks the value again in C with it).
@@ -116,7 +118,7 @@ _start:
     mov dword [early_pml4 + 511 * 8], early_pdpt_image + PTE_P_W
 
     mov eax, cr4
-    or eax, 1 << 5                       ; PAE
+    or eax, (1 << 5) | (1 << 7)          ; PAE | PGE
     mov cr4, eax
     mov eax, early_pml4
     mov cr3, eax

@@ -19,6 +19,7 @@
  *             return NULL, and mm_direct_map_contains must say true for
  *             the frame (on Path B this holds only because the set-up
  *             called mm_direct_map_describe);
+ *   conformance: the library's mm_conformance suite (KTAP) on this glue;
  *   balance:  buddy usage and MMIO pool counters exactly as before.
  * The first failed check prints "embed: FAIL: ..." and exits QEMU with
  * EMBED_EXIT_FAIL (status 35); success prints "embed: PASS" and exits with
@@ -26,6 +27,7 @@
  * with EMBED_EXIT_PANIC (status 37), like a library panic.
  */
 #include <mm/buddy.h>
+#include <mm/conformance.h>
 #include <mm/kmapper.h>
 #include <mm/init.h>
 #include <mm/log.h>
@@ -41,6 +43,22 @@
 
 #define VGA_TEXT_PA   UINT64_C(0xb8000)
 #define VGA_TEXT_SIZE (80 * 25 * 2)
+
+/* ---------------------------------------------------------------- image */
+
+void embed_image_params(struct mm_boot_params *p, uint64_t data_flags)
+{
+    p->image_pa_start = PA((uint64_t)__image_pa_start);
+    p->image_pa_end = PA(align_up_u64((uint64_t)__image_pa_end, PAGE_SIZE));
+    p->image_va_offset = KERNEL_VMA;          /* va = pa + KERNEL_VMA */
+    p->sections[0] = (struct mm_image_section){ "embed text", VA(__text_start),
+        (uint64_t)(__text_end - __text_start), PTE_KERNEL_TEXT };
+    p->sections[1] = (struct mm_image_section){ "embed rodata", VA(__rodata_start),
+        (uint64_t)(__rodata_end - __rodata_start), PTE_KERNEL_RO };
+    p->sections[2] = (struct mm_image_section){ "embed data+bss", VA(__data_start),
+        (uint64_t)(__data_end - __data_start), data_flags };
+    p->nsections = 3;
+}
 
 /* --------------------------------------------------------------- checks */
 
@@ -314,6 +332,36 @@ static void test_ioremap_refuses_ram(struct buddy *b)
               (unsigned long)frame.raw, (unsigned long)image.raw);
 }
 
+/* ---------------------------------------------------------- conformance */
+
+/*
+ * The library's mm_conformance suite over this example's glue: one CPU (no
+ * run_on_cpu), the section list of the set-up, the buddy's frames.  It runs
+ * with interrupts enabled, the 8259s masked, so that the irq check can
+ * start from IF=1; interrupts are disabled again afterwards.  Output is a
+ * top-level KTAP document of its own.
+ */
+static void test_conformance(const struct embed_mm *mm)
+{
+    struct mm_conformance_env env = {
+        .ncpus = 1,
+        .run_on_cpu = NULL,
+        .params = mm->params,
+        .frames = buddy_frame_allocator(mm->buddy),
+        .indent = "    ",
+    };
+    pic_mask_all();
+    mm_printf("KTAP version 1\n1..1\n");
+    __asm__ volatile("sti" : : : "memory");
+    int failed = mm_conformance_run(&env);
+    __asm__ volatile("cli" : : : "memory");
+    mm_printf("%sok 1 mm_conformance\n", failed ? "not " : "");
+    if (failed) {
+        mm_printf("embed: mm_conformance: %d check(s) failed\n", failed);
+        qemu_exit(EMBED_EXIT_FAIL);
+    }
+}
+
 /* ------------------------------------------------------------------- main */
 
 _Noreturn void embed_main(uint32_t magic, uint64_t mbi_pa);
@@ -339,6 +387,7 @@ _Noreturn void embed_main(uint32_t magic, uint64_t mbi_pa)
     test_mapping(mm.buddy);
     test_ioremap();
     test_ioremap_refuses_ram(mm.buddy);
+    test_conformance(&mm);
 
     buddy_usage(mm.buddy, &after);
     mmio_pool_stats(mm.mmio, &pool_after);

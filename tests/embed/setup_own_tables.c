@@ -6,8 +6,12 @@
  *
  * The page table stays the one entry.asm built: 0..4 GiB in 2 MiB pages at
  * 0xffff800000000000 (the direct map the library expects), the image at
- * 0xffffffff80000000.  The steps are the middle of mm_init without its
- * table building:
+ * 0xffffffff80000000.  Those 2 MiB pages are writable AND executable, so
+ * step 0 gives the image's own 2 MiB a page table of 4 KiB pages with each
+ * section's flags (W^X), as a Path B kernel should; mm_conformance checks
+ * the result.  The steps are the middle of mm_init without its table
+ * building:
+ *   0. the image's 2 MiB get 4 KiB pages with the flags of own_params;
  *   1. mm_direct_map_offset says where physical memory is mapped;
  *   2. mb2_parse validates the multiboot2 information, and
  *      mm_direct_map_describe tells the library which physical ranges
@@ -24,6 +28,7 @@
  * mm_buddy() and mm_mmio_pool() stay NULL on this path (they report what
  * mm_init made), so the instances are handed back through *out.
  */
+#include <mm/arch.h>
 #include <mm/init.h>
 #include <mm/log.h>
 #include <mm/multiboot2.h>
@@ -31,7 +36,19 @@
 
 #define DIRECT_MAP_LIMIT (4 * GiB)   /* what entry.asm maps at the direct map */
 
+/* The data+bss flags: W^X, unless this is the deliberately broken variant
+ * embed-own-broken-wx.iso, whose mm_conformance run must report
+ * "not ok ... image_sections_wx". */
+#if defined(EMBED_BROKEN_WX)
+#define DATA_FLAGS (PTE_PRESENT | PTE_WRITE | PTE_GLOBAL)      /* W+X */
+#else
+#define DATA_FLAGS PTE_KERNEL_RW
+#endif
+
 static struct mb2_info boot_info;   /* points into the boot information */
+static struct mm_boot_params own_params;   /* the image as step 0 maps it */
+static pt_entry_t image_pd[512] __attribute__((aligned(PAGE_SIZE)));
+static pt_entry_t image_pt[512] __attribute__((aligned(PAGE_SIZE)));
 static struct mm_area_list free_ram;
 static struct buddy buddy;
 
@@ -50,13 +67,58 @@ static void clip_areas(struct mm_area_list *l, uint64_t limit)
     l->count = n;
 }
 
+/* Flags of the image page at va: its section's, else read/write, no-execute. */
+static uint64_t image_page_flags(uint64_t va)
+{
+    for (unsigned i = 0; i < own_params.nsections; i++) {
+        const struct mm_image_section *s = &own_params.sections[i];
+        if (va >= s->va.raw && va - s->va.raw < s->size)
+            return s->flags;
+    }
+    return PTE_PRESENT | PTE_WRITE | PTE_NX;
+}
+
+/*
+ * Step 0: replace the 2 MiB page that holds the image by a table of 4 KiB
+ * pages with the section flags.  The new PD copies entry.asm's image PD
+ * (the same 1 GiB at the image's slot) except for that one entry; one store
+ * into the image PDPT switches to it, and the same physical pages stay
+ * mapped throughout, so the code and stack running here never notice.
+ * Runs before anything else, with the direct map of entry.asm.
+ */
+static void protect_image(void)
+{
+    uint64_t image_va = (uint64_t)__image_pa_start + KERNEL_VMA;
+    uint64_t base_va = align_down_u64(image_va, PAGE_2M_SIZE);
+    if ((uint64_t)__image_pa_end + KERNEL_VMA > base_va + PAGE_2M_SIZE)
+        mm_panic("embed: image [%#lx, %#lx) crosses a 2 MiB boundary",
+                 (unsigned long)(uint64_t)__image_pa_start, (unsigned long)(uint64_t)__image_pa_end);
+
+    embed_image_params(&own_params, DATA_FLAGS);
+    for (unsigned i = 0; i < 512; i++) {
+        uint64_t va = base_va + (uint64_t)i * PAGE_SIZE;
+        image_pt[i] = pte_make(PA(va - KERNEL_VMA), image_page_flags(va));
+    }
+    pt_entry_t *pml4 = pa_to_ptr(arch_read_cr3());
+    pt_entry_t *pdpt = pa_to_ptr(pte_pa(pml4[pt_index(VA(image_va), PT_LEVEL_PML4)]));
+    pt_entry_t *pdpte = &pdpt[pt_index(VA(image_va), PT_LEVEL_PDPT)];
+    const pt_entry_t *old_pd = pa_to_ptr(pte_pa(*pdpte));
+    for (unsigned i = 0; i < 512; i++)
+        image_pd[i] = old_pd[i];
+    image_pd[pt_index(VA(image_va), PT_LEVEL_PD)] =
+        pte_make(PA((uint64_t)image_pt - KERNEL_VMA), PTE_TABLE);
+    *pdpte = pte_make(PA((uint64_t)image_pd - KERNEL_VMA), PTE_TABLE);
+    arch_flush_tlb_all();
+}
+
 void embed_mm_setup(uint64_t mbi_pa, struct embed_mm *out)
 {
     char err[MB2_ERR_LEN];
     int rc;
 
-    /* 1. */
+    /* 0., 1. */
     mm_direct_map_offset = MM_DIRECT_MAP_BASE;
+    protect_image();
 
     /* 2. */
     rc = mb2_parse(&boot_info, pa_to_ptr(PA(mbi_pa)), PA(mbi_pa), MB2_MAX_INFO_SIZE,
@@ -99,4 +161,5 @@ void embed_mm_setup(uint64_t mbi_pa, struct embed_mm *out)
     out->how = "own page tables + allocators";
     out->buddy = &buddy;
     out->mmio = mmio_pool_global();
+    out->params = &own_params;
 }
