@@ -90,6 +90,25 @@ extern __thread unsigned harness_cpu_id;
 extern uint64_t harness_shootdown_va, harness_shootdown_npages;
 
 /*
+ * One refused call: it returns want_, prints exactly one log line and
+ * changes nothing.  "Nothing" is what the test file's own snapshot sees:
+ * it defines struct snap, take_snap(struct snap *) and
+ * snap_same(const struct snap *).
+ */
+#define REFUSED(call_, want_)                                                 \
+    do {                                                                      \
+        struct snap sn_;                                                      \
+        take_snap(&sn_);                                                      \
+        unsigned long lines_ = harness_log_lines;                             \
+        int quiet_ = harness_quiet;                                           \
+        harness_quiet = 1;                                                    \
+        CHECK_EQ((call_), (want_));                                           \
+        harness_quiet = quiet_;                                               \
+        CHECK_EQ(harness_log_lines, lines_ + 1);                              \
+        CHECK(snap_same(&sn_));                                               \
+    } while (0)
+
+/*
  * Simulated physical memory: a lazily-backed anonymous mapping of `size`
  * bytes that plays the role of physical addresses 0..size-1.  Sets
  * mm_direct_map_offset so pa_to_ptr() works.  Only touched pages cost RAM.

@@ -864,19 +864,6 @@ static void test_init_needs_a_freeing_allocator(void)
     CHECK_EQ(mmio_pool_init(&p2, &tfa.fa), 0);
 }
 
-/* One refused call: its result, exactly one log line, nothing changed. */
-#define REFUSED(call_, want_)                                                     \
-    do {                                                                         \
-        struct snap sn_;                                                         \
-        take_snap(&sn_);                                                         \
-        unsigned long lines_ = harness_log_lines;                                \
-        harness_quiet = 1;                                                       \
-        CHECK_EQ((call_), (want_));                                              \
-        harness_quiet = 0;                                                       \
-        CHECK_EQ(harness_log_lines, lines_ + 1);                                 \
-        CHECK(snap_same(&sn_));                                                  \
-    } while (0)
-
 /* Defect 4: size 0 is no wildcard for the public call; the block stays. */
 static void test_release_size_zero_refused(void)
 {

@@ -131,19 +131,6 @@ static bool snap_same(const struct snap *a)
     return memcmp(a, &b, sizeof(b)) == 0;
 }
 
-/* One refused call: its result, exactly one log line, nothing changed. */
-#define REFUSED(call_, want_)                                                     \
-    do {                                                                         \
-        struct snap sn_;                                                         \
-        take_snap(&sn_);                                                         \
-        unsigned long lines_ = harness_log_lines;                                \
-        harness_quiet = 1;                                                       \
-        CHECK_EQ((call_), (want_));                                              \
-        harness_quiet = 0;                                                       \
-        CHECK_EQ(harness_log_lines, lines_ + 1);                                 \
-        CHECK(snap_same(&sn_));                                                  \
-    } while (0)
-
 static struct vrange_block blk(uint64_t va, uint64_t size)
 {
     return (struct vrange_block){ VA(va), size };
