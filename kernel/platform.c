@@ -10,7 +10,8 @@
  *   mm_platform_cpu_id        percpu.h smp_cpu_id() (%gs:0)
  *   mm_platform_irq_save      io.h cpu_irq_save() (pushfq; cli)
  *   mm_platform_irq_restore   io.h cpu_irq_restore() (sti if IF was set)
- *   mm_platform_tlb_shootdown smp.c smp_tlb_shootdown() (IPI, wait for acks)
+ *   mm_platform_tlb_shootdown smp.c smp_tlb_shootdown() (IPIs to the target
+ *                             CPUs, wait for their acks)
  *
  * All of them work with interrupts disabled and none allocates, as the
  * interface requires.  console_write takes the console spinlock with
@@ -60,7 +61,7 @@ void mm_platform_irq_restore(unsigned long flags)
     cpu_irq_restore(flags);
 }
 
-void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
+void mm_platform_tlb_shootdown(mm_cpumask_t targets, virt_addr_t va, uint64_t npages)
 {
-    smp_tlb_shootdown(va.raw, npages);
+    smp_tlb_shootdown(targets, va.raw, npages);
 }

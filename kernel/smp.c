@@ -14,8 +14,11 @@
  * target marks the mailbox done.  smp_call is the two in sequence.
  *
  * Shootdown: one request at a time, serialised by the flag shootdown_busy;
- * the initiator sets a mask of CPUs that still owe an acknowledgement,
- * sends the IPI to all other CPUs and waits until the mask is empty.  A
+ * the initiator sets a mask of CPUs that still owe an acknowledgement (the
+ * online CPUs of the request's target set, never itself), sends the IPI
+ * to exactly those (the all-but-self shorthand when they are all the
+ * others; no IPI when there are none) and waits until the mask is empty.
+ * Each CPU counts the requests it carried out (smp_shootdowns_received).  A
  * CPU that is itself spinning (for the flag or for acks) services requests
  * addressed to it while it waits, so two initiators, or an initiator with
  * interrupts off, cannot deadlock.  Requests of more than
@@ -128,6 +131,8 @@ static struct {
     uint64_t pending;          /* CPUs that still have to flush */
 } sd;
 static uint64_t shootdown_count;   /* written only with shootdown_busy held */
+/* Requests carried out, per CPU; each written only by its own CPU. */
+static uint64_t shootdowns_received[MM_MAX_CPUS];
 
 static void flush_local(uint64_t va, uint64_t npages)
 {
@@ -142,9 +147,12 @@ static void flush_local(uint64_t va, uint64_t npages)
 /* Do this CPU's part of the current request, if it owes one. */
 static void shootdown_service(void)
 {
-    uint64_t bit = 1ull << smp_cpu_id();
+    unsigned me = smp_cpu_id();
+    uint64_t bit = 1ull << me;
     if (__atomic_load_n(&sd.pending, __ATOMIC_ACQUIRE) & bit) {
         flush_local(sd.va, sd.npages);
+        __atomic_store_n(&shootdowns_received[me], shootdowns_received[me] + 1,
+                         __ATOMIC_RELAXED);
         __atomic_fetch_and(&sd.pending, ~bit, __ATOMIC_RELEASE);
     }
 }
@@ -168,26 +176,39 @@ static void shootdown_wait_acks(void)
     }
 }
 
-void smp_tlb_shootdown(uint64_t va, uint64_t npages)
+/* Interrupt the CPUs in mask (online, not this one): all but self when
+ * that is every other online CPU, else one fixed IPI each. */
+static void send_shootdown_ipis(uint64_t mask, uint64_t all_others)
+{
+    if (mask == all_others) {
+        send_ipi_all_but_self(VEC_SHOOTDOWN);
+        return;
+    }
+    for (uint64_t m = mask; m; m &= m - 1)
+        lapic_send(percpu_area[__builtin_ctzll(m)].apic_id, (1u << 14) | VEC_SHOOTDOWN);
+}
+
+void smp_tlb_shootdown(uint64_t targets, uint64_t va, uint64_t npages)
 {
     unsigned n = smp_online_cpus();
-    if (n <= 1)
+    uint64_t all_others = ((n >= 64) ? ~0ull : ((1ull << n) - 1)) & ~(1ull << smp_cpu_id());
+    uint64_t mask = targets & all_others;
+#if defined(KTEST_INJECT_shootdown_skip)
+    /* Deliberately broken glue (INJECT=shootdown_skip): the highest other
+     * CPU never gets the request.  mm_conformance must notice. */
+    mask &= ~(1ull << (63 - __builtin_clzll(all_others | 1)));
+#endif
+    if (mask == 0)
         return;
     unsigned long flags = cpu_irq_save();
     while (__atomic_exchange_n(&shootdown_busy, 1, __ATOMIC_ACQUIRE)) {
         shootdown_service();               /* the current owner may wait for us */
         __asm__ volatile("pause");
     }
-    uint64_t others = ((n >= 64) ? ~0ull : ((1ull << n) - 1)) & ~(1ull << smp_cpu_id());
-#if defined(KTEST_INJECT_shootdown_skip)
-    /* Deliberately broken glue (INJECT=shootdown_skip): the highest other
-     * CPU never gets the request.  mm_conformance must notice. */
-    others &= ~(1ull << (63 - __builtin_clzll(others | 1)));
-#endif
     sd.va = va;
     sd.npages = npages;
-    __atomic_store_n(&sd.pending, others, __ATOMIC_RELEASE);
-    send_ipi_all_but_self(VEC_SHOOTDOWN);
+    __atomic_store_n(&sd.pending, mask, __ATOMIC_RELEASE);
+    send_shootdown_ipis(mask, all_others);
     shootdown_wait_acks();
     shootdown_count++;
     __atomic_store_n(&shootdown_busy, 0, __ATOMIC_RELEASE);
@@ -197,6 +218,13 @@ void smp_tlb_shootdown(uint64_t va, uint64_t npages)
 uint64_t smp_shootdowns(void)
 {
     return shootdown_count;
+}
+
+uint64_t smp_shootdowns_received(unsigned cpu)
+{
+    if (cpu >= smp_online_cpus())
+        return 0;
+    return __atomic_load_n(&shootdowns_received[cpu], __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------- cross-CPU calls */

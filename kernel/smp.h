@@ -25,10 +25,18 @@ void smp_wait(unsigned cpu);
 void smp_call(unsigned cpu, void (*fn)(void *), void *arg);
 void smp_call_all(void (*fn)(void *), void *arg);
 
-/* Invalidate [va, va + npages pages) (npages == 0: everything, global
- * entries included) on every other online CPU; return when all have. */
-void smp_tlb_shootdown(uint64_t va, uint64_t npages);
-uint64_t smp_shootdowns(void);           /* shootdowns sent so far */
+/*
+ * Invalidate [va, va + npages pages) (npages == 0: everything, global
+ * entries included) on every online CPU in targets (bit n: CPU n) but
+ * this one, and return when all have.  No IPI at all when that leaves no
+ * CPU; the APIC's all-but-self shorthand when it leaves every other one,
+ * else one IPI per target.
+ */
+void smp_tlb_shootdown(uint64_t targets, uint64_t va, uint64_t npages);
+uint64_t smp_shootdowns(void);           /* shootdowns sent so far (with a target) */
+/* Shootdown requests CPU cpu has carried out so far (in its IPI handler or
+ * while it spun waiting itself); 0 for a CPU that is not online. */
+uint64_t smp_shootdowns_received(unsigned cpu);
 
 /* The local APIC's registers as this kernel maps them (NULL in x2APIC
  * mode), and their physical address (IA32_APIC_BASE). */

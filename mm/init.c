@@ -23,6 +23,12 @@
  * ranges, and the new table direct-maps exactly those ranges plus the
  * kernel image (which the firmware map lists as RAM anyway).
  *
+ * The kernel half is fixed at init: besides the direct map's and the
+ * image's slots, the slots of the MMIO pool, vmalloc and kernel stacks
+ * get an empty level-3 table each, and from then on the kernel mapper
+ * neither adds nor removes a kernel-half top-level entry (mm/kmapper.h),
+ * so an address space's copy of the kernel half never goes stale.
+ *
  * Locking: mm_init runs once, alone on the boot CPU.  Afterwards the
  * instances here are protected by their own locks (buddy, MMIO pool,
  * kernel mapper).
@@ -31,8 +37,10 @@
 #include <mm/bump.h>
 #include <mm/directmap.h>
 #include <mm/init.h>
+#include <mm/layout.h>
 #include <mm/log.h>
 #include <mm/mtrr.h>
+#include <mm/platform.h>
 #include <mm/ptdump.h>
 
 /* See mm/frame.h.  The kernel keeps this value; host tests point it at
@@ -60,6 +68,7 @@ struct init_run {
     struct pt_mapper kpt;            /* the new kernel table */
     struct frame_allocator *frames;  /* the buddy's, from step 5 on */
     uint64_t direct_tables;          /* bump frames the direct map took */
+    unsigned half_tables;            /* empty level-3 tables of the fixed kernel half */
     uint64_t bump_frames;
     unsigned type_splits;            /* direct-map cuts at MTRR type changes */
     bool big;                        /* 1 GiB pages */
@@ -179,6 +188,42 @@ static void plan_direct_map(struct init_run *run)
 
 /* --------------------------------------------- 4. build the kernel table */
 
+/*
+ * The top-level slots of the kernel's ranges besides the direct map (whose
+ * slots exist wherever RAM is): MMIO pool, vmalloc, kernel stacks, the
+ * self-test slot, image.  A slot named twice gets one table.
+ * Fills vas with one va per slot; returns how many.
+ */
+#define KERNEL_HALF_MAX_SLOTS 8
+static unsigned kernel_range_slots(virt_addr_t vas[KERNEL_HALF_MAX_SLOTS])
+{
+    static const uint64_t ranges[][2] = {
+        { MMIO_POOL_BASE, MMIO_POOL_END },
+        { MM_VMALLOC_BASE, MM_VMALLOC_END },
+        { MM_SELFTEST_BASE, MM_SELFTEST_END },
+        { MM_KSTACK_BASE, MM_KSTACK_END },
+        { MM_KERNEL_IMAGE_BASE, 0 },             /* to the top of the address space */
+    };
+    unsigned n = 0;
+    for (unsigned r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++)
+        for (uint64_t va = ranges[r][0]; va - ranges[r][0] < ranges[r][1] - ranges[r][0];
+             va = align_down_u64(va, MM_PML4_SLOT_SIZE) + MM_PML4_SLOT_SIZE) {
+            MM_BUG_ON(n == KERNEL_HALF_MAX_SLOTS);
+            vas[n++] = VA(va);
+            if (MM_PML4_SLOT(va) == 511)
+                break;                           /* the next slot would wrap */
+        }
+    return n;
+}
+
+/* Give every kernel range's slot its table: 0 with *created, or an error. */
+static int prepare_kernel_half(struct pt_mapper *m, unsigned *created)
+{
+    virt_addr_t vas[KERNEL_HALF_MAX_SLOTS];
+    unsigned n = kernel_range_slots(vas);
+    return pt_prepare_top_slots(m, vas, n, created);
+}
+
 /* *out = the parts of `in` below `limit` (a valid list stays valid). */
 static void clip_below(const struct mm_area_list *in, uint64_t limit, struct mm_area_list *out)
 {
@@ -287,6 +332,8 @@ static void build_kernel_table(struct init_run *run)
     map_direct_ranges(run);
     run->direct_tables = bump_used_frames(&boot_bump) - frames_before_direct;
     map_sections(run);
+    build_or_panic(prepare_kernel_half(&run->kpt, &run->half_tables), "the kernel half",
+                   MM_KERNEL_HALF_BASE, 0);
     run->bump_frames = bump_used_frames(&boot_bump);
 
     /* Everything the kernel touches from now on is mapped. */
@@ -344,6 +391,7 @@ static void start_buddy(struct init_run *run)
         mm_panic("mm_init: buddy_init failed: %s", mm_strerror(rc));
     run->frames = buddy_frame_allocator(&kernel_buddy);
     kmapper_setup(run->kpt.top_pa, run->frames);
+    kmapper_fix_kernel_half();
     allocators_ready = true;
     if (run->params->low_identity_map)
         map_low_identity();
@@ -371,9 +419,22 @@ static void count_direct_leaf(void *ctx, const struct ptdump_leaf *leaf)
         c->per_level[leaf->level]++;
 }
 
+/* Kernel-half slots (256..511) whose top-level entry exists. */
+static unsigned kernel_top_slots(const struct pt_mapper *m)
+{
+    unsigned n = 0;
+    for (unsigned slot = 256; slot < PT_ENTRIES; slot++) {
+        pt_entry_t e;
+        virt_addr_t va = pt_va_canonicalize((uint64_t)slot * MM_PML4_SLOT_SIZE);
+        if (pt_get_entry(m, va, PT_LEVEL_PML4, &e) == 0 && pte_present(e))
+            n++;
+    }
+    return n;
+}
+
 /* The summary, one line per topic: each fits the 256-byte log line. */
 static void print_summary(const struct init_run *run, const struct leaf_count *lc,
-                          uint64_t tables, uint64_t cycles)
+                          uint64_t tables, uint64_t cycles, unsigned top_slots)
 {
     struct buddy_usage u;
     buddy_usage(&kernel_buddy, &u);
@@ -386,9 +447,10 @@ static void print_summary(const struct init_run *run, const struct leaf_count *l
               (unsigned long)lc->per_level[2], (unsigned long)lc->per_level[1],
               (unsigned long)run->direct_tables,
               run->big ? "CPU has 1 GiB pages" : "no 1 GiB pages", run->type_splits);
-    mm_printf("mm: kernel page table %lu pages (%lu KiB); mm init %lu cycles\n",
-              (unsigned long)tables, (unsigned long)(tables * PAGE_SIZE / KiB),
-              (unsigned long)cycles);
+    mm_printf("mm: kernel page table %lu pages (%lu KiB); kernel half: %u top-level slots "
+              "fixed, %u empty tables preallocated (%u frames); mm init %lu cycles\n",
+              (unsigned long)tables, (unsigned long)(tables * PAGE_SIZE / KiB), top_slots,
+              run->half_tables, run->half_tables, (unsigned long)cycles);
     mm_printf("mm: init cycles: boot info + areas %lu, page table %lu, buddy %lu, "
               "mapper + MMIO pool %lu, checks %lu\n", (unsigned long)(run->t_parse - run->t_start),
               (unsigned long)(run->t_table - run->t_parse),
@@ -404,11 +466,12 @@ static void report_init(const struct init_run *run, struct mm_init_report *repor
     ptdump_walk(&live, count_direct_leaf, &lc);
     uint64_t tables = ptdump_count_tables(&live);
     uint64_t wx = ptdump_count_wx(&live);
+    unsigned top_slots = kernel_top_slots(&live);
     uint64_t cycles = arch_read_tsc() - run->t_start;
 
     if (!run->params->quiet)
         mm_dump_kernel_table();
-    print_summary(run, &lc, tables, cycles);
+    print_summary(run, &lc, tables, cycles, top_slots);
     if (wx != 0)
         mm_panic("mm_init: %lu writable+executable pages in the kernel table",
                  (unsigned long)wx);
@@ -418,6 +481,8 @@ static void report_init(const struct init_run *run, struct mm_init_report *repor
     report->nareas = usable_areas.count;
     report->table_pages = tables;
     report->direct_table_pages = run->direct_tables;
+    report->kernel_top_slots = top_slots;
+    report->kernel_half_frames = run->half_tables;
     for (unsigned l = 0; l < 4; l++)
         report->direct_pages[l] = lc.per_level[l];
     report->type_splits = run->type_splits;
@@ -451,6 +516,30 @@ void mm_dump_kernel_table(void)
     ptdump_print(&live);
     mm_printf("mm: W+X check: %lu writable+executable pages\n",
               (unsigned long)ptdump_count_wx(&live));
+}
+
+int mm_kernel_half_prepare(void)
+{
+    struct kmapper km;
+    unsigned created = 0;
+    if (kmapper_peek().top_pa.raw == 0) {
+        mm_printf("mm_kernel_half_prepare: no kernel table: call kmapper_setup first\n");
+        return -MM_EINVAL;
+    }
+    if (!kmapper_lock(&km)) {
+        kmapper_unlock(&km);
+        mm_printf("mm_kernel_half_prepare: cpu %u already holds the kernel mapper lock\n",
+                  mm_platform_cpu_id());
+        return -MM_EPERM;
+    }
+    int rc = prepare_kernel_half(&km.mapper, &created);
+    if (rc == 0)
+        kmapper_fix_kernel_half();
+    kmapper_unlock(&km);
+    if (rc == 0 && created != 0)
+        mm_printf("mm: kernel half: %u empty top-level tables preallocated; the kernel half "
+                  "is fixed\n", created);
+    return rc;
 }
 
 bool mm_has_low_identity(void)

@@ -6,7 +6,10 @@
  * compare-and-swap, nested ones and releases are plain stores by the owner.
  *
  * Invariants: only the owner changes the word once it holds it; a nested
- * holder gets a read-only mapper; depth 0 <=> owner MM_NO_CPU.
+ * holder gets a read-only mapper; depth 0 <=> owner MM_NO_CPU.  Once
+ * kmapper_fix_kernel_half has run, every mapper handed out has
+ * kernel_top_fixed set (mm/paging.h): the kernel half's top-level entries
+ * no longer change.
  *
  * Locking: this file is the lock.  Acquire ordering on the CAS and release
  * ordering on the store that frees the lock make the table edits of one
@@ -34,9 +37,17 @@ static inline unsigned word_depth(uint64_t w) { return (unsigned)w; }
 
 void kmapper_setup(phys_addr_t top_pa, struct frame_allocator *fa)
 {
-    kernel_table.top_pa = top_pa;
-    kernel_table.fa = fa;
-    kernel_table.readonly = false;
+    kernel_table = (struct pt_mapper){ .top_pa = top_pa, .fa = fa };
+}
+
+void kmapper_fix_kernel_half(void)
+{
+    kernel_table.kernel_top_fixed = true;   /* under the lock, or alone at init */
+}
+
+bool kmapper_kernel_half_fixed(void)
+{
+    return kernel_table.kernel_top_fixed;
 }
 
 bool kmapper_lock(struct kmapper *km)

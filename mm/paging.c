@@ -26,6 +26,12 @@
  * table still in use.  The top table is never freed.  Unlinked frames are
  * parked in the token and freed when it is discharged, after the flush.
  *
+ * Fixed kernel half (m->kernel_top_fixed, the kernel mapper after init):
+ * the top-level entries of slots 256..511 neither appear nor disappear.
+ * The plan refuses a piece whose kernel-half top-level entry is missing,
+ * and unmapping keeps the level-3 tables those entries point at, empty or
+ * not: every address space holds a copy of those entries.
+ *
  * Ownership: table frames come from and return to m->fa.  Mapped frames
  * belong to the caller, except for pt_map/pt_unmap which take the frame
  * from m->fa and give it back.
@@ -155,6 +161,11 @@ static bool pa_range_ok(phys_addr_t pa, uint64_t size)
     return is_aligned_u64(pa.raw, PAGE_SIZE) && pa.raw < limit && size <= limit - pa.raw;
 }
 
+static inline bool va_in_kernel_half(virt_addr_t va)
+{
+    return (va.raw >> (PT_VA_BITS - 1)) & 1;
+}
+
 /* Start of an unmap or remap: an empty token, a writable mapper. */
 static int edit_begin(const struct pt_mapper *m, struct pt_flush *tok, const char *fn)
 {
@@ -250,6 +261,12 @@ static int plan_piece(const struct pt_mapper *m, virt_addr_t va, unsigned leaf_l
                     return -MM_EEXIST;          /* inside a huge page */
                 table_pa = pte_pa(e);
                 continue;
+            }
+            if (level == PT_LEVELS && m->kernel_top_fixed && va_in_kernel_half(va)) {
+                mm_printf("pt_map: va %#lx is in kernel-half slot %u, which has no top-level "
+                          "table: the kernel half is fixed after init (include/mm/layout.h)\n",
+                          (unsigned long)va.raw, pt_index(va, PT_LEVELS));
+                return -MM_EINVAL;
             }
             missing = true;
         }
@@ -353,8 +370,8 @@ static int map_pieces(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa, uint6
         mm_panic("map_pieces: %lu planned tables unused for va %lx size %lx",
                  (unsigned long)pool.count, (unsigned long)va.raw, (unsigned long)size);
 
-    pt_flush_set(flush_out, npieces == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
-              size >> PAGE_SHIFT);
+    pt_flush_set(flush_out, m->cpus, npieces == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
+                 size >> PAGE_SHIFT);
     return 0;
 }
 
@@ -431,6 +448,8 @@ static void free_empty_tables(struct pt_mapper *m, virt_addr_t va, unsigned leve
     if (!m->fa->free)
         return;
     for (unsigned l = level; l < PT_LEVELS; l++) {
+        if (l == PT_LEVEL_PDPT && m->kernel_top_fixed && va_in_kernel_half(va))
+            return;                 /* fixed top-level entry: keep its table */
         if (!table_is_empty(path[l]))
             return;
         entry_write(path[l + 1], pt_index(va, l + 1), (pt_entry_t){ 0 });
@@ -487,7 +506,7 @@ int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
         old_out->level = lf.level;
         old_out->page_size = size;
     }
-    pt_flush_set(flush_out, PT_FLUSH_ONE_PAGE, va, size >> PAGE_SHIFT);
+    pt_flush_set(flush_out, m->cpus, PT_FLUSH_ONE_PAGE, va, size >> PAGE_SHIFT);
     return 0;
 }
 
@@ -548,12 +567,12 @@ int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t size, bool free
             free_empty_tables(m, cur, lf.level, lf.path, flush_out);
     }
 
-    pt_flush_set(flush_out, nleaves == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
+    pt_flush_set(flush_out, m->cpus, nleaves == 1 ? PT_FLUSH_ONE_PAGE : PT_FLUSH_RANGE, va,
                  size >> PAGE_SHIFT);
     return 0;
 }
 
-/* ------------------------------------------------------------ remap, lookup */
+/* ------------------------------------------------------------------- remap */
 
 int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags, struct pt_flush *flush_out)
 {
@@ -569,9 +588,58 @@ int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags, struct pt_flus
             entry_allow_user(lf.path[l], pt_index(va, l));
     uint64_t leaf = flags | PTE_PRESENT | (lf.level > PT_LEVEL_PT ? PTE_HUGE : 0);
     leaf_write(&lf, va, pte_make(leaf_pa(lf.e, lf.level), leaf));
-    pt_flush_set(flush_out, PT_FLUSH_ONE_PAGE, va, pt_level_size(lf.level) >> PAGE_SHIFT);
+    pt_flush_set(flush_out, m->cpus, PT_FLUSH_ONE_PAGE, va,
+                 pt_level_size(lf.level) >> PAGE_SHIFT);
     return 0;
 }
+
+/* ------------------------------------------------------ top-level slots */
+
+/* Is the top-level slot of vas[i] missing and not named by an earlier va? */
+static bool slot_missing_first(const struct pt_mapper *m, const virt_addr_t *vas, unsigned i)
+{
+    unsigned slot = pt_index(vas[i], PT_LEVELS);
+    if (pte_present(entry_read(m->top_pa, slot)))
+        return false;
+    for (unsigned j = 0; j < i; j++)
+        if (pt_index(vas[j], PT_LEVELS) == slot)
+            return false;
+    return true;
+}
+
+int pt_prepare_top_slots(struct pt_mapper *m, const virt_addr_t *vas, unsigned n,
+                         unsigned *created)
+{
+    if (m->readonly)
+        return -MM_EPERM;
+    unsigned missing = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (!pt_va_is_canonical(vas[i])) {
+            mm_printf("pt_prepare_top_slots: va %#lx (entry %u of %u) is not canonical\n",
+                      (unsigned long)vas[i].raw, i, n);
+            return -MM_EINVAL;
+        }
+        missing += slot_missing_first(m, vas, i);
+    }
+    struct table_pool pool;
+    int err = pool_fill(m->fa, &pool, missing);
+    if (err)
+        return err;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned slot = pt_index(vas[i], PT_LEVELS);
+        if (pte_present(entry_read(m->top_pa, slot)))
+            continue;
+        entry_write(m->top_pa, slot, pte_make(pool_take(&pool), PTE_TABLE));
+    }
+    if (pool.count != 0)
+        mm_panic("pt_prepare_top_slots: %lu planned tables unused (%u slots asked)",
+                 (unsigned long)pool.count, n);
+    if (created)
+        *created = missing;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ lookup */
 
 int pt_translate(const struct pt_mapper *m, virt_addr_t va, struct pt_mapping *out)
 {
@@ -621,9 +689,7 @@ int pt_mapper_create(struct frame_allocator *fa, struct pt_mapper *m_out)
     if (frame_alloc(fa, &pa) != 0)
         return -MM_ENOMEM;
     zero_frame(pa);
-    m_out->top_pa = pa;
-    m_out->fa = fa;
-    m_out->readonly = false;
+    *m_out = (struct pt_mapper){ .top_pa = pa, .fa = fa };
     return 0;
 }
 
@@ -657,7 +723,7 @@ int pt_mapper_destroy(struct pt_mapper *m)
 
 struct pt_mapper pt_mapper_current(struct frame_allocator *fa)
 {
-    struct pt_mapper m = { PA(arch_read_cr3().raw & PTE_ADDR_MASK), fa, false };
+    struct pt_mapper m = { .top_pa = PA(arch_read_cr3().raw & PTE_ADDR_MASK), .fa = fa };
     return m;
 }
 

@@ -10,6 +10,13 @@
  * token covers, or 0 ("everything") above PT_FLUSH_MAX_INVLPG: a hook
  * that invalidates page by page is then always correct and bounded.
  *
+ * Targets.  A token of the kernel table (cpus NULL) flushes this CPU and
+ * every other one (MM_CPUMASK_ALL).  A token of an address space reads its
+ * CPU set when discharged, after a full barrier that orders the table
+ * writes before the read (mm/tlbflush.h, "Which CPUs", explains the race
+ * it closes): this CPU flushes only if it is in the set, the others only
+ * if there are any.  A batch does the same with the set its tokens share.
+ *
  * Invariants.  A frame parked in a token or batch is unreachable from the
  * tree but may still be cached by other CPUs; it goes back to its
  * allocator only after this CPU's flush and the shootdown have returned.
@@ -41,8 +48,10 @@ static void token_clear(struct pt_flush *tok)
     *tok = (struct pt_flush)PT_FLUSH_INIT;
 }
 
-void pt_flush_set(struct pt_flush *tok, int kind, virt_addr_t va, uint64_t npages)
+void pt_flush_set(struct pt_flush *tok, const volatile mm_cpumask_t *cpus, int kind,
+                  virt_addr_t va, uint64_t npages)
 {
+    tok->cpus = cpus;
     tok->kind = kind;
     tok->va = va;
     tok->npages = npages;
@@ -141,21 +150,43 @@ static void flush_token_here(const struct pt_flush *tok)
 }
 
 /*
- * The request to the other CPUs, in 4 KiB pages for every kind: the hook
- * cannot tell a 2 MiB leaf from one 4 KiB page, so a large leaf is sent
- * as its 4 KiB page count, which is above PT_FLUSH_MAX_INVLPG: 0, "all".
+ * Which CPUs a flush over set `cpus` must reach, read after the table
+ * changes: *here tells whether this CPU must flush, the result is the
+ * other CPUs (0: none, no shootdown).
  */
-static void shootdown_token(const struct pt_flush *tok)
+static mm_cpumask_t flush_targets(const volatile mm_cpumask_t *cpus, bool *here)
 {
+    if (!cpus) {
+        *here = true;
+        return MM_CPUMASK_ALL;
+    }
+    /* The entry writes before the read of the set; pairs with the barrier
+     * between a switching CPU's bit and its CR3 load. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    mm_cpumask_t set = __atomic_load_n(cpus, __ATOMIC_RELAXED);
+    mm_cpumask_t me = (mm_cpumask_t)1 << mm_platform_cpu_id();
+    *here = (set & me) != 0;
+    return set & ~me;
+}
+
+/*
+ * The request to the CPUs in targets, in 4 KiB pages for every kind: the
+ * hook cannot tell a 2 MiB leaf from one 4 KiB page, so a large leaf is
+ * sent as its 4 KiB page count, which is above PT_FLUSH_MAX_INVLPG: 0.
+ */
+static void shootdown_token(const struct pt_flush *tok, mm_cpumask_t targets)
+{
+    if (targets == 0)
+        return;
     switch (tok->kind) {
     case PT_FLUSH_NONE:
         return;
     case PT_FLUSH_ONE_PAGE:
     case PT_FLUSH_RANGE:
-        mm_platform_tlb_shootdown(tok->va, invlpg_count(tok->npages));
+        mm_platform_tlb_shootdown(targets, tok->va, invlpg_count(tok->npages));
         return;
     default:
-        mm_platform_tlb_shootdown(VA(0), 0);
+        mm_platform_tlb_shootdown(targets, VA(0), 0);
         return;
     }
 }
@@ -168,9 +199,14 @@ void pt_flush_local(struct pt_flush *tok)
 
 void pt_flush(struct pt_flush *tok)
 {
-    flush_token_here(tok);
-    shootdown_token(tok);
-    token_release(tok);
+    if (tok->kind != PT_FLUSH_NONE) {
+        bool here;
+        mm_cpumask_t others = flush_targets(tok->cpus, &here);
+        if (here)
+            flush_token_here(tok);
+        shootdown_token(tok, others);
+    }
+    token_release(tok);         /* only now unreachable */
 }
 
 void pt_flush_ignore(struct pt_flush *tok)
@@ -195,6 +231,8 @@ void pt_flush_batch_init(struct pt_flush_batch *b)
     b->deferred = 0;
     b->ndata = 0;
     b->deferred_fa = NULL;
+    b->any = false;
+    b->cpus = NULL;
 }
 
 /* Free the batch's deferred frames and empty it: after its flush. */
@@ -234,6 +272,12 @@ void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok)
     if (tok->deferred_data && b->ndata == PT_FLUSH_BATCH_FRAMES)
         pt_flush_batch_flush(b);
     batch_take_frames(b, tok);
+    /* One set for the batch: the tokens' common one, or every CPU. */
+    if (!b->any)
+        b->cpus = tok->cpus;
+    else if (b->cpus != tok->cpus)
+        b->cpus = NULL;
+    b->any = true;
     uint64_t cost = tok->kind == PT_FLUSH_ONE_PAGE ? 1 : tok->npages;
     if (!b->all) {
         if (tok->kind == PT_FLUSH_ALL || b->nslots == PT_FLUSH_BATCH_SLOTS ||
@@ -280,15 +324,20 @@ static struct pt_flush batch_remote_token(const struct pt_flush_batch *b)
             lo = s < lo ? s : lo;
             last = l > last ? l : last;
         }
-        pt_flush_set(&remote, PT_FLUSH_RANGE, VA(lo), ((last - lo) >> PAGE_SHIFT) + 1);
+        pt_flush_set(&remote, b->cpus, PT_FLUSH_RANGE, VA(lo), ((last - lo) >> PAGE_SHIFT) + 1);
     }
     return remote;
 }
 
 void pt_flush_batch_flush(struct pt_flush_batch *b)
 {
-    struct pt_flush remote = batch_remote_token(b);
-    batch_flush_here(b);
-    shootdown_token(&remote);
+    if (b->any) {
+        struct pt_flush remote = batch_remote_token(b);
+        bool here;
+        mm_cpumask_t others = flush_targets(b->cpus, &here);
+        if (here)
+            batch_flush_here(b);
+        shootdown_token(&remote, others);
+    }
     batch_release(b);           /* only now unreachable */
 }

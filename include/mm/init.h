@@ -27,9 +27,13 @@
  *      for the direct map of those ranges (1 GiB pages if the CPU has them,
  *      else 2 MiB, 4 KiB at unaligned edges; split where the MTRRs change
  *      the memory type, so no large page holds two types) and the kernel
- *      image with W^X; then CR3 is switched to it;
+ *      image with W^X; every other top-level slot of the kernel's ranges
+ *      (MMIO pool 322..323, vmalloc 324, kernel stacks 325, image 511:
+ *      mm/layout.h) gets an empty table, so the kernel half is complete
+ *      (mm/aspace.h); then CR3 is switched to it;
  *   5. start the buddy: it takes every usable frame bump did not use; the
- *      kernel mapper (and its lock) is set up on the new table; if asked,
+ *      kernel mapper (and its lock) is set up on the new table, with the
+ *      kernel half fixed (no top-level entry added or removed); if asked,
  *      a temporary read+execute identity map of [4 KiB, 1 MiB) is added
  *      for AP start-up, removed later with mm_remove_low_identity();
  *   6. MMIO pool: initialised;
@@ -59,6 +63,8 @@ struct mm_init_report {
     unsigned nareas;
     uint64_t table_pages;                /* page-table frames of the kernel table */
     uint64_t direct_table_pages;         /* of which the direct map needed */
+    unsigned kernel_top_slots;           /* kernel-half top-level entries present */
+    unsigned kernel_half_frames;         /* empty tables added to fix the kernel half */
     uint64_t direct_pages[4];            /* direct-map leaves by level (1..3) */
     unsigned type_splits;                /* direct-map ranges split at MTRR type changes */
     uint64_t bump_frames;                /* frames bump handed out */
@@ -71,6 +77,19 @@ struct mm_init_report {
  * or parameters (without them the kernel cannot continue), and when called
  * a second time.  report may be NULL. */
 void mm_init(const struct mm_boot_params *params, struct mm_init_report *report);
+
+/*
+ * Path B (a kernel that builds its own table and calls kmapper_setup):
+ * give the kernel table what mm_init gives its own, an empty level-3
+ * table in every top-level slot of the MMIO pool, vmalloc, kernel stacks
+ * and image that has none, then fix the kernel half (kmapper.h).  Your
+ * direct map's slots must be in place already.  Call it after
+ * kmapper_setup and before creating any address space; calling it again
+ * adds nothing.  0, -MM_ENOMEM (nothing added, not fixed), -MM_EINVAL (no
+ * kernel table yet), -MM_EPERM (this CPU holds the kernel mapper lock);
+ * the last two are logged.
+ */
+int mm_kernel_half_prepare(void);
 
 /* Remove the temporary low identity map (no-op if there is none). */
 int mm_remove_low_identity(void);

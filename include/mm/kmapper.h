@@ -41,8 +41,18 @@ struct kmapper {
     unsigned depth;            /* nesting depth of this acquisition, 1 = outermost */
 };
 
-/* Install the kernel table (called once by mm init, before any lock). */
+/* Install the kernel table (called once by mm init, before any lock).
+ * Its kernel half is not fixed yet. */
 void kmapper_setup(phys_addr_t top_pa, struct frame_allocator *fa);
+/*
+ * Fix the kernel half: from now on the kernel mapper refuses to create a
+ * top-level entry in slots 256..511 and never removes one (struct
+ * pt_mapper's kernel_top_fixed).  mm_init and mm_kernel_half_prepare call
+ * it once every slot the layout gives the kernel has its table, alone on
+ * the boot CPU or holding the kernel mapper lock.
+ */
+void kmapper_fix_kernel_half(void);
+bool kmapper_kernel_half_fixed(void);
 
 /* Acquire; fills *km.  Returns true if km is writable (outermost). */
 bool kmapper_lock(struct kmapper *km);

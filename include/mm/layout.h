@@ -15,10 +15,11 @@
  *   0xffff800000000000 .. 0xffff8fffffffffff   256..287  direct map: pa + 0xffff800000000000
  *                                                        for pa < MM_DIRECT_MAP_MAX_PA
  *   0xffffa10000000000 .. 0xffffa1ffffffffff   322..323  MMIO pool (ioremap), 1 TiB
- *   0xffffa20000000000 .. 0xffffa27fbfffffff   324       vmalloc (reserved, later issue)
- *   0xffffa27fc0000000 .. 0xffffa27fffffffff   324       self-test pages (mm_conformance)
+ *   0xffffa20000000000 .. 0xffffa27fffffffff   324       vmalloc (reserved, later issue)
  *   0xffffa28000000000 .. 0xffffa2ffffffffff   325       kernel stacks with guard pages
  *                                                        (reserved, later issue)
+ *   0xffffa30000000000 .. 0xffffa37fffffffff   326       self-test pages (mm_conformance,
+ *                                                        the in-kernel suites)
  *   0xffffffff80000000 .. 0xffffffffffffffff   511       kernel image (-mcmodel=kernel)
  *
  * Everything from slot 256 up is the kernel half, shared by every address
@@ -65,15 +66,16 @@
 #define MMIO_POOL_END        UINT64_C(0xffffa20000000000)    /* exclusive */
 #define MMIO_POOL_SIZE       (MMIO_POOL_END - MMIO_POOL_BASE)
 
-/* Reserved now so that their top-level slots exist from mm_init on.
- * The last GiB of vmalloc's slot is kept for self-tests (mm_conformance,
- * the embedding example): pages they map and unmap while they run. */
+/* Reserved now so that their top-level slots exist from mm_init on. */
 #define MM_VMALLOC_BASE      UINT64_C(0xffffa20000000000)
-#define MM_VMALLOC_END       UINT64_C(0xffffa27fc0000000)    /* exclusive */
-#define MM_SELFTEST_BASE     UINT64_C(0xffffa27fc0000000)
-#define MM_SELFTEST_END      UINT64_C(0xffffa28000000000)    /* exclusive */
+#define MM_VMALLOC_END       UINT64_C(0xffffa28000000000)    /* exclusive */
 #define MM_KSTACK_BASE       UINT64_C(0xffffa28000000000)
 #define MM_KSTACK_END        UINT64_C(0xffffa30000000000)    /* exclusive */
+
+/* Self-tests (mm_conformance, the in-kernel suites, the embedding example)
+ * map and unmap pages here while they run; nothing else ever does. */
+#define MM_SELFTEST_BASE     UINT64_C(0xffffa30000000000)
+#define MM_SELFTEST_END      UINT64_C(0xffffa38000000000)    /* exclusive */
 
 /* Kernel image: the top 2 GiB, as -mcmodel=kernel requires.  The library
  * takes the image's addresses from struct mm_boot_params; this is where
@@ -87,11 +89,9 @@ _Static_assert(MM_LOW_IDENTITY_END <= MM_PML4_SLOT_SIZE, "identity map in slot 0
 _Static_assert(MM_PML4_SLOT(MM_DIRECT_MAP_BASE) == 256, "direct map starts the kernel half");
 _Static_assert(MM_DIRECT_MAP_END <= MMIO_POOL_BASE, "direct map below the MMIO pool");
 _Static_assert(MMIO_POOL_END <= MM_VMALLOC_BASE, "MMIO pool below vmalloc");
-_Static_assert(MM_VMALLOC_END <= MM_SELFTEST_BASE, "vmalloc below the self-test GiB");
-_Static_assert(MM_SELFTEST_END <= MM_KSTACK_BASE, "self-test GiB below kernel stacks");
-_Static_assert(MM_PML4_SLOT(MM_SELFTEST_BASE) == MM_PML4_SLOT(MM_VMALLOC_BASE),
-               "the self-test GiB shares vmalloc's top-level slot");
-_Static_assert(MM_KSTACK_END <= MM_KERNEL_IMAGE_BASE, "kernel stacks below the image");
+_Static_assert(MM_VMALLOC_END <= MM_KSTACK_BASE, "vmalloc below kernel stacks");
+_Static_assert(MM_KSTACK_END <= MM_SELFTEST_BASE, "kernel stacks below the self-tests");
+_Static_assert(MM_SELFTEST_END <= MM_KERNEL_IMAGE_BASE, "self-tests below the image");
 _Static_assert(MM_DIRECT_MAP_BASE % MM_LAYOUT_GIB == 0 && MMIO_POOL_BASE % MM_LAYOUT_GIB == 0 &&
                MMIO_POOL_END % MM_LAYOUT_GIB == 0 && MM_VMALLOC_BASE % MM_LAYOUT_GIB == 0 &&
                MM_VMALLOC_END % MM_LAYOUT_GIB == 0 && MM_SELFTEST_BASE % MM_LAYOUT_GIB == 0 &&

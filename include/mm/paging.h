@@ -47,6 +47,7 @@
 #define MM_PAGING_H
 
 #include <mm/frame.h>
+#include <mm/platform.h>
 #include <mm/tlbflush.h>
 #include <mm/types.h>
 
@@ -146,6 +147,18 @@ struct pt_mapper {
     phys_addr_t top_pa;             /* the level-4 table */
     struct frame_allocator *fa;     /* source and sink of table frames */
     bool readonly;                  /* mutating calls return -MM_EPERM */
+    /* The CPUs that may cache this table's translations (an address
+     * space's CPU set, mm/aspace.h); NULL: every CPU (the kernel table). */
+    const volatile mm_cpumask_t *cpus;
+    /*
+     * The kernel half's top-level entries are fixed (the kernel mapper
+     * after mm_init / mm_kernel_half_prepare, mm/kmapper.h): a map call
+     * that would need a new one there is refused with -MM_EINVAL and one
+     * log line, and unmapping with free_tables never unlinks one, so the
+     * kernel half that address spaces copied stays exact.  false for every
+     * other mapper.
+     */
+    bool kernel_top_fixed;
 };
 
 /* What a leaf maps (pt_translate, pt_unmap_phys). */
@@ -185,7 +198,10 @@ bool pt_mapper_is_current(const struct pt_mapper *m);
  * flags within PTE_FLAGS_ALLOWED (PTE_PRESENT is added).  New intermediate
  * entries get PTE_TABLE, plus PTE_USER if flags has it; with PTE_USER,
  * existing intermediate entries on the path get PTE_USER added.
- * 0, -MM_EINVAL, -MM_EEXIST, -MM_ENOMEM, -MM_EPERM.
+ * 0, -MM_EINVAL, -MM_EEXIST, -MM_ENOMEM, -MM_EPERM.  With
+ * m->kernel_top_fixed, a kernel-half va whose top-level entry is missing
+ * is -MM_EINVAL (one log line naming the va and the slot); so for every
+ * map call below.
  */
 PT_MUST_CHECK int pt_map_phys(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
                               uint64_t flags, struct pt_flush *flush_out);
@@ -219,8 +235,9 @@ PT_MUST_CHECK int pt_map_range(struct pt_mapper *m, virt_addr_t va, phys_addr_t 
  * size.  The old page (start pa, flags, size) goes to *old_out (may be
  * NULL).  With free_tables, each intermediate table left without entries is
  * unlinked and given back to m->fa, level by level upwards; the top table
- * is never freed.  Only free kernel-half tables when no other top table
- * links them.  0, -MM_ENOENT (nothing mapped), -MM_EINVAL, -MM_EPERM.
+ * is never freed, and with m->kernel_top_fixed no level-3 table of the
+ * kernel half is either.  Only free kernel-half tables when no other top
+ * table links them.  0, -MM_ENOENT (nothing mapped), -MM_EINVAL, -MM_EPERM.
  */
 PT_MUST_CHECK int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
                                 struct pt_mapping *old_out, struct pt_flush *flush_out);
@@ -241,6 +258,18 @@ PT_MUST_CHECK int pt_unmap_range(struct pt_mapper *m, virt_addr_t va, uint64_t s
  * the leaf changes.  Errors: -MM_ENOENT, -MM_EINVAL, -MM_EPERM. */
 PT_MUST_CHECK int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags,
                            struct pt_flush *flush_out);
+
+/*
+ * Give the top-level slot of each va in vas[0..n) a table if it has none:
+ * a zeroed level-3 table linked with PTE_TABLE (a PTE_USER mapping below
+ * adds PTE_USER later, as usual).  All or nothing: the frames are taken up front.  No flush is
+ * owed: the entries were not present, and x86 never caches a not-present
+ * entry.  0 with *created (may be NULL) the number of tables added,
+ * -MM_ENOMEM, -MM_EINVAL (a va non-canonical; logged), -MM_EPERM
+ * (read-only); nothing changes on failure.
+ */
+PT_MUST_CHECK int pt_prepare_top_slots(struct pt_mapper *m, const virt_addr_t *vas, unsigned n,
+                                       unsigned *created);
 
 /* Look va up.  0 and *out filled, -MM_ENOENT, -MM_EINVAL (non-canonical). */
 PT_MUST_CHECK int pt_translate(const struct pt_mapper *m, virt_addr_t va,

@@ -25,9 +25,21 @@ unsigned long mm_platform_irq_save(void);
 /* Restore the state returned by mm_platform_irq_save(). */
 void mm_platform_irq_restore(unsigned long flags);
 
+#define MM_MAX_CPUS 64
+
+/* A set of CPUs: bit n is the CPU whose mm_platform_cpu_id() is n. */
+typedef uint64_t mm_cpumask_t;
+#define MM_CPUMASK_ALL (~(mm_cpumask_t)0)
+
 /*
- * Invalidate kernel TLB entries on every other online CPU and return once
- * they have done so (the calling CPU has flushed itself already).
+ * Invalidate TLB entries on every online CPU in `targets` and return once
+ * they have done so.  The calling CPU has flushed itself already: the
+ * library never names it in targets, except inside MM_CPUMASK_ALL, which
+ * means "every other online CPU" (a change to the kernel half).  Any other
+ * set comes from an address space (mm/aspace.h): the CPUs on which it is
+ * loaded when the flush began, never empty; one that has switched away
+ * since then may still be named (flushing it is harmless).  Skip the
+ * caller and CPUs that are not online.
  * npages == 0: flush everything, global entries included.  Otherwise
  * 1 <= npages <= PT_FLUSH_MAX_INVLPG (64, mm/tlbflush.h): only the
  * translations of the npages 4 KiB pages from va (4 KiB aligned) may be
@@ -36,8 +48,6 @@ void mm_platform_irq_restore(unsigned long flags);
  * page (512 or 262144 small pages), is sent as npages == 0.  A
  * uniprocessor kernel may implement this as an empty function.
  */
-void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages);
-
-#define MM_MAX_CPUS 64
+void mm_platform_tlb_shootdown(mm_cpumask_t targets, virt_addr_t va, uint64_t npages);
 
 #endif

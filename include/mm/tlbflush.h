@@ -7,7 +7,8 @@
  * discharged): a mutating call given a token that is still pending logs
  * the caller bug and returns -MM_EINVAL, leaving the tables and the token
  * as they were.  The caller discharges the token exactly once:
- *   pt_flush(&tok)         this CPU and a shootdown to the others;
+ *   pt_flush(&tok)         this CPU and a shootdown to the others (of the
+ *                          mapper's CPU set, see "Which CPUs");
  *   pt_flush_local(&tok)   this CPU only (table not yet seen by others);
  *   pt_flush_ignore(&tok)  nothing (table not loaded on any CPU);
  *   pt_flush_batch_add()   merge into a batch flushed once later.
@@ -27,12 +28,27 @@
  * and hands it back to its frame allocator only when discharged, after
  * the flush; a batch takes the frames over with the obligation.
  *
+ * Which CPUs.  A token records the CPU set of the mapper that made the
+ * change (struct pt_mapper's cpus).  NULL, the kernel table: this CPU
+ * flushes and the shootdown goes to MM_CPUMASK_ALL, every other CPU.  An
+ * address space's set is read when the token is discharged, after the
+ * table change, with a full memory barrier in between; this CPU flushes
+ * only if it is in the set, and the shootdown goes to the rest of the set
+ * only if that is not empty: no IPI at all for an address space loaded
+ * only here.  The barrier pairs with the one a CPU executes when it
+ * switches in (it sets its bit, full barrier, then loads CR3): either the
+ * flushing CPU sees the bit and flushes that CPU, or that CPU's CR3 load
+ * comes after the entry was written, so its walks see the new entry.
+ * Without both barriers each CPU's store could wait in its store buffer
+ * while it reads the other's old value, and the switching CPU would run
+ * on a stale translation that nobody flushes.
+ *
  * Shootdowns.  The other CPUs are reached through the platform hook
- * mm_platform_tlb_shootdown(va, npages) (include/mm/platform.h).  npages
- * is the number of 4 KiB pages from va whose translations may be stale,
- * 1..PT_FLUSH_MAX_INVLPG, so one invlpg per 4 KiB page is always enough;
- * anything larger, including any 2 MiB or 1 GiB leaf (512 or 262144
- * pages), is sent as npages = 0, "flush everything".
+ * mm_platform_tlb_shootdown(targets, va, npages) (include/mm/platform.h).
+ * npages is the number of 4 KiB pages from va whose translations may be
+ * stale, 1..PT_FLUSH_MAX_INVLPG, so one invlpg per 4 KiB page is always
+ * enough; anything larger, including any 2 MiB or 1 GiB leaf (512 or
+ * 262144 pages), is sent as npages = 0, "flush everything".
  *
  * Locking: none.  A token or a batch belongs to the code that holds it.
  */
@@ -40,6 +56,7 @@
 #define MM_TLBFLUSH_H
 
 #include <mm/frame.h>
+#include <mm/platform.h>
 #include <mm/types.h>
 
 enum pt_flush_kind {
@@ -64,15 +81,18 @@ struct pt_flush {
     uint64_t deferred;
     uint64_t deferred_data;
     struct frame_allocator *deferred_fa;
+    /* The CPUs that may cache the changed entries (read at discharge);
+     * NULL: every CPU (see "Which CPUs" above). */
+    const volatile mm_cpumask_t *cpus;
 };
 
-#define PT_FLUSH_INIT { { 0 }, 0, PT_FLUSH_NONE, 0, 0, NULL }
+#define PT_FLUSH_INIT { { 0 }, 0, PT_FLUSH_NONE, 0, 0, NULL, NULL }
 
 /* Above this many 4 KiB pages a flush becomes a full flush, here and in
  * the shootdown request (a kernel's hook may use it the same way). */
 #define PT_FLUSH_MAX_INVLPG 64
 
-/* Discharge a token on this CPU and shoot down the other CPUs. */
+/* Discharge a token: this CPU and a shootdown to the others of its set. */
 void pt_flush(struct pt_flush *tok);
 /* Discharge on this CPU only: the table is not in use on any other CPU. */
 void pt_flush_local(struct pt_flush *tok);
@@ -96,7 +116,8 @@ void pt_flush_check_discharged(struct pt_flush *tok);
  * A batch merges many tokens into one flush: each added page is invalidated
  * with invlpg, unless the batch grows past PT_FLUSH_MAX_INVLPG pages or
  * PT_FLUSH_BATCH_SLOTS separate ranges, when it turns into one full flush.
- * Other CPUs get a single shootdown covering the whole batch.
+ * Other CPUs get a single shootdown covering the whole batch.  The CPU
+ * set is the tokens' one if they all share it, else every CPU (NULL).
  *
  * The batch keeps the data frames of up to PT_FLUSH_BATCH_FRAMES pt_unmap
  * tokens.  Adding one more first discharges the batch so far as
@@ -116,6 +137,8 @@ struct pt_flush_batch {
     unsigned ndata;
     uint64_t data[PT_FLUSH_BATCH_FRAMES];  /* data frames, as deferred_data */
     struct frame_allocator *deferred_fa;   /* all tokens must share it */
+    bool any;               /* a token was added since init: cpus is set */
+    const volatile mm_cpumask_t *cpus;     /* the tokens' CPU set, NULL: all */
 };
 
 void pt_flush_batch_init(struct pt_flush_batch *b);
@@ -125,7 +148,8 @@ void pt_flush_batch_init(struct pt_flush_batch *b);
  * All tokens in one batch must come from mappers sharing one frame
  * allocator (a mix panics: the batch keeps one allocator pointer). */
 void pt_flush_batch_add(struct pt_flush_batch *b, struct pt_flush *tok);
-/* Discharge the whole batch: this CPU + shootdown, or this CPU only. */
+/* Discharge the whole batch: this CPU and a shootdown to the others of
+ * its set (as pt_flush), or this CPU only. */
 void pt_flush_batch_flush(struct pt_flush_batch *b);
 void pt_flush_batch_flush_local(struct pt_flush_batch *b);
 
@@ -139,8 +163,10 @@ void pt_flush_batch_flush_local(struct pt_flush_batch *b);
  */
 int pt_flush_begin(struct pt_flush *tok, const char *fn);
 /* Record the obligation of a successful edit: kind (enum pt_flush_kind)
- * over npages 4 KiB pages from va (ONE_PAGE: the leaf's size / 4 KiB). */
-void pt_flush_set(struct pt_flush *tok, int kind, virt_addr_t va, uint64_t npages);
+ * over npages 4 KiB pages from va (ONE_PAGE: the leaf's size / 4 KiB), on
+ * the CPUs of set cpus (the mapper's; NULL: every CPU). */
+void pt_flush_set(struct pt_flush *tok, const volatile mm_cpumask_t *cpus, int kind,
+                  virt_addr_t va, uint64_t npages);
 /* Keep a table frame just unlinked from the tree until tok's flush, then
  * free it to fa.  Its word 0 is overwritten.  One allocator per token. */
 void pt_flush_defer_table(struct pt_flush *tok, struct frame_allocator *fa, phys_addr_t pa);

@@ -36,10 +36,12 @@
 #include <mm/paging.h>
 #include "embed.h"
 
-/* A kernel address nothing uses: PML4 slot 384, between the direct map
- * (slots 256..) and the MMIO pool (slot 322) on one side and the image
- * (slot 511) on the other, far above any direct-mapped RAM. */
-#define TEST_VA UINT64_C(0xffffc00000000000)
+/* A kernel address nothing else uses: 2 MiB into the GiB the layout keeps
+ * for self-tests (slot 324), away from mm_conformance's page at its base.
+ * It must lie in a range of include/mm/layout.h: after init the kernel
+ * mapper refuses a kernel va whose top-level slot has no table (the
+ * kernel half is fixed, so that address spaces can share it). */
+#define TEST_VA (MM_SELFTEST_BASE + 2 * MiB)
 
 #define VGA_TEXT_PA   UINT64_C(0xb8000)
 #define VGA_TEXT_SIZE (80 * 25 * 2)

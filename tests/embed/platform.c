@@ -14,8 +14,9 @@
  *   mm_platform_tlb_shootdown     nothing to do: there is no other CPU.
  * None of them allocates or takes a lock, so all may be called with
  * interrupts off, as the interface requires.  An SMP kernel would return
- * its per-CPU id and send the shootdown to the other CPUs (the test
- * kernel's kernel/platform.c and kernel/smp.c show one way).
+ * its per-CPU id and send the shootdown to the online CPUs of the target
+ * set other than itself (the test kernel's kernel/platform.c and
+ * kernel/smp.c show one way).
  */
 #include <mm/platform.h>
 #include "embed.h"
@@ -60,8 +61,9 @@ void mm_platform_irq_restore(unsigned long flags)
 #endif
 }
 
-void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
+void mm_platform_tlb_shootdown(mm_cpumask_t targets, virt_addr_t va, uint64_t npages)
 {
-    (void)va;                            /* uniprocessor: no other TLB */
+    (void)targets;                       /* uniprocessor: no other TLB */
+    (void)va;
     (void)npages;
 }

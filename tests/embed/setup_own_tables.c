@@ -23,7 +23,10 @@
  *      map covers (below 4 GiB), since the buddy writes into free frames;
  *   4. buddy_init takes those frames;
  *   5. kmapper_setup puts the kernel mapper lock around the CURRENT table,
- *      with the buddy as source of new table frames;
+ *      with the buddy as source of new table frames, and
+ *      mm_kernel_half_prepare gives each top-level slot of the library's
+ *      kernel ranges (MMIO pool, vmalloc, kernel stacks, image) a table
+ *      and fixes the kernel half, as mm_init does;
  *   6. mmio_pool_init readies the pool behind mm_ioremap.
  * mm_buddy() and mm_mmio_pool() stay NULL on this path (they report what
  * mm_init made), so the instances are handed back through *out.
@@ -151,6 +154,9 @@ void embed_mm_setup(uint64_t mbi_pa, struct embed_mm *out)
     /* 5. */
     struct pt_mapper current = pt_mapper_current(frames);
     kmapper_setup(current.top_pa, frames);
+    rc = mm_kernel_half_prepare();
+    if (rc != 0)
+        mm_panic("embed: mm_kernel_half_prepare: %s", mm_strerror(rc));
 
     /* 6. */
     rc = mmio_pool_init(mmio_pool_global(), frames);

@@ -85,13 +85,15 @@ void mm_platform_irq_restore(unsigned long flags)
 
 unsigned long harness_shootdowns;
 uint64_t harness_shootdown_va, harness_shootdown_npages;
+mm_cpumask_t harness_shootdown_targets;
 
-void mm_platform_tlb_shootdown(virt_addr_t va, uint64_t npages)
+void mm_platform_tlb_shootdown(mm_cpumask_t targets, virt_addr_t va, uint64_t npages)
 {
+    __atomic_store_n(&harness_shootdown_targets, targets, __ATOMIC_RELAXED);
     __atomic_store_n(&harness_shootdown_va, va.raw, __ATOMIC_RELAXED);
     __atomic_store_n(&harness_shootdown_npages, npages, __ATOMIC_RELAXED);
     __atomic_fetch_add(&harness_shootdowns, 1, __ATOMIC_RELAXED);
-    tlb_model_shootdown(va, npages);    /* the other simulated CPUs, if on */
+    tlb_model_shootdown(targets, va, npages);   /* those simulated CPUs, if on */
 }
 
 void *sim_mem_init(uint64_t size)

@@ -86,8 +86,9 @@ extern __thread unsigned harness_cpu_id;
 
 /* The TLB shootdown hook counts calls (harness_shootdowns, declared by the
  * tests that use it), keeps the arguments of the last one, and runs the
- * flush on the other simulated CPUs of the TLB model (tlb_model.h). */
+ * flush on the targeted simulated CPUs of the TLB model (tlb_model.h). */
 extern uint64_t harness_shootdown_va, harness_shootdown_npages;
+extern uint64_t harness_shootdown_targets;     /* an mm_cpumask_t */
 
 /*
  * One refused call: it returns want_, prints exactly one log line and

@@ -483,6 +483,96 @@ static void test_path_b_describe(void)
     EXPECT_CHILD_OK(child_path_b);
 }
 
+/* --------------------------- (8) issue 13: the kernel half is fixed at init */
+
+static bool top_slot_present(const struct pt_mapper *m, unsigned slot)
+{
+    pt_entry_t e;
+    virt_addr_t va = pt_va_canonicalize((uint64_t)slot * MM_PML4_SLOT_SIZE);
+    return pt_get_entry(m, va, PT_LEVEL_PML4, &e) == 0 && pte_present(e);
+}
+
+/* After mm_init every kernel range's slot has its table: five empty ones
+ * (MMIO pool 322..323, vmalloc, stacks, self-tests) beyond the direct map's slots
+ * and the image's 511; an ioremap + iounmap (which frees emptied tables)
+ * leaves the MMIO pool's top-level entry where it was. */
+static void child_kernel_half(void)
+{
+    static const struct ent map[] = { LOW_MAP(128 * MiB) };
+    boot_setup(128 * MiB, map, 4);
+    struct mm_boot_params p = params_at(MBI_PA);
+    struct mm_init_report r;
+    mm_init(&p, &r);
+    struct pt_mapper live = kmapper_peek();
+    CHECK_EQ(r.kernel_half_frames, 5);      /* empty tables for 322..326 */
+    /* The host's direct map is the simulated RAM's address, in the lower
+     * half: the kernel half holds only the other six slots here. */
+    CHECK_EQ(r.kernel_top_slots, 6);
+    CHECK(top_slot_present(&live, MM_PML4_SLOT(pa_to_direct_va(PA(64 * MiB)).raw)));
+    static const unsigned slots[] = { 322, 323, 324, 325, 326, 511 };
+    for (unsigned i = 0; i < 6; i++)
+        CHECK(top_slot_present(&live, slots[i]));
+    CHECK(!top_slot_present(&live, 384));
+    CHECK(kmapper_kernel_half_fixed());
+
+    pt_entry_t before, after;
+    REQUIRE(pt_get_entry(&live, VA(MMIO_POOL_BASE), PT_LEVEL_PML4, &before) == 0);
+    void *va = mm_ioremap(PA(3 * GiB), PAGE_SIZE);
+    REQUIRE(va != NULL);
+    CHECK_EQ(mm_iounmap(va), 0);
+    REQUIRE(pt_get_entry(&live, VA(MMIO_POOL_BASE), PT_LEVEL_PML4, &after) == 0);
+    CHECK_EQ(after.raw, before.raw);
+
+    /* A kernel mapping in a slot outside the layout: refused, logged. */
+    struct kmapper km;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    REQUIRE(kmapper_lock(&km));
+    unsigned long lines = harness_log_lines;
+    CHECK_EQ(pt_map_phys(&km.mapper, VA(0xffffc00000000000ull), PA(3 * GiB), PTE_KERNEL_RW,
+                         &tok), -MM_EINVAL);
+    CHECK_EQ(harness_log_lines, lines + 1);
+    CHECK(!top_slot_present(&live, 384));
+    kmapper_unlock(&km);
+}
+
+static void test_kernel_half_fixed_at_init(void)
+{
+    EXPECT_CHILD_OK(child_kernel_half);
+}
+
+/* Path B: mm_kernel_half_prepare after kmapper_setup, not before; a second
+ * call adds nothing. */
+static void child_path_b_prepare(void)
+{
+    static const struct ent map[] = { LOW_MAP(128 * MiB) };
+    boot_setup(128 * MiB, map, 4);
+    path_b_ram.count = 1;
+    path_b_ram.area[0] = (struct mm_area){ PA(64 * MiB), PA(128 * MiB) };
+    REQUIRE(buddy_init(&path_b_buddy, &path_b_ram) == 0);
+    struct frame_allocator *frames = buddy_frame_allocator(&path_b_buddy);
+    unsigned long lines = harness_log_lines;
+    CHECK_EQ(mm_kernel_half_prepare(), -MM_EINVAL);        /* no kernel table yet */
+    CHECK_EQ(harness_log_lines, lines + 1);
+    struct pt_mapper top;
+    REQUIRE(pt_mapper_create(frames, &top) == 0);
+    kmapper_setup(top.top_pa, frames);
+    struct buddy_usage u0, u1, u2;
+    buddy_usage(&path_b_buddy, &u0);
+    CHECK_EQ(mm_kernel_half_prepare(), 0);
+    buddy_usage(&path_b_buddy, &u1);
+    CHECK_EQ(u0.free_npages - u1.free_npages, 6);         /* 322..326 and 511 */
+    CHECK(kmapper_kernel_half_fixed());
+    CHECK_EQ(mm_kernel_half_prepare(), 0);
+    buddy_usage(&path_b_buddy, &u2);
+    CHECK_EQ(u2.free_npages, u1.free_npages);
+    CHECK(top_slot_present(&top, 511));
+}
+
+static void test_path_b_kernel_half_prepare(void)
+{
+    EXPECT_CHILD_OK(child_path_b_prepare);
+}
+
 int main(void)
 {
     result = mmap(NULL, sizeof *result, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
@@ -499,5 +589,7 @@ int main(void)
     RUN(test_mtrr_boundaries_split_large_pages);
     RUN(test_memremap_across_edge);
     RUN(test_path_b_describe);
+    RUN(test_kernel_half_fixed_at_init);
+    RUN(test_path_b_kernel_half_prepare);
     return harness_finish();
 }

@@ -2,13 +2,16 @@
  * test_kmapper.c - the per-CPU recursive kernel-mapper lock on the host:
  * threads play CPUs (each sets harness_cpu_id).  Checks the recursion
  * rules (outer writable, nested read-only and refused, outer unaffected),
- * mutual exclusion between "CPUs" under contention, and the panic on an
- * unlock by a CPU that does not hold the lock.
+ * mutual exclusion between "CPUs" under contention, the panic on an
+ * unlock by a CPU that does not hold the lock, and the fixed kernel half
+ * (mm_kernel_half_prepare: no top-level entry added or removed after it).
  */
 #include "harness.h"
 
 #include <pthread.h>
+#include <mm/init.h>
 #include <mm/kmapper.h>
+#include <mm/layout.h>
 
 extern __thread unsigned harness_cpu_id;
 
@@ -121,12 +124,117 @@ static void test_mutual_exclusion(void)
     CHECK_EQ(kmapper_owner(), MM_NO_CPU);
 }
 
+/* ------------------------------------------------- fixed kernel half */
+
+/* "Nothing changed" for REFUSED: the top table and the frame source. */
+struct snap {
+    uint64_t top[PT_ENTRIES];
+    uint64_t next_frame;
+};
+static struct pt_mapper snap_table;
+
+static void take_snap(struct snap *s)
+{
+    memcpy(s->top, pa_to_ptr(snap_table.top_pa), sizeof s->top);
+    s->next_frame = next_frame;
+}
+
+static bool snap_same(const struct snap *s)
+{
+    return memcmp(s->top, pa_to_ptr(snap_table.top_pa), sizeof s->top) == 0 &&
+           s->next_frame == next_frame;
+}
+
+static uint64_t top_entry(unsigned slot)
+{
+    return ((const uint64_t *)pa_to_ptr(snap_table.top_pa))[slot];
+}
+
+#define SLOT_UNUSED_VA UINT64_C(0xffffc00000000000)     /* slot 384: no range */
+
+static void test_kernel_half_prepare(void)
+{
+    snap_table = setup_table();
+    uint64_t before = next_frame;
+    CHECK(!kmapper_kernel_half_fixed());
+    CHECK_EQ(mm_kernel_half_prepare(), 0);
+    CHECK(kmapper_kernel_half_fixed());
+    /* 322, 323 (MMIO pool), 324 (vmalloc), 325 (stacks), 326 (self-tests),
+     * 511 (image). */
+    CHECK_EQ(next_frame - before, 6 * PAGE_SIZE);
+    static const unsigned slots[] = { 322, 323, 324, 325, 326, 511 };
+    for (unsigned i = 0; i < 6; i++)
+        CHECK(top_entry(slots[i]) & PTE_PRESENT);
+    CHECK_EQ(top_entry(MM_PML4_SLOT(SLOT_UNUSED_VA)), 0);
+    CHECK_EQ(top_entry(321), 0);
+    CHECK_EQ(top_entry(327), 0);
+    /* Again: nothing to add. */
+    before = next_frame;
+    CHECK_EQ(mm_kernel_half_prepare(), 0);
+    CHECK_EQ(next_frame, before);
+}
+
+static void test_kernel_top_entry_refused_after_prepare(void)
+{
+    snap_table = setup_table();
+    REQUIRE(mm_kernel_half_prepare() == 0);
+    struct kmapper km;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    REQUIRE(kmapper_lock(&km));
+    CHECK(km.mapper.kernel_top_fixed);
+
+    /* A kernel va in a slot without a top-level entry: refused, one line. */
+    REFUSED(pt_map_phys(&km.mapper, VA(SLOT_UNUSED_VA), PA(0x200000), PTE_KERNEL_RW, &tok),
+            -MM_EINVAL);
+    CHECK(!pt_flush_pending(&tok));
+    REFUSED(pt_map_range(&km.mapper, VA(SLOT_UNUSED_VA), PA(0), PAGE_2M_SIZE, PTE_KERNEL_RW,
+                         PAGE_2M_SIZE, &tok), -MM_EINVAL);
+
+    /* Inside a prepared slot: mapped; unmapping frees the lower tables
+     * but keeps the level-3 table the top-level entry points at. */
+    uint64_t entry = top_entry(324);
+    CHECK_EQ(pt_map_phys(&km.mapper, VA(MM_VMALLOC_BASE + GiB), PA(0x200000), PTE_KERNEL_RW,
+                         &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(pt_unmap_phys(&km.mapper, VA(MM_VMALLOC_BASE + GiB), true, NULL, &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(top_entry(324), entry);
+
+    /* The user half is not affected: a new top-level entry there is fine. */
+    CHECK_EQ(pt_map_phys(&km.mapper, VA(0x400000), PA(0x200000), PTE_KERNEL_RW, &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(pt_unmap_phys(&km.mapper, VA(0x400000), true, NULL, &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(top_entry(0), 0);
+    kmapper_unlock(&km);
+}
+
+/* Before mm_kernel_half_prepare, and for any other mapper, nothing is fixed. */
+static void test_unfixed_mapper_adds_and_removes_top_entries(void)
+{
+    snap_table = setup_table();
+    struct kmapper km;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    REQUIRE(kmapper_lock(&km));
+    CHECK(!km.mapper.kernel_top_fixed);
+    CHECK_EQ(pt_map_phys(&km.mapper, VA(SLOT_UNUSED_VA), PA(0x200000), PTE_KERNEL_RW, &tok), 0);
+    pt_flush(&tok);
+    CHECK(top_entry(384) & PTE_PRESENT);
+    CHECK_EQ(pt_unmap_phys(&km.mapper, VA(SLOT_UNUSED_VA), true, NULL, &tok), 0);
+    pt_flush(&tok);
+    CHECK_EQ(top_entry(384), 0);
+    kmapper_unlock(&km);
+}
+
 int main(void)
 {
     sim_mem_init(64 * MiB);
     RUN(test_nested_is_readonly);
     RUN(test_unlock_without_lock_panics);
     RUN(test_mutual_exclusion);
+    RUN(test_kernel_half_prepare);
+    RUN(test_kernel_top_entry_refused_after_prepare);
+    RUN(test_unfixed_mapper_adds_and_removes_top_entries);
     sim_mem_fini();
     return harness_finish();
 }

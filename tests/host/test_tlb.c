@@ -1,7 +1,8 @@
 /*
  * test_tlb.c - the TLB model of the host harness (tlb_model.h) on its own:
  * walks and fills, permission faults, what invlpg, a CR3 load and a full
- * flush drop, the shootdown hook, and each check firing on a violation
+ * flush drop, the shootdown hook, targeted flushes (a mapper with a CPU
+ * set flushes only those CPUs), and each check firing on a violation
  * made by hand (a flush left out, a frame freed too early, an access
  * through a stale entry).  The mapper builds the tables; violations are
  * caught by a hook that counts them instead of failing the test.
@@ -12,7 +13,8 @@
 #include <mm/paging.h>
 #include <mm/platform.h>
 
-extern unsigned long host_cr3_writes, host_flush_all_count;
+extern unsigned long host_cr3_writes, host_flush_all_count, host_invlpg_count;
+extern unsigned long harness_shootdowns;
 
 /* ------------------------------------------------------- frame source */
 
@@ -234,6 +236,142 @@ static void test_shootdown_reaches_other_cpus(void)
     teardown_clean();
 }
 
+/* ------------------------------------------------ targeted shootdown */
+
+#define UVA         UINT64_C(0x0000000040000000)    /* a user-half page */
+#define PTE_USER_RW (PTE_PRESENT | PTE_WRITE | PTE_USER | PTE_NX)
+
+static mm_cpumask_t test_cpus;      /* the CPU set the mapper points at */
+
+/* A user page at UVA (and UVA + 4 KiB) cached by every one of ncpus CPUs;
+ * then the mapper gets the CPU set `set`, as an address space's would. */
+static void user_pages_cached_everywhere(unsigned ncpus, mm_cpumask_t set)
+{
+    setup(ncpus);
+    CHECK_EQ(map4k(UVA, DATA_PA, PTE_USER_RW), 0);
+    CHECK_EQ(map4k(UVA + PAGE_SIZE, DATA_PA + PAGE_SIZE, PTE_USER_RW), 0);
+    tlb_model_fill_range(VA(UVA), 2 * PAGE_SIZE);
+    for (unsigned cpu = 0; cpu < ncpus; cpu++)
+        CHECK(tlb_model_lookup(cpu, VA(UVA), NULL));
+    test_cpus = set;
+    m.cpus = &test_cpus;
+}
+
+/* Unmap the page at va keeping the tables (a freed table would still be
+ * in the untargeted CPUs' caches, which the test leaves stale on purpose). */
+static void unmap_keep_tables(uint64_t va, struct pt_flush *tok)
+{
+    CHECK_EQ(pt_unmap_phys(&m, VA(va), false, NULL, tok), 0);
+}
+
+/* The CPUs outside the set hold stale entries by construction; drop them
+ * (as the CR3 load that took them out of the set would have). */
+static void teardown_targeted(unsigned ncpus)
+{
+    for (unsigned cpu = 0; cpu < ncpus; cpu++)
+        tlb_model_flush_all(cpu);
+    m.cpus = NULL;
+    teardown_clean();
+}
+
+/* An address space loaded only here: this CPU flushes, no shootdown. */
+static void test_targeted_only_here_sends_none(void)
+{
+    user_pages_cached_everywhere(3, 1u << 0);
+    unsigned long sd = harness_shootdowns;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    unmap_keep_tables(UVA, &tok);
+    pt_flush(&tok);
+    CHECK_EQ(harness_shootdowns, sd);
+    CHECK(!tlb_model_lookup(0, VA(UVA), NULL));
+    CHECK(tlb_model_lookup(1, VA(UVA), NULL));      /* not in the set: untouched */
+    CHECK(tlb_model_lookup(2, VA(UVA), NULL));
+    teardown_targeted(3);
+}
+
+/* Loaded on 0 and 2, flushed from 0: one shootdown, to CPU 2 only. */
+static void test_targeted_reaches_only_the_set(void)
+{
+    user_pages_cached_everywhere(3, (1u << 0) | (1u << 2));
+    unsigned long sd = harness_shootdowns;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    unmap_keep_tables(UVA, &tok);
+    pt_flush(&tok);
+    CHECK_EQ(harness_shootdowns, sd + 1);
+    CHECK_EQ(harness_shootdown_targets, 1u << 2);
+    CHECK_EQ(harness_shootdown_va, UVA);
+    CHECK_EQ(harness_shootdown_npages, 1);
+    CHECK(!tlb_model_lookup(0, VA(UVA), NULL));
+    CHECK(tlb_model_lookup(1, VA(UVA), NULL));      /* CPU 1's stale entry stays */
+    CHECK(!tlb_model_lookup(2, VA(UVA), NULL));
+    teardown_targeted(3);
+}
+
+/* Not loaded here (this CPU switched away): no local flush, and the
+ * shootdown names the set. */
+static void test_targeted_not_here(void)
+{
+    user_pages_cached_everywhere(3, (1u << 1) | (1u << 2));
+    tlb_model_load_cr3(0, PA(0));
+    struct pt_flush tok = PT_FLUSH_INIT;
+    unmap_keep_tables(UVA, &tok);
+    unsigned long inv = host_invlpg_count;
+    pt_flush(&tok);
+    CHECK_EQ(host_invlpg_count, inv);
+    CHECK_EQ(harness_shootdown_targets, (1u << 1) | (1u << 2));
+    CHECK(!tlb_model_lookup(1, VA(UVA), NULL));
+    CHECK(!tlb_model_lookup(2, VA(UVA), NULL));
+    teardown_targeted(3);
+}
+
+/* The kernel table (no set): every other CPU, as before. */
+static void test_untargeted_reaches_all(void)
+{
+    user_pages_cached_everywhere(3, 0);
+    m.cpus = NULL;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    unmap_keep_tables(UVA, &tok);
+    pt_flush(&tok);
+    CHECK_EQ(harness_shootdown_targets, MM_CPUMASK_ALL);
+    for (unsigned cpu = 0; cpu < 3; cpu++)
+        CHECK(!tlb_model_lookup(cpu, VA(UVA), NULL));
+    teardown_targeted(3);
+}
+
+/* A batch of one set's tokens: one shootdown to that set; a batch that
+ * mixes in a token of the kernel table goes to every CPU. */
+static void test_targeted_batch(void)
+{
+    user_pages_cached_everywhere(3, (1u << 0) | (1u << 2));
+    struct pt_flush_batch b;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    pt_flush_batch_init(&b);
+    unmap_keep_tables(UVA, &tok);
+    pt_flush_batch_add(&b, &tok);
+    unmap_keep_tables(UVA + PAGE_SIZE, &tok);
+    pt_flush_batch_add(&b, &tok);
+    unsigned long sd = harness_shootdowns;
+    pt_flush_batch_flush(&b);
+    CHECK_EQ(harness_shootdowns, sd + 1);
+    CHECK_EQ(harness_shootdown_targets, 1u << 2);
+    CHECK_EQ(harness_shootdown_npages, 2);
+    CHECK(tlb_model_lookup(1, VA(UVA), NULL));
+    CHECK(tlb_model_lookup(1, VA(UVA + PAGE_SIZE), NULL));
+    CHECK(!tlb_model_lookup(2, VA(UVA + PAGE_SIZE), NULL));
+
+    CHECK_EQ(map4k(UVA, DATA_PA, PTE_USER_RW), 0);
+    unmap_keep_tables(UVA, &tok);
+    pt_flush_batch_add(&b, &tok);
+    struct pt_mapper kernel = m;
+    kernel.cpus = NULL;
+    CHECK_EQ(pt_map_phys(&kernel, VA(KVA), PA(DATA_PA), PTE_KERNEL_RW, &tok), 0);
+    pt_flush_batch_add(&b, &tok);
+    pt_flush_batch_flush(&b);
+    CHECK_EQ(harness_shootdown_targets, MM_CPUMASK_ALL);
+    CHECK(!tlb_model_lookup(1, VA(UVA), NULL));
+    teardown_targeted(3);
+}
+
 /* A range above PT_FLUSH_MAX_INVLPG pages is one full flush everywhere:
  * global entries go too. */
 static void test_large_unmap_flushes_globals(void)
@@ -279,7 +417,7 @@ static void test_check_catches_surviving_global(void)
     struct pt_flush tok = PT_FLUSH_INIT;
     CHECK_EQ(pt_unmap_phys(&m, VA(KVA), true, NULL, &tok), 0);
     arch_write_cr3(arch_read_cr3());            /* not a full flush */
-    mm_platform_tlb_shootdown(VA(0), 0);
+    mm_platform_tlb_shootdown(MM_CPUMASK_ALL, VA(0), 0);
     pt_flush_ignore(&tok);
     CHECK_EQ(violations_seen, 1);
     CHECK(strstr(tlb_model_last_violation, "after the shootdown: cpu 0 holds a stale TLB "
@@ -362,6 +500,11 @@ int main(void)
     RUN(test_cr3_load_keeps_globals);
     RUN(test_fill_range_ends_and_eviction);
     RUN(test_shootdown_reaches_other_cpus);
+    RUN(test_targeted_only_here_sends_none);
+    RUN(test_targeted_reaches_only_the_set);
+    RUN(test_targeted_not_here);
+    RUN(test_untargeted_reaches_all);
+    RUN(test_targeted_batch);
     RUN(test_large_unmap_flushes_globals);
     RUN(test_check_catches_missing_shootdown);
     RUN(test_check_catches_surviving_global);

@@ -515,14 +515,14 @@ static void touch_cached(unsigned cpu, uint64_t va, uint64_t len)
     }
 }
 
-void tlb_model_shootdown(virt_addr_t va, uint64_t npages)
+void tlb_model_shootdown(uint64_t targets, virt_addr_t va, uint64_t npages)
 {
     if (!active)
         return;
     unsigned self = mm_platform_cpu_id();
     uint64_t len = npages * PAGE_SIZE;
     for (unsigned cpu = 0; cpu < ncpus; cpu++) {
-        if (cpu == self)
+        if (cpu == self || !(targets >> cpu & 1))
             continue;
         touch_cached(cpu, va.raw, len);
         if (npages == 0)
@@ -531,7 +531,8 @@ void tlb_model_shootdown(virt_addr_t va, uint64_t npages)
             tlb_model_invlpg(cpu, VA(va.raw + i * PAGE_SIZE));
     }
     for (unsigned cpu = 0; cpu < ncpus; cpu++)
-        check_cpu(cpu, va.raw & ~(PAGE_SIZE - 1), len, "after the shootdown");
+        if (cpu == self || targets >> cpu & 1)
+            check_cpu(cpu, va.raw & ~(PAGE_SIZE - 1), len, "after the shootdown");
 }
 
 /* ------------------------------------------------------------ frames */

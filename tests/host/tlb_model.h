@@ -105,11 +105,12 @@ void tlb_model_load_cr3(unsigned cpu, phys_addr_t cr3);
 void tlb_model_flush_all(unsigned cpu);
 phys_addr_t tlb_model_cr3(unsigned cpu);
 
-/* The shootdown hook's work: on every CPU but the current one, access
- * the cached pages of the range, then flush it (npages 4 KiB pages from
- * va, 0: everything, global entries included); then check (a) on every
- * CPU for the range. */
-void tlb_model_shootdown(virt_addr_t va, uint64_t npages);
+/* The shootdown hook's work: on every CPU in targets (bit n: CPU n;
+ * MM_CPUMASK_ALL: all) but the current one, access the cached pages of
+ * the range, then flush it (npages 4 KiB pages from va, 0: everything,
+ * global entries included); then check (a) on those CPUs for the range.
+ * CPUs outside targets keep their entries and are not checked here. */
+void tlb_model_shootdown(uint64_t targets, virt_addr_t va, uint64_t npages);
 
 /* Check (a) over everything; `where` names the caller in messages.
  * Returns the number of stale entries found. */

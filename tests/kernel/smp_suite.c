@@ -1,7 +1,8 @@
 /*
  * smp_suite.c - several CPUs against the memory subsystem: the per-CPU
  * recursive kernel-mapper lock, a concurrency stress of the frame
- * allocator and the MMIO pool on every CPU at once, TLB shootdown, and
+ * allocator and the MMIO pool on every CPU at once, TLB shootdown (to
+ * every CPU, and to a named set: smp_shootdowns_received), and
  * the ACPI walk that found the CPUs (it must give back every mapping).
  * Cases that need a second CPU are skipped when only one is online.
  */
@@ -30,7 +31,7 @@ static void case_nested_lock_is_readonly(struct ktest *t)
     struct kmapper outer, inner;
     phys_addr_t pa;
     KASSERT(t, buddy_alloc(mm_buddy(), 1, &pa) == 0);
-    virt_addr_t va = VA(0xffffc10000000000ull);
+    virt_addr_t va = VA(MM_SELFTEST_BASE + 4 * MiB);   /* the self-test GiB */
     struct pt_flush tok = PT_FLUSH_INIT;
 
     KEXPECT(t, kmapper_lock(&outer));
@@ -244,6 +245,25 @@ static void case_shootdown_reaches_other_cpus(struct ktest *t)
     KEXPECT_EQ(t, tc.fi.cr2, (uint64_t)(uintptr_t)tc.va);
 }
 
+/* A targeted shootdown interrupts exactly the CPUs named (this one and
+ * offline ones never), and an empty set sends nothing. */
+static void case_shootdown_targets_only_named_cpus(struct ktest *t)
+{
+    unsigned n = smp_online_cpus(), me = smp_cpu_id();
+    if (n < 3)
+        KSKIP(t, "needs 3 CPUs");
+    uint64_t before[MM_MAX_CPUS], sent = smp_shootdowns();
+    for (unsigned c = 0; c < n; c++)
+        before[c] = smp_shootdowns_received(c);
+    unsigned target = me == 1 ? 2 : 1;
+    /* This CPU, the target and a CPU that is not online (bit 63). */
+    smp_tlb_shootdown((1ull << me) | (1ull << target) | (1ull << 63), 0, 0);
+    smp_tlb_shootdown(1ull << me, 0, 0);                 /* only itself: nothing */
+    KEXPECT_EQ(t, smp_shootdowns(), sent + 1);
+    for (unsigned c = 0; c < n; c++)
+        KEXPECT_EQ(t, smp_shootdowns_received(c) - before[c], c == target ? 1u : 0u);
+}
+
 /* RAM must be reached through the direct map, never ioremapped. */
 static void case_ioremap_refuses_ram(struct ktest *t)
 {
@@ -281,5 +301,6 @@ KTEST_SUITE(smp_suite, "smp",
             KTEST_CASE(case_lock_excludes_other_cpus),
             KTEST_CASE(case_concurrent_stress),
             KTEST_CASE(case_shootdown_reaches_other_cpus),
+            KTEST_CASE(case_shootdown_targets_only_named_cpus),
             KTEST_CASE(case_ioremap_refuses_ram),
             KTEST_CASE(case_acpi_walk_releases_views));
