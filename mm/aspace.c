@@ -1,0 +1,444 @@
+/*
+ * mm/aspace.c - user address spaces: create, destroy, switch, and the
+ * user-half mapping calls (include/mm/aspace.h has the contracts).
+ *
+ * Algorithm.  An address space is a top table of its own.  Its slots
+ * 256..511 are a copy of the kernel table's, made once by mm_as_create;
+ * since every kernel-half slot has its table from mm_init on and kernel
+ * mappings never add a top-level entry, the copy shares every lower-level
+ * kernel table and stays right forever.  Slots 0..255 (the user half) are
+ * edited only here, one 4 KiB page per call, through a struct pt_mapper
+ * whose CPU set is the address space's, so the flush of each change
+ * reaches only the CPUs that may cache its translations.  mm_as_destroy
+ * walks the user half once, freeing each table and each leaf frame marked
+ * PTE_AS_OWNED, then the top table; the shared kernel tables stay.
+ *
+ * Invariants.
+ *  - as->cpus holds every CPU whose CR3 is as->top_pa, and only CPUs that
+ *    loaded it and have not loaded another table since (user translations
+ *    are never global and no PCIDs are used, so that CR3 load dropped all
+ *    of them).  A CPU enters the set before its CR3 load, with a full
+ *    barrier, so a CPU that changes a user entry and then reads the set
+ *    either sees it or is seen by its first walk; it leaves the set after
+ *    loading the other table.
+ *  - User-half leaves are 4 KiB, present, PTE_USER, never PTE_GLOBAL;
+ *    as->owned_frames counts those with PTE_AS_OWNED, as->table_frames
+ *    the user-half tables below the top one.
+ *  - A destroyed address space has top_pa 0 and dead set; every call
+ *    refuses it.
+ *
+ * Locking.  as->lock (a plain spinlock: interrupts stay on, because a
+ * flush may wait for other CPUs' interrupts) serialises the user-half
+ * edits and lookups of one address space.  Order: as->lock, then the
+ * buddy lock (frames come from as->fa while it is held).  The kernel half
+ * is never edited here.  mm_as_switch takes no lock: it changes only this
+ * CPU's slot of the current-address-space array and atomic bits of the
+ * two CPU sets.
+ */
+#include <mm/arch.h>
+#include <mm/aspace.h>
+#include <mm/kmapper.h>
+#include <mm/log.h>
+#include <mm/platform.h>
+
+#define KERNEL_HALF_FIRST_SLOT (PT_ENTRIES / 2)     /* 256 */
+
+/* The address space loaded on each CPU (NULL: the kernel table). */
+static struct mm_as *as_current[MM_MAX_CPUS];
+
+/* ------------------------------------------------------------ protection */
+
+#define PROT_ACCESS (MM_PROT_READ | MM_PROT_WRITE | MM_PROT_EXEC)
+#define PROT_KNOWN  (PROT_ACCESS | MM_PROT_USER | MM_PROT_WX_OK)
+
+uint64_t mm_prot_to_pte(unsigned prot)
+{
+    if ((prot & ~PROT_KNOWN) != 0 || (prot & PROT_ACCESS) == 0)
+        return 0;
+    bool w = (prot & MM_PROT_WRITE) != 0, x = (prot & MM_PROT_EXEC) != 0;
+    if (w && x && !(prot & MM_PROT_WX_OK))
+        return 0;
+    return PTE_PRESENT | (w ? PTE_WRITE : 0) | ((prot & MM_PROT_USER) ? PTE_USER : 0) |
+           (x ? 0 : PTE_NX);
+}
+
+/* The inverse, for mm_as_translate. */
+static unsigned pte_to_prot(uint64_t flags)
+{
+    unsigned prot = MM_PROT_READ;
+    if (flags & PTE_WRITE)
+        prot |= MM_PROT_WRITE;
+    if (!(flags & PTE_NX))
+        prot |= MM_PROT_EXEC;
+    if (flags & PTE_USER)
+        prot |= MM_PROT_USER;
+    if ((prot & MM_PROT_WRITE) && (prot & MM_PROT_EXEC))
+        prot |= MM_PROT_WX_OK;
+    return prot;
+}
+
+/* ------------------------------------------------------------ validation */
+
+/* The mapper over as's table; its flushes target as's CPU set. */
+static struct pt_mapper as_mapper(struct mm_as *as)
+{
+    struct pt_mapper m = { .top_pa = as->top_pa, .fa = as->fa, .readonly = false,
+                          .cpus = &as->cpus };
+    return m;
+}
+
+/* A live address space, else -MM_EINVAL after one log line naming fn. */
+static int check_as(const struct mm_as *as, const char *fn)
+{
+    if (as == NULL || as->dead || as->top_pa.raw == 0) {
+        mm_printf("%s: address space %p is NULL or destroyed\n", fn, (const void *)as);
+        return -MM_EINVAL;
+    }
+    return 0;
+}
+
+/* va is one user page; else -MM_EINVAL after one log line naming why. */
+static int check_user_va(virt_addr_t va, const char *fn)
+{
+    const char *why = NULL;
+    if (!is_aligned_u64(va.raw, PAGE_SIZE))
+        why = "not 4 KiB aligned";
+    else if (!pt_va_is_canonical(va))
+        why = "non-canonical";
+    else if (va.raw >= MM_KERNEL_HALF_BASE)
+        why = "in the kernel half";
+    else if (va.raw < MM_USER_BASE)
+        why = "page 0";
+    else if (va.raw >= MM_USER_END)
+        why = "above the user half";
+    if (why) {
+        mm_printf("%s: va %#lx %s\n", fn, (unsigned long)va.raw, why);
+        return -MM_EINVAL;
+    }
+    return 0;
+}
+
+/* The leaf bits for prot in the user half; 0 after one log line if bad. */
+static uint64_t user_prot_bits(unsigned prot, const char *fn)
+{
+    uint64_t bits = mm_prot_to_pte(prot);
+    if (bits == 0)
+        mm_printf("%s: bad prot %#x (unknown bits, no access, or W+X without "
+                  "MM_PROT_WX_OK)\n", fn, prot);
+    else if (!(prot & MM_PROT_USER)) {
+        mm_printf("%s: prot %#x without MM_PROT_USER in the user half\n", fn, prot);
+        bits = 0;
+    }
+    return bits;
+}
+
+/* All argument checks of a mapping call: 0, or -MM_EINVAL (logged). */
+static int check_map_args(const struct mm_as *as, virt_addr_t va, unsigned prot,
+                          uint64_t *bits_out, const char *fn)
+{
+    int err = check_as(as, fn);
+    if (err == 0)
+        err = check_user_va(va, fn);
+    if (err == 0 && bits_out) {
+        *bits_out = user_prot_bits(prot, fn);
+        if (*bits_out == 0)
+            err = -MM_EINVAL;
+    }
+    return err;
+}
+
+/* ------------------------------------------------------- table accounting */
+
+/* Raw word of entry idx in the table at table_pa. */
+static inline uint64_t *entry_word(phys_addr_t table_pa, unsigned idx)
+{
+    return (uint64_t *)pa_to_ptr(table_pa) + idx;
+}
+
+/* User-half tables below the top on the walk for va (0..3). */
+static unsigned tables_on_path(const struct mm_as *as, virt_addr_t va)
+{
+    phys_addr_t table = as->top_pa;
+    unsigned n = 0;
+    for (unsigned level = PT_LEVEL_PML4; level > PT_LEVEL_PT; level--) {
+        uint64_t e = __atomic_load_n(entry_word(table, pt_index(va, level)),
+                                     __ATOMIC_RELAXED);
+        if (!(e & PTE_PRESENT) || (e & PTE_HUGE))
+            break;
+        table = PA(e & PTE_ADDR_MASK);
+        n++;
+    }
+    return n;
+}
+
+/* Set PTE_AS_OWNED in the 4 KiB leaf for va (present).  The MMU ignores
+ * the bit, so no flush; atomic so that concurrent A/D updates stay. */
+static void leaf_mark_owned(struct mm_as *as, virt_addr_t va)
+{
+    struct pt_mapper m = as_mapper(as);
+    phys_addr_t pt;
+    if (pt_get_table(&m, va, PT_LEVEL_PT, &pt) != 0)
+        mm_panic("leaf_mark_owned: no page table for va %lx in as %lx",
+                 (unsigned long)va.raw, (unsigned long)as->top_pa.raw);
+    __atomic_fetch_or(entry_word(pt, pt_index(va, PT_LEVEL_PT)), PTE_AS_OWNED,
+                      __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------- create, destroy */
+
+int mm_as_create(struct mm_as *as, struct frame_allocator *fa)
+{
+    phys_addr_t ktop = kmapper_peek().top_pa;
+    if (as == NULL || fa == NULL || fa->free == NULL || ktop.raw == 0) {
+        mm_printf("mm_as_create: as %p, fa %p (needs alloc and free), kernel table %#lx: "
+                  "refused\n", (void *)as, (void *)fa, (unsigned long)ktop.raw);
+        return -MM_EINVAL;
+    }
+    phys_addr_t top;
+    if (frame_alloc(fa, &top) != 0)
+        return -MM_ENOMEM;
+    uint64_t *dst = (uint64_t *)pa_to_ptr(top);
+    const uint64_t *src = (const uint64_t *)pa_to_ptr(ktop);
+    for (unsigned i = 0; i < PT_ENTRIES; i++)
+        dst[i] = i < KERNEL_HALF_FIRST_SLOT ? 0 : __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+
+    *as = (struct mm_as){ .top_pa = top, .fa = fa, .lock = MM_SPINLOCK_INIT };
+    return 0;
+}
+
+/* Free the user-half subtree of the table at `level` (3..1), then the
+ * table; owned leaf frames too.  Counts what it frees. */
+static void free_user_subtree(struct mm_as *as, phys_addr_t table, unsigned level,
+                              uint64_t *tables, uint64_t *owned)
+{
+    for (unsigned i = 0; i < PT_ENTRIES; i++) {
+        uint64_t e = *entry_word(table, i);
+        if (!(e & PTE_PRESENT))
+            continue;
+        if (!pte_is_leaf((pt_entry_t){ e }, level)) {
+            free_user_subtree(as, PA(e & PTE_ADDR_MASK), level - 1, tables, owned);
+        } else if (e & PTE_AS_OWNED) {
+            as->fa->free(as->fa, PA(e & PTE_ADDR_MASK));
+            (*owned)++;
+        }
+    }
+    as->fa->free(as->fa, table);
+    (*tables)++;
+}
+
+int mm_as_destroy(struct mm_as *as)
+{
+    int err = check_as(as, "mm_as_destroy");
+    if (err)
+        return err;
+    mm_cpumask_t cpus = __atomic_load_n(&as->cpus, __ATOMIC_SEQ_CST);
+    if (cpus != 0) {
+        mm_printf("mm_as_destroy: address space %#lx still loaded on CPUs %#lx\n",
+                  (unsigned long)as->top_pa.raw, (unsigned long)cpus);
+        return -MM_EBUSY;
+    }
+    /* Loaded nowhere: no CPU can hold a translation or walk through it. */
+    mm_spin_lock(&as->lock);
+    uint64_t tables = 0, owned = 0;
+    for (unsigned i = 0; i < KERNEL_HALF_FIRST_SLOT; i++) {
+        uint64_t e = *entry_word(as->top_pa, i);
+        if (e & PTE_PRESENT)
+            free_user_subtree(as, PA(e & PTE_ADDR_MASK), PT_LEVEL_PDPT, &tables, &owned);
+    }
+    if (tables != as->table_frames || owned != as->owned_frames)
+        mm_panic("mm_as_destroy: as %lx freed %lu tables and %lu owned frames, "
+                 "expected %lu and %lu", (unsigned long)as->top_pa.raw,
+                 (unsigned long)tables, (unsigned long)owned,
+                 (unsigned long)as->table_frames, (unsigned long)as->owned_frames);
+    as->fa->free(as->fa, as->top_pa);
+    as->top_pa = PA(0);
+    as->table_frames = as->owned_frames = 0;
+    as->dead = true;
+    mm_spin_unlock(&as->lock);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- switch */
+
+void mm_as_switch(struct mm_as *as)
+{
+    unsigned cpu = mm_platform_cpu_id();
+    mm_cpumask_t bit = (mm_cpumask_t)1 << cpu;
+    struct mm_as *old = as_current[cpu];
+
+    if (as && (as->dead || as->top_pa.raw == 0))
+        mm_panic("mm_as_switch: cpu %u switching to destroyed address space %p",
+                 cpu, (void *)as);
+    if (as == old)
+        return;
+    /* Join the set before the first walk can cache anything (full barrier). */
+    if (as)
+        __atomic_fetch_or(&as->cpus, bit, __ATOMIC_SEQ_CST);
+    arch_write_cr3(as ? as->top_pa : kmapper_peek().top_pa);
+    as_current[cpu] = as;
+    /* The CR3 load dropped every translation of old: leave its set. */
+    if (old)
+        __atomic_fetch_and(&old->cpus, ~bit, __ATOMIC_SEQ_CST);
+}
+
+struct mm_as *mm_as_current(void)
+{
+    return as_current[mm_platform_cpu_id()];
+}
+
+/* ------------------------------------------------------------ mapping */
+
+/* Map pa at va with leaf bits `bits` under as->lock and flush; marks the
+ * leaf owned if `owned`.  0 or the mapper's error (nothing changed). */
+static int map_locked(struct mm_as *as, virt_addr_t va, phys_addr_t pa, uint64_t bits,
+                      bool owned)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    struct pt_mapper m = as_mapper(as);
+    struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
+    unsigned before = tables_on_path(as, va);
+    int err = pt_map_phys(&m, va, pa, bits, &tok);
+    if (err)
+        return err;
+    if (owned) {
+        leaf_mark_owned(as, va);
+        as->owned_frames++;
+    }
+    as->table_frames += tables_on_path(as, va) - before;
+    pt_flush(&tok);     /* PTE_USER may have been added to cached entries */
+    return 0;
+}
+
+/* Take a zeroed frame and map it at va as owned.  -MM_EEXIST comes
+ * before a frame is taken, so a full allocator does not hide it. */
+static int map_zeroed_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    struct pt_mapper m = as_mapper(as);
+    struct pt_mapping t;
+    phys_addr_t pa;
+    if (pt_translate(&m, va, &t) == 0)
+        return -MM_EEXIST;
+    if (frame_alloc(as->fa, &pa) != 0)
+        return -MM_ENOMEM;
+    __builtin_memset(pa_to_ptr(pa), 0, PAGE_SIZE);
+    int err = map_locked(as, va, pa, bits, true);
+    if (err)
+        as->fa->free(as->fa, pa);       /* never mapped */
+    return err;
+}
+
+/* Unmap va; an owned frame is freed by the flush, after it. */
+static int unmap_locked(struct mm_as *as, virt_addr_t va)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    struct pt_mapper m = as_mapper(as);
+    struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
+    struct pt_mapping old;
+    unsigned before = tables_on_path(as, va);
+    int err = pt_unmap_phys(&m, va, true, &old, &tok);
+    if (err)
+        return err;
+    as->table_frames -= before - tables_on_path(as, va);
+    if (old.flags & PTE_AS_OWNED) {
+        pt_flush_defer_data(&tok, as->fa, old.pa);  /* freed after the flush */
+        as->owned_frames--;
+    }
+    pt_flush(&tok);
+    return 0;
+}
+
+/* Give the leaf for va the bits `bits`, keeping its ownership. */
+static int protect_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    struct pt_mapper m = as_mapper(as);
+    struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
+    struct pt_mapping cur;
+    int err = pt_translate(&m, va, &cur);
+    if (err == 0)
+        err = pt_remap(&m, va, bits, &tok);
+    if (err)
+        return err;
+    /* pt_remap replaced every flag bit: give ownership back. */
+    if (cur.flags & PTE_AS_OWNED)
+        leaf_mark_owned(as, va);
+    pt_flush(&tok);
+    return 0;
+}
+
+enum page_edit { EDIT_MAP_ZEROED, EDIT_MAP_FRAME, EDIT_UNMAP, EDIT_PROTECT };
+
+/* The four edits of one user page: validate (fn names the caller in the
+ * log line), then do it under the lock. */
+static int edit_page(struct mm_as *as, virt_addr_t va, phys_addr_t pa, unsigned prot,
+                     enum page_edit op, const char *fn)
+{
+    uint64_t bits = 0;
+    int err = check_map_args(as, va, prot, op == EDIT_UNMAP ? NULL : &bits, fn);
+    if (err)
+        return err;
+    mm_spin_lock(&as->lock);
+    switch (op) {
+    case EDIT_MAP_ZEROED:
+        err = map_zeroed_locked(as, va, bits);
+        break;
+    case EDIT_MAP_FRAME:
+        err = map_locked(as, va, pa, bits, false);
+        break;
+    case EDIT_UNMAP:
+        err = unmap_locked(as, va);
+        break;
+    default:
+        err = protect_locked(as, va, bits);
+        break;
+    }
+    mm_spin_unlock(&as->lock);
+    return err;
+}
+
+int mm_as_map_zeroed(struct mm_as *as, virt_addr_t va, unsigned prot)
+{
+    return edit_page(as, va, PA(0), prot, EDIT_MAP_ZEROED, "mm_as_map_zeroed");
+}
+
+int mm_as_map_frame(struct mm_as *as, virt_addr_t va, phys_addr_t pa, unsigned prot)
+{
+    if (!is_aligned_u64(pa.raw, PAGE_SIZE) || (pa.raw & ~PTE_ADDR_MASK) != 0) {
+        mm_printf("mm_as_map_frame: pa %#lx not a 4 KiB frame below 2^%u\n",
+                  (unsigned long)pa.raw, (unsigned)PTE_PHYS_BITS);
+        return -MM_EINVAL;
+    }
+    return edit_page(as, va, pa, prot, EDIT_MAP_FRAME, "mm_as_map_frame");
+}
+
+int mm_as_unmap(struct mm_as *as, virt_addr_t va)
+{
+    return edit_page(as, va, PA(0), 0, EDIT_UNMAP, "mm_as_unmap");
+}
+
+int mm_as_protect(struct mm_as *as, virt_addr_t va, unsigned prot)
+{
+    return edit_page(as, va, PA(0), prot, EDIT_PROTECT, "mm_as_protect");
+}
+
+int mm_as_translate(struct mm_as *as, virt_addr_t va, phys_addr_t *pa_out, unsigned *prot_out)
+{
+    int err = check_as(as, "mm_as_translate");
+    if (err == 0)
+        err = check_user_va(VA(align_down_u64(va.raw, PAGE_SIZE)), "mm_as_translate");
+    if (err)
+        return err;
+    struct pt_mapper m = as_mapper(as);
+    struct pt_mapping t;
+    mm_spin_lock(&as->lock);
+    err = pt_translate(&m, va, &t);
+    mm_spin_unlock(&as->lock);
+    if (err)
+        return err;
+    if (pa_out)
+        *pa_out = t.pa;
+    if (prot_out)
+        *prot_out = pte_to_prot(t.flags);
+    return 0;
+}

@@ -1,0 +1,166 @@
+/*
+ * mm/uaccess.c - copying between kernel memory and an address space's
+ * user half: mm_copy_to_user, mm_copy_from_user, mm_copy_str_from_user.
+ *
+ * Algorithm.  The user addresses are never dereferenced.  Under as->lock,
+ * each user page of the range is looked up in as's table and must be a
+ * present 4 KiB-or-larger leaf with PTE_USER (and PTE_WRITE for a copy to
+ * user); only when the whole range passes does the copy run, page by
+ * page through the direct map (pa_to_ptr).  So a bad pointer is an error
+ * and not a fault, nothing is copied on error, no fault-recovery hook is
+ * needed and SMAP can stay closed.  The string variant first scans page
+ * by page for the NUL (checking each page before reading it), then copies
+ * the string and its NUL.
+ *
+ * Invariants.  Every byte copied lies in a page that was checked under
+ * the same hold of as->lock, so no unmap can free the frame between the
+ * check and the copy (mm_as_unmap takes the lock).  Another thread of the
+ * process may still write the user memory during the copy: the kernel
+ * gets some mix of old and new bytes, never a fault.
+ *
+ * Locking: as->lock held across check and copy (see mm/aspace.c for its
+ * rules: interrupts on, not from interrupt handlers).
+ */
+#include <mm/aspace.h>
+#include <mm/log.h>
+
+/* A live address space, else -MM_EINVAL after one log line naming fn. */
+static int uaccess_check_as(const struct mm_as *as, const char *fn)
+{
+    if (as == NULL || as->dead || as->top_pa.raw == 0) {
+        mm_printf("%s: address space %p is NULL or destroyed\n", fn, (const void *)as);
+        return -MM_EINVAL;
+    }
+    return 0;
+}
+
+/* [va, va + len) lies in the user half without wrapping (len > 0). */
+static bool user_range_in_half(uint64_t va, uint64_t len)
+{
+    return va >= MM_USER_BASE && va < MM_USER_END && len <= MM_USER_END - va;
+}
+
+/*
+ * The kernel pointer (through the direct map) to user address va, if its
+ * page is mapped for user access (and writable when `write`); NULL else.
+ * The page's bytes from va up to its end are reachable from the result.
+ */
+static void *user_byte_locked(struct mm_as *as, uint64_t va, bool write)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    struct pt_mapper m = { .top_pa = as->top_pa, .fa = as->fa, .readonly = true,
+                          .cpus = &as->cpus };
+    struct pt_mapping t;
+    if (pt_translate(&m, VA(va), &t) != 0)
+        return NULL;
+    if (!(t.flags & PTE_USER) || (write && !(t.flags & PTE_WRITE)))
+        return NULL;
+    return pa_to_ptr(t.pa);
+}
+
+/* Bytes from va to the end of its 4 KiB page, at most len. */
+static uint64_t chunk_len(uint64_t va, uint64_t len)
+{
+    uint64_t room = PAGE_SIZE - (va & (PAGE_SIZE - 1));
+    return len < room ? len : room;
+}
+
+/* Every page of [va, va + len) is user-accessible (writable if write). */
+static bool user_range_ok_locked(struct mm_as *as, uint64_t va, uint64_t len, bool write)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    for (uint64_t off = 0; off < len; off += chunk_len(va + off, len - off))
+        if (user_byte_locked(as, va + off, write) == NULL)
+            return false;
+    return true;
+}
+
+/*
+ * Copy len bytes between user va and kernel buffer kbuf (to_user picks
+ * the direction) after checking the whole range.  0 or -MM_EFAULT.
+ */
+static int copy_user_locked(struct mm_as *as, uint64_t va, void *kbuf, uint64_t len,
+                            bool to_user)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    if (len == 0)
+        return 0;
+    if (!user_range_in_half(va, len) || !user_range_ok_locked(as, va, len, to_user))
+        return -MM_EFAULT;
+    uint8_t *k = kbuf;
+    for (uint64_t off = 0; off < len;) {
+        uint64_t n = chunk_len(va + off, len - off);
+        uint8_t *u = user_byte_locked(as, va + off, to_user);
+        if (to_user)
+            __builtin_memcpy(u, k + off, n);
+        else
+            __builtin_memcpy(k + off, u, n);
+        off += n;
+    }
+    return 0;
+}
+
+static int copy_user(struct mm_as *as, uint64_t va, void *kbuf, uint64_t len, bool to_user)
+{
+    mm_spin_lock(&as->lock);
+    int err = copy_user_locked(as, va, kbuf, len, to_user);
+    mm_spin_unlock(&as->lock);
+    return err;
+}
+
+int mm_copy_to_user(struct mm_as *as, virt_addr_t dst, const void *src, uint64_t len)
+{
+    int err = uaccess_check_as(as, "mm_copy_to_user");
+    if (err)
+        return err;
+    return copy_user(as, dst.raw, (void *)(uintptr_t)src, len, true);
+}
+
+int mm_copy_from_user(struct mm_as *as, void *dst, virt_addr_t src, uint64_t len)
+{
+    int err = uaccess_check_as(as, "mm_copy_from_user");
+    if (err)
+        return err;
+    return copy_user(as, src.raw, dst, len, false);
+}
+
+/*
+ * Length of the NUL-terminated user string at va, looking at no more
+ * than max bytes (NUL included): the length, -MM_EFAULT (an unreadable
+ * byte before the NUL, or outside the user half), -MM_EINVAL (no NUL).
+ */
+static long user_strlen_locked(struct mm_as *as, uint64_t va, uint64_t max)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    for (uint64_t off = 0; off < max;) {
+        if (!user_range_in_half(va + off, 1))
+            return -MM_EFAULT;
+        uint64_t n = chunk_len(va + off, max - off);
+        const char *u = user_byte_locked(as, va + off, false);
+        if (u == NULL)
+            return -MM_EFAULT;
+        for (uint64_t i = 0; i < n; i++)
+            if (u[i] == '\0')
+                return (long)(off + i);
+        off += n;
+    }
+    return -MM_EINVAL;
+}
+
+long mm_copy_str_from_user(struct mm_as *as, char *dst, virt_addr_t src, uint64_t len)
+{
+    int err = uaccess_check_as(as, "mm_copy_str_from_user");
+    if (err)
+        return err;
+    if (len == 0)
+        return -MM_EINVAL;          /* no room for the NUL */
+    mm_spin_lock(&as->lock);
+    long n = user_strlen_locked(as, src.raw, len);
+    if (n >= 0)
+        err = copy_user_locked(as, src.raw, dst, (uint64_t)n + 1, false);
+    mm_spin_unlock(&as->lock);
+    if (n < 0 || err < 0)
+        return n < 0 ? n : err;
+    dst[n] = '\0';                  /* other user threads may have changed it */
+    return n;
+}
