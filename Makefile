@@ -37,12 +37,13 @@ KLDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=0
 MM_SRCS      := $(sort $(wildcard mm/*.c))
 KERNEL_CSRCS := $(sort $(wildcard kernel/*.c)) $(sort $(wildcard tests/kernel/*.c))
 KERNEL_ASRCS := $(sort $(wildcard boot/*.asm kernel/*.asm))
-KHEADERS     := $(wildcard include/mm/*.h kernel/*.h)
+KHEADERS     := $(wildcard include/mm/*.h kernel/*.h user/*.h)
 
 KOBJ_DIR := $(BUILD)/kobj$(if $(INJECT),-$(INJECT))
 MM_OBJS  := $(patsubst %.c,$(BUILD)/lobj/%.o,$(MM_SRCS))
 K_OBJS   := $(patsubst %.c,$(KOBJ_DIR)/%.o,$(KERNEL_CSRCS)) \
-            $(patsubst %.asm,$(KOBJ_DIR)/%.o,$(KERNEL_ASRCS))
+            $(patsubst %.asm,$(KOBJ_DIR)/%.o,$(KERNEL_ASRCS)) \
+            $(KOBJ_DIR)/user/embed.o
 
 KERNEL_ELF := $(BUILD)/kernel$(if $(INJECT),-$(INJECT)).elf
 KERNEL_ISO := $(BUILD)/kernel$(if $(INJECT),-$(INJECT)).iso
@@ -62,6 +63,23 @@ $(KOBJ_DIR)/%.o: %.c $(KHEADERS)
 $(KOBJ_DIR)/%.o: %.asm
 	@mkdir -p $(dir $@)
 	$(NASM) -f elf64 -g -F dwarf -o $@ $<
+
+# The user program (user/): freestanding, no SSE (the kernel saves no FPU
+# state), linked at 0x400000 by user/user.ld, embedded in the kernel's
+# rodata by user/embed.asm (kernel/user.c loads it).
+USER_CFLAGS := -std=c11 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
+               -fno-asynchronous-unwind-tables -fcf-protection=none -mgeneral-regs-only \
+               -O2 -g -Wall -Wextra -Werror
+USER_ELF    := $(BUILD)/user/prog.elf
+
+$(USER_ELF): user/prog.c user/modes.h user/user.ld
+	@mkdir -p $(dir $@)
+	$(KCC) $(USER_CFLAGS) -nostdlib -static -no-pie -Wl,--build-id=none \
+	    -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -T user/user.ld -o $@ user/prog.c
+
+$(KOBJ_DIR)/user/embed.o: user/embed.asm $(USER_ELF)
+	@mkdir -p $(dir $@)
+	$(NASM) -f elf64 -i $(dir $(USER_ELF)) -o $@ $<
 
 $(LIBMM): $(MM_OBJS)
 	@rm -f $@

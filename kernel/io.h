@@ -11,6 +11,10 @@
 #define EFER_NXE  (1u << 11)
 #define CR0_WP    (1u << 16)
 #define CR4_PGE   (1u << 7)
+#define CR4_SMEP  (1u << 20)    /* ring 0 may not execute user pages */
+#define CR4_SMAP  (1u << 21)    /* ring 0 may not touch user pages (unless RFLAGS.AC) */
+#define MSR_GS_BASE        0xc0000101u
+#define MSR_KERNEL_GS_BASE 0xc0000102u   /* swapped with GS base by swapgs */
 #define RFLAGS_IF (1ul << 9)
 
 static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
@@ -22,6 +26,13 @@ static inline uint64_t read_cr2(void) { uint64_t v; __asm__ volatile("mov %%cr2,
 static inline uint64_t read_cr3(void) { uint64_t v; __asm__ volatile("mov %%cr3, %0" : "=r"(v)); return v; }
 static inline uint64_t read_cr4(void) { uint64_t v; __asm__ volatile("mov %%cr4, %0" : "=r"(v)); return v; }
 static inline void write_cr4(uint64_t v) { __asm__ volatile("mov %0, %%cr4" : : "r"(v) : "memory"); }
+
+/* CPUID leaf/subleaf into out[0..3] = EAX, EBX, ECX, EDX. */
+static inline void cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4])
+{
+    __asm__ volatile("cpuid" : "=a"(out[0]), "=b"(out[1]), "=c"(out[2]), "=d"(out[3])
+                     : "a"(leaf), "c"(subleaf));
+}
 
 static inline uint64_t rdmsr(uint32_t msr)
 {

@@ -4,8 +4,19 @@
 ; not push one, then the vector number, then all general registers, and
 ; calls trap_dispatch(struct trap_frame *).  The frame layout matches
 ; struct trap_frame in kernel/trap.h.
+;
+; Entries from ring 3 (the saved CS has RPL 3) run swapgs on the way in and
+; out, so ring 0 always has GS base = this CPU's struct percpu and ring 3
+; never sees it.  (An NMI between the exit path's swapgs and its iretq
+; would run with the user's GS base; this kernel sends no NMIs, a real one
+; would need Linux's "paranoid" entry.)  The handler also runs with
+; RFLAGS.AC clear: ring 3 can set AC, and AC set in ring 0 would switch
+; SMAP off.
 
 extern trap_dispatch
+
+USER_DS equ 0x18 | 3                     ; kernel/kernel.h, GDT_USER_DS
+USER_CS equ 0x20 | 3                     ; kernel/kernel.h, GDT_USER_CS
 
 section .text
 bits 64
@@ -34,6 +45,10 @@ isr%1:
 %endrep
 
 isr_common:
+    test qword [rsp + 24], 3             ; CS of the interrupted code
+    jz .from_kernel
+    swapgs
+.from_kernel:
     push rax
     push rbx
     push rcx
@@ -50,10 +65,14 @@ isr_common:
     push r14
     push r15
     cld
+    pushfq
+    and qword [rsp], ~(1 << 18)          ; RFLAGS.AC
+    popfq
     mov rdi, rsp
     mov rbx, rsp
     and rsp, -16
     call trap_dispatch
+    cli                                  ; a system call may have enabled them
     mov rsp, rbx
     pop r15
     pop r14
@@ -71,6 +90,43 @@ isr_common:
     pop rbx
     pop rax
     add rsp, 16                          ; vector and error code
+    test qword [rsp + 8], 3              ; back to ring 3?
+    jz .to_kernel
+    swapgs
+.to_kernel:
+    iretq
+
+; void user_enter(const struct user_entry *e), kernel/user.h: enter ring 3
+; at e->rip with e->rsp, e->arg0/arg1 in rdi/rsi, every other register
+; zero.  TSS.RSP0 becomes the current stack pointer, so entries from ring 3
+; use the stack below this call.  Never returns: the process comes back to
+; the kernel only through an interrupt or exception.
+global user_enter
+user_enter:
+    cli
+    mov rax, [rdi + 32]                  ; &TSS.RSP0
+    mov [rax], rsp
+    push USER_DS
+    push qword [rdi + 8]                 ; rsp
+    push 0x202                           ; RFLAGS: IF, reserved bit 1
+    push USER_CS
+    push qword [rdi + 0]                 ; rip
+    mov rsi, [rdi + 24]
+    mov rdi, [rdi + 16]
+    xor eax, eax
+    xor ebx, ebx
+    xor ecx, ecx
+    xor edx, edx
+    xor ebp, ebp
+    xor r8d, r8d
+    xor r9d, r9d
+    xor r10d, r10d
+    xor r11d, r11d
+    xor r12d, r12d
+    xor r13d, r13d
+    xor r14d, r14d
+    xor r15d, r15d
+    swapgs
     iretq
 
 section .rodata

@@ -37,6 +37,15 @@ const struct mm_boot_params *kernel_boot_params(void);
 #define QEMU_EXIT_PANIC 0x12    /* status 37: panic or unexpected exception */
 _Noreturn void qemu_exit(uint8_t code);
 
+/* cpu.c: GDT selectors (see the layout there) and CPU protection features. */
+#define GDT_KERNEL_CS 0x08
+#define GDT_KERNEL_DS 0x10
+#define GDT_USER_DS   (0x18 | 3)
+#define GDT_USER_CS   (0x20 | 3)
+#define GDT_TSS       0x28
+bool cpu_has_smep(void);      /* CPUID.(7,0):EBX[7]; percpu_setup turned CR4.SMEP on */
+bool cpu_has_smap(void);      /* CPUID.(7,0):EBX[20]; percpu_setup turned CR4.SMAP on */
+
 /* trap.c */
 void idt_init(void);
 void idt_load(void);

@@ -1,10 +1,10 @@
 /*
  * main.c - the test kernel's kmain: bring up the console, the boot CPU's
- * descriptor tables and the memory subsystem (mm_init, with the image's
- * sections from linker.ld), start the other CPUs, mask the legacy PICs,
- * enable interrupts, run the self-tests (ktest.c) and report the result
- * to QEMU through the isa-debug-exit port.  Everything here runs once, on
- * the boot CPU.
+ * descriptor tables, the system-call entry for user processes and the
+ * memory subsystem (mm_init, with the image's sections from linker.ld),
+ * start the other CPUs, mask the legacy PICs, enable interrupts, run the
+ * self-tests (ktest.c) and report the result to QEMU through the
+ * isa-debug-exit port.  Everything here runs once, on the boot CPU.
  */
 #include "kernel.h"
 #include "io.h"
@@ -12,6 +12,7 @@
 #include "percpu.h"
 #include "smp.h"
 #include "trap.h"
+#include "user.h"
 #include <mm/init.h>
 #include <mm/log.h>
 #include <mm/multiboot2.h>
@@ -95,6 +96,7 @@ void kmain(uint32_t magic, uint64_t mbi_pa)
     console_init();
     percpu_setup(0, 0);
     idt_init();
+    user_init();
     printk("\nmm-kernel: booted, multiboot2 info at %#lx\n", (unsigned long)mbi_pa);
     if (magic != MB2_BOOTLOADER_MAGIC)
         panic("kmain: bad multiboot2 magic %#x", magic);

@@ -6,7 +6,8 @@
  * CPU's GS base points at its own entry, so the fields at fixed offsets
  * are one load away: cpu_id at %gs:0 (smp_cpu_id), self at %gs:8
  * (this_cpu).  percpu_setup() (cpu.c) fills the entry, loads its GDT and
- * TSS and sets GS base; it runs once on each CPU, on that CPU.
+ * TSS, sets GS base and switches on SMEP/SMAP; it runs once on each CPU,
+ * on that CPU.
  *
  * Only the owning CPU writes its entry after setup, except apic_id, which
  * the boot CPU writes before it starts the AP.  No lock is needed.
@@ -19,6 +20,7 @@
 #include <mm/platform.h>
 
 struct fault_info;
+struct user_process;
 
 struct percpu {
     uint32_t cpu_id;          /* must stay first: read as %gs:0 */
@@ -29,7 +31,11 @@ struct percpu {
     uint64_t tss[13];         /* 104-byte 64-bit TSS */
     uint64_t gdt[7];          /* null, code, data, TSS (2 slots), spare */
     uint8_t *ist_stack_top;
+    struct user_process *user;  /* the process this CPU runs (user.c), or NULL */
 };
+
+/* Byte offset of RSP0 (the stack for entries from ring 3) in the TSS. */
+#define TSS_RSP0_OFFSET 4
 
 _Static_assert(offsetof(struct percpu, cpu_id) == 0, "smp_cpu_id reads %gs:0");
 _Static_assert(offsetof(struct percpu, self) == 8, "this_cpu reads %gs:8");
@@ -52,7 +58,8 @@ static inline struct percpu *this_cpu(void)
     return p;
 }
 
-/* Fill percpu_area[cpu_id], load its GDT and TSS, point GS base at it. */
+/* Fill percpu_area[cpu_id], load its GDT and TSS, point GS base at it,
+ * switch on SMEP/SMAP where the CPU has them. */
 void percpu_setup(unsigned cpu_id, uint32_t apic_id);
 
 #endif

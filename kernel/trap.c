@@ -1,17 +1,21 @@
 /*
  * trap.c - the IDT and the common trap handler.
  *
- * Exceptions (vectors 0-31) are fatal unless a self-test armed fault_catch()
- * on this CPU: then the handler records the fault and longjmps back into
- * fault_catch, abandoning the faulting code.  A fatal exception prints the
- * vector, error code, RIP, CR2 and all registers, then panics.  Vectors
- * 32-255 go to handlers registered with irq_register() (IPIs).
+ * An exception (vectors 0-31) raised in ring 3 kills the user process
+ * (user_fault, kernel/user.c); the kernel carries on.  In ring 0 it is
+ * fatal unless a self-test armed fault_catch() on this CPU: then the
+ * handler records the fault and longjmps back into fault_catch, abandoning
+ * the faulting code.  A fatal exception prints the vector, error code,
+ * RIP, CR2 and all registers, then panics.  Vectors 32-255 go to handlers
+ * registered with irq_register() (IPIs, and the system call, whose gate
+ * alone ring 3 may use: DPL 3).
  */
 #include "kernel.h"
 #include "fault.h"
 #include "io.h"
 #include "percpu.h"
 #include "trap.h"
+#include "user.h"
 #include <mm/log.h>
 
 struct __attribute__((packed)) idt_entry {
@@ -28,7 +32,7 @@ extern const uint64_t isr_table[256];
 static struct idt_entry idt[256] __attribute__((aligned(16)));
 static irq_handler_t irq_handlers[256];
 
-static const char *const exception_names[32] = {
+const char *const exception_names[32] = {
     "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range",
     "invalid opcode", "device not available", "double fault", "coprocessor overrun",
     "invalid TSS", "segment not present", "stack fault", "general protection",
@@ -43,9 +47,10 @@ void idt_init(void)
     for (int v = 0; v < 256; v++) {
         uint64_t off = isr_table[v];
         idt[v].offset_lo = off & 0xffff;
-        idt[v].selector = 0x08;
+        idt[v].selector = GDT_KERNEL_CS;
         idt[v].ist = v == 8 ? 1 : v == 2 ? 2 : 0;  /* #DF on IST1, NMI on IST2 */
-        idt[v].type_attr = 0x8e;                   /* present, ring 0, interrupt gate */
+        /* Present interrupt gate; DPL 3 only for the system call. */
+        idt[v].type_attr = v == USER_SYSCALL_VECTOR ? 0xee : 0x8e;
         idt[v].offset_mid = (off >> 16) & 0xffff;
         idt[v].offset_hi = off >> 32;
         idt[v].zero = 0;
@@ -91,6 +96,13 @@ static void dump_frame(const struct trap_frame *tf)
     }
 }
 
+/* Raised by the interrupted instruction itself (not NMI, #DF or #MC):
+ * a fault that a test may catch or that kills a user process. */
+static bool caused_by_code(uint64_t vector)
+{
+    return vector != 2 && vector != 8 && vector != 18;
+}
+
 void trap_dispatch(struct trap_frame *tf)
 {
     if (tf->vector >= 32) {
@@ -103,8 +115,11 @@ void trap_dispatch(struct trap_frame *tf)
         panic("trap_dispatch: no handler for vector %lu", (unsigned long)tf->vector);
     }
 
+    if ((tf->cs & 3) == 3 && caused_by_code(tf->vector))
+        user_fault(tf);                    /* does not return */
+
     struct percpu *pc = this_cpu();
-    if (pc && pc->fault_ctx && tf->vector != 8 && tf->vector != 2 && tf->vector != 18) {
+    if (pc && pc->fault_ctx && caused_by_code(tf->vector)) {
         struct kjmp_buf *ctx = pc->fault_ctx;
         pc->fault_ctx = NULL;
         if (pc->fault_out) {

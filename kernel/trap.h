@@ -2,7 +2,8 @@
  * trap.h - the register frame that kernel/isr.asm builds for every vector
  * and hands to trap_dispatch (trap.c), the registration of interrupt
  * handlers for vectors 32-255, and the kernel's setjmp/longjmp (isr.asm),
- * which fault_catch and the KTAP runner use to abandon code.
+ * which fault_catch, the KTAP runner and the user-process exit path use to
+ * abandon code.
  */
 #ifndef KERNEL_TRAP_H
 #define KERNEL_TRAP_H
@@ -22,6 +23,9 @@ struct kjmp_buf {
 
 int ksetjmp(struct kjmp_buf *b) __attribute__((returns_twice));
 _Noreturn void klongjmp(struct kjmp_buf *b, int value);
+
+/* "page fault", "general protection", ... by vector. */
+extern const char *const exception_names[32];
 
 /* Handlers for non-exception vectors (IPIs); NULL = unexpected. */
 typedef void (*irq_handler_t)(struct trap_frame *tf);
