@@ -61,7 +61,7 @@
  *                           remapped to a frame holding B and pt_flush'ed
  *                           (an invlpg-sized shootdown); every CPU must
  *                           read B.  Then back to A with a local flush and
- *                           one mm_platform_tlb_shootdown(va, 0) "flush
+ *                           one mm_platform_tlb_shootdown(MM_CPUMASK_ALL, va, 0) "flush
  *                           everything": every CPU must read A.  A CPU the
  *                           hook skips, or whose full flush spares global
  *                           entries (a CR3 reload), still reads the old
