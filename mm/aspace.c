@@ -37,6 +37,7 @@
  */
 #include <mm/arch.h>
 #include <mm/aspace.h>
+#include <mm/frameref.h>
 #include <mm/kmapper.h>
 #include <mm/log.h>
 #include <mm/platform.h>
@@ -49,7 +50,7 @@ static struct mm_as *as_current[MM_MAX_CPUS];
 /* ------------------------------------------------------------ protection */
 
 #define PROT_ACCESS (MM_PROT_READ | MM_PROT_WRITE | MM_PROT_EXEC)
-#define PROT_KNOWN  (PROT_ACCESS | MM_PROT_USER | MM_PROT_WX_OK)
+#define PROT_KNOWN  (PROT_ACCESS | MM_PROT_USER | MM_PROT_WX_OK | MM_PROT_SHARED)
 
 uint64_t mm_prot_to_pte(unsigned prot)
 {
@@ -66,8 +67,10 @@ uint64_t mm_prot_to_pte(unsigned prot)
 static unsigned pte_to_prot(uint64_t flags)
 {
     unsigned prot = MM_PROT_READ;
-    if (flags & PTE_WRITE)
+    if (flags & (PTE_WRITE | PTE_AS_COW))
         prot |= MM_PROT_WRITE;
+    if (flags & PTE_AS_SHARED)
+        prot |= MM_PROT_SHARED;
     if (!(flags & PTE_NX))
         prot |= MM_PROT_EXEC;
     if (flags & PTE_USER)
@@ -79,16 +82,7 @@ static unsigned pte_to_prot(uint64_t flags)
 
 /* ------------------------------------------------------------ validation */
 
-/* The mapper over as's table; its flushes target as's CPU set. */
-static struct pt_mapper as_mapper(struct mm_as *as)
-{
-    struct pt_mapper m = { .top_pa = as->top_pa, .fa = as->fa, .readonly = false,
-                          .cpus = &as->cpus };
-    return m;
-}
-
-/* A live address space, else -MM_EINVAL after one log line naming fn. */
-static int check_as(const struct mm_as *as, const char *fn)
+int mm_as_check_live(const struct mm_as *as, const char *fn)
 {
     if (as == NULL || as->dead || as->top_pa.raw == 0) {
         mm_printf("%s: address space %p is NULL or destroyed\n", fn, (const void *)as);
@@ -118,7 +112,8 @@ static int check_user_va(virt_addr_t va, const char *fn)
     return 0;
 }
 
-/* The leaf bits for prot in the user half; 0 after one log line if bad. */
+/* The leaf bits for prot in the user half, PTE_AS_SHARED included for
+ * MM_PROT_SHARED; 0 after one log line if bad. */
 static uint64_t user_prot_bits(unsigned prot, const char *fn)
 {
     uint64_t bits = mm_prot_to_pte(prot);
@@ -129,14 +124,14 @@ static uint64_t user_prot_bits(unsigned prot, const char *fn)
         mm_printf("%s: prot %#x without MM_PROT_USER in the user half\n", fn, prot);
         bits = 0;
     }
-    return bits;
+    return bits | (bits && (prot & MM_PROT_SHARED) ? PTE_AS_SHARED : 0);
 }
 
 /* All argument checks of a mapping call: 0, or -MM_EINVAL (logged). */
 static int check_map_args(const struct mm_as *as, virt_addr_t va, unsigned prot,
                           uint64_t *bits_out, const char *fn)
 {
-    int err = check_as(as, fn);
+    int err = mm_as_check_live(as, fn);
     if (err == 0)
         err = check_user_va(va, fn);
     if (err == 0 && bits_out) {
@@ -149,19 +144,13 @@ static int check_map_args(const struct mm_as *as, virt_addr_t va, unsigned prot,
 
 /* ------------------------------------------------------- table accounting */
 
-/* Raw word of entry idx in the table at table_pa. */
-static inline uint64_t *entry_word(phys_addr_t table_pa, unsigned idx)
-{
-    return (uint64_t *)pa_to_ptr(table_pa) + idx;
-}
-
 /* User-half tables below the top on the walk for va (0..3). */
 static unsigned tables_on_path(const struct mm_as *as, virt_addr_t va)
 {
     phys_addr_t table = as->top_pa;
     unsigned n = 0;
     for (unsigned level = PT_LEVEL_PML4; level > PT_LEVEL_PT; level--) {
-        uint64_t e = __atomic_load_n(entry_word(table, pt_index(va, level)),
+        uint64_t e = __atomic_load_n(mm_as_entry_word(table, pt_index(va, level)),
                                      __ATOMIC_RELAXED);
         if (!(e & PTE_PRESENT) || (e & PTE_HUGE))
             break;
@@ -171,17 +160,19 @@ static unsigned tables_on_path(const struct mm_as *as, virt_addr_t va)
     return n;
 }
 
-/* Set PTE_AS_OWNED in the 4 KiB leaf for va (present).  The MMU ignores
- * the bit, so no flush; atomic so that concurrent A/D updates stay. */
-static void leaf_mark_owned(struct mm_as *as, virt_addr_t va)
+/* Set the software bits `soft` (PTE_AS_SOFT) in the 4 KiB leaf for va
+ * (present).  The MMU ignores them, so no flush; atomic so that concurrent
+ * A/D updates stay. */
+static void leaf_set_soft(struct mm_as *as, virt_addr_t va, uint64_t soft)
 {
-    struct pt_mapper m = as_mapper(as);
+    struct pt_mapper m = mm_as_mapper(as);
     phys_addr_t pt;
     if (pt_get_table(&m, va, PT_LEVEL_PT, &pt) != 0)
-        mm_panic("leaf_mark_owned: no page table for va %lx in as %lx",
+        mm_panic("leaf_set_soft: no page table for va %lx in as %lx",
                  (unsigned long)va.raw, (unsigned long)as->top_pa.raw);
-    __atomic_fetch_or(entry_word(pt, pt_index(va, PT_LEVEL_PT)), PTE_AS_OWNED,
-                      __ATOMIC_RELAXED);
+    if (soft)
+        __atomic_fetch_or(mm_as_entry_word(pt, pt_index(va, PT_LEVEL_PT)), soft,
+                          __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------- create, destroy */
@@ -192,6 +183,13 @@ int mm_as_create(struct mm_as *as, struct frame_allocator *fa)
     if (as == NULL || fa == NULL || fa->free == NULL || ktop.raw == 0) {
         mm_printf("mm_as_create: as %p, fa %p (needs alloc and free), kernel table %#lx: "
                   "refused\n", (void *)as, (void *)fa, (unsigned long)ktop.raw);
+        return -MM_EINVAL;
+    }
+    /* The kernel half is copied once: only safe when no kernel mapping can
+     * add a top-level entry later (mm_init, or mm_kernel_half_prepare). */
+    if (!kmapper_kernel_half_fixed()) {
+        mm_printf("mm_as_create: the kernel half is not fixed yet (call mm_init, or "
+                  "mm_kernel_half_prepare on Path B): its copy could go stale\n");
         return -MM_EINVAL;
     }
     phys_addr_t top;
@@ -207,18 +205,20 @@ int mm_as_create(struct mm_as *as, struct frame_allocator *fa)
 }
 
 /* Free the user-half subtree of the table at `level` (3..1), then the
- * table; owned leaf frames too.  Counts what it frees. */
+ * table; drop a count of each owned leaf frame, freeing it on the last.
+ * Counts the tables and the owned leaves. */
 static void free_user_subtree(struct mm_as *as, phys_addr_t table, unsigned level,
                               uint64_t *tables, uint64_t *owned)
 {
     for (unsigned i = 0; i < PT_ENTRIES; i++) {
-        uint64_t e = *entry_word(table, i);
+        uint64_t e = *mm_as_entry_word(table, i);
         if (!(e & PTE_PRESENT))
             continue;
         if (!pte_is_leaf((pt_entry_t){ e }, level)) {
             free_user_subtree(as, PA(e & PTE_ADDR_MASK), level - 1, tables, owned);
         } else if (e & PTE_AS_OWNED) {
-            as->fa->free(as->fa, PA(e & PTE_ADDR_MASK));
+            if (mm_frameref_put(PA(e & PTE_ADDR_MASK)) == 0)
+                as->fa->free(as->fa, PA(e & PTE_ADDR_MASK));
             (*owned)++;
         }
     }
@@ -228,7 +228,7 @@ static void free_user_subtree(struct mm_as *as, phys_addr_t table, unsigned leve
 
 int mm_as_destroy(struct mm_as *as)
 {
-    int err = check_as(as, "mm_as_destroy");
+    int err = mm_as_check_live(as, "mm_as_destroy");
     if (err)
         return err;
     mm_cpumask_t cpus = __atomic_load_n(&as->cpus, __ATOMIC_SEQ_CST);
@@ -241,7 +241,7 @@ int mm_as_destroy(struct mm_as *as)
     mm_spin_lock(&as->lock);
     uint64_t tables = 0, owned = 0;
     for (unsigned i = 0; i < KERNEL_HALF_FIRST_SLOT; i++) {
-        uint64_t e = *entry_word(as->top_pa, i);
+        uint64_t e = *mm_as_entry_word(as->top_pa, i);
         if (e & PTE_PRESENT)
             free_user_subtree(as, PA(e & PTE_ADDR_MASK), PT_LEVEL_PDPT, &tables, &owned);
     }
@@ -288,22 +288,20 @@ struct mm_as *mm_as_current(void)
 
 /* ------------------------------------------------------------ mapping */
 
-/* Map pa at va with leaf bits `bits` under as->lock and flush; marks the
- * leaf owned if `owned`.  0 or the mapper's error (nothing changed). */
-static int map_locked(struct mm_as *as, virt_addr_t va, phys_addr_t pa, uint64_t bits,
-                      bool owned)
+/* Map pa at va with leaf bits `bits` (software bits PTE_AS_SOFT allowed)
+ * under as->lock and flush.  0 or the mapper's error (nothing changed). */
+static int map_locked(struct mm_as *as, virt_addr_t va, phys_addr_t pa, uint64_t bits)
 {
     MM_ASSERT_LOCKED(&as->lock);
-    struct pt_mapper m = as_mapper(as);
+    struct pt_mapper m = mm_as_mapper(as);
     struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
     unsigned before = tables_on_path(as, va);
-    int err = pt_map_phys(&m, va, pa, bits, &tok);
+    int err = pt_map_phys(&m, va, pa, bits & ~PTE_AS_SOFT, &tok);
     if (err)
         return err;
-    if (owned) {
-        leaf_mark_owned(as, va);
+    leaf_set_soft(as, va, bits & PTE_AS_SOFT);
+    if (bits & PTE_AS_OWNED)
         as->owned_frames++;
-    }
     as->table_frames += tables_on_path(as, va) - before;
     pt_flush(&tok);     /* PTE_USER may have been added to cached entries */
     return 0;
@@ -314,7 +312,7 @@ static int map_locked(struct mm_as *as, virt_addr_t va, phys_addr_t pa, uint64_t
 static int map_zeroed_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
 {
     MM_ASSERT_LOCKED(&as->lock);
-    struct pt_mapper m = as_mapper(as);
+    struct pt_mapper m = mm_as_mapper(as);
     struct pt_mapping t;
     phys_addr_t pa;
     if (pt_translate(&m, va, &t) == 0)
@@ -322,17 +320,22 @@ static int map_zeroed_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
     if (frame_alloc(as->fa, &pa) != 0)
         return -MM_ENOMEM;
     __builtin_memset(pa_to_ptr(pa), 0, PAGE_SIZE);
-    int err = map_locked(as, va, pa, bits, true);
+    int err = map_locked(as, va, pa, bits | PTE_AS_OWNED);
     if (err)
         as->fa->free(as->fa, pa);       /* never mapped */
     return err;
 }
 
-/* Unmap va; an owned frame is freed by the flush, after it. */
+/*
+ * Unmap va.  An owned frame loses one count only after the flush (until
+ * then other CPUs of as may still read it, and a sharer that saw the
+ * count drop to 1 could already write it in place); the last count frees
+ * it.
+ */
 static int unmap_locked(struct mm_as *as, virt_addr_t va)
 {
     MM_ASSERT_LOCKED(&as->lock);
-    struct pt_mapper m = as_mapper(as);
+    struct pt_mapper m = mm_as_mapper(as);
     struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
     struct pt_mapping old;
     unsigned before = tables_on_path(as, va);
@@ -340,29 +343,45 @@ static int unmap_locked(struct mm_as *as, virt_addr_t va)
     if (err)
         return err;
     as->table_frames -= before - tables_on_path(as, va);
-    if (old.flags & PTE_AS_OWNED) {
-        pt_flush_defer_data(&tok, as->fa, old.pa);  /* freed after the flush */
-        as->owned_frames--;
-    }
     pt_flush(&tok);
+    if (old.flags & PTE_AS_OWNED) {
+        as->owned_frames--;
+        if (mm_frameref_put(old.pa) == 0)
+            as->fa->free(as->fa, old.pa);
+    }
     return 0;
 }
 
-/* Give the leaf for va the bits `bits`, keeping its ownership. */
+/*
+ * Give the leaf for va the bits `bits`, keeping its ownership; a writable
+ * prot on an owned private frame that is shared becomes COW (see
+ * mm_as_protect's contract).  -MM_EINVAL (logged) when MM_PROT_SHARED
+ * differs from the mapping's.
+ */
 static int protect_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
 {
     MM_ASSERT_LOCKED(&as->lock);
-    struct pt_mapper m = as_mapper(as);
+    struct pt_mapper m = mm_as_mapper(as);
     struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
     struct pt_mapping cur;
     int err = pt_translate(&m, va, &cur);
-    if (err == 0)
-        err = pt_remap(&m, va, bits, &tok);
     if (err)
         return err;
-    /* pt_remap replaced every flag bit: give ownership back. */
-    if (cur.flags & PTE_AS_OWNED)
-        leaf_mark_owned(as, va);
+    if ((cur.flags ^ bits) & PTE_AS_SHARED) {
+        mm_printf("mm_as_protect: va %#lx: MM_PROT_SHARED differs from the mapping's\n",
+                  (unsigned long)va.raw);
+        return -MM_EINVAL;
+    }
+    uint64_t soft = cur.flags & (PTE_AS_OWNED | PTE_AS_SHARED);
+    uint64_t hw = bits & ~PTE_AS_SOFT;
+    if ((hw & PTE_WRITE) && soft == PTE_AS_OWNED && mm_frameref_count(cur.pa) > 1) {
+        hw &= ~PTE_WRITE;
+        soft |= PTE_AS_COW;
+    }
+    err = pt_remap(&m, va, hw, &tok);
+    if (err)
+        return err;
+    leaf_set_soft(as, va, soft);    /* pt_remap replaced every flag bit */
     pt_flush(&tok);
     return 0;
 }
@@ -384,7 +403,7 @@ static int edit_page(struct mm_as *as, virt_addr_t va, phys_addr_t pa, unsigned 
         err = map_zeroed_locked(as, va, bits);
         break;
     case EDIT_MAP_FRAME:
-        err = map_locked(as, va, pa, bits, false);
+        err = map_locked(as, va, pa, bits);
         break;
     case EDIT_UNMAP:
         err = unmap_locked(as, va);
@@ -424,12 +443,12 @@ int mm_as_protect(struct mm_as *as, virt_addr_t va, unsigned prot)
 
 int mm_as_translate(struct mm_as *as, virt_addr_t va, phys_addr_t *pa_out, unsigned *prot_out)
 {
-    int err = check_as(as, "mm_as_translate");
+    int err = mm_as_check_live(as, "mm_as_translate");
     if (err == 0)
         err = check_user_va(VA(align_down_u64(va.raw, PAGE_SIZE)), "mm_as_translate");
     if (err)
         return err;
-    struct pt_mapper m = as_mapper(as);
+    struct pt_mapper m = mm_as_mapper(as);
     struct pt_mapping t;
     mm_spin_lock(&as->lock);
     err = pt_translate(&m, va, &t);

@@ -10,7 +10,11 @@
  * and not a fault, nothing is copied on error, no fault-recovery hook is
  * needed and SMAP can stay closed.  The string variant first scans page
  * by page for the NUL (checking each page before reading it), then copies
- * the string and its NUL.
+ * the string and its NUL.  A copy to user counts a copy-on-write page
+ * (PTE_AS_COW) as writable in the check, then, before copying anything,
+ * resolves each such page of the range as a write fault would
+ * (mm_cow_fault_locked): the process gets its own frame, so the bytes
+ * never reach the frame it shares with other address spaces.
  *
  * Invariants.  Every byte copied lies in a page that was checked under
  * the same hold of as->lock, so no unmap can free the frame between the
@@ -22,16 +26,15 @@
  * rules: interrupts on, not from interrupt handlers).
  */
 #include <mm/aspace.h>
+#include <mm/init.h>
+#include <mm/cow.h>
 #include <mm/log.h>
 
-/* A live address space, else -MM_EINVAL after one log line naming fn. */
-static int uaccess_check_as(const struct mm_as *as, const char *fn)
+/* Bytes from va to the end of its 4 KiB page, at most len. */
+static uint64_t chunk_len(uint64_t va, uint64_t len)
 {
-    if (as == NULL || as->dead || as->top_pa.raw == 0) {
-        mm_printf("%s: address space %p is NULL or destroyed\n", fn, (const void *)as);
-        return -MM_EINVAL;
-    }
-    return 0;
+    uint64_t room = PAGE_SIZE - (va & (PAGE_SIZE - 1));
+    return len < room ? len : room;
 }
 
 /* [va, va + len) lies in the user half without wrapping (len > 0). */
@@ -40,30 +43,61 @@ static bool user_range_in_half(uint64_t va, uint64_t len)
     return va >= MM_USER_BASE && va < MM_USER_END && len <= MM_USER_END - va;
 }
 
+/* The leaf flags of user address va's page if it is mapped for user
+ * access; 0 else. */
+static uint64_t user_flags_locked(struct mm_as *as, uint64_t va, phys_addr_t *pa_out)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    struct pt_mapper m = mm_as_mapper(as);
+    m.readonly = true;
+    struct pt_mapping t;
+    if (pt_translate(&m, VA(va), &t) != 0 || !(t.flags & PTE_USER))
+        return 0;
+    /* Only RAM is copied through the direct map: a frame the address space
+     * allocated itself, or a foreign frame the direct map holds.  A device
+     * frame (mm_as_map_frame of MMIO) may lie outside it, and even inside
+     * it would be read through a write-back alias of uncached memory. */
+    if (!(t.flags & PTE_AS_OWNED) &&
+        !mm_direct_map_contains(PA(align_down_u64(t.pa.raw, PAGE_SIZE)), PAGE_SIZE))
+        return 0;
+    *pa_out = t.pa;
+    return t.flags;
+}
+
 /*
  * The kernel pointer (through the direct map) to user address va, if its
- * page is mapped for user access (and writable when `write`); NULL else.
- * The page's bytes from va up to its end are reachable from the result.
+ * page is mapped for user access (and writable when `write`: a COW page
+ * counts as writable); NULL else.  The page's bytes from va up to its end
+ * are reachable from the result.
  */
 static void *user_byte_locked(struct mm_as *as, uint64_t va, bool write)
 {
-    MM_ASSERT_LOCKED(&as->lock);
-    struct pt_mapper m = { .top_pa = as->top_pa, .fa = as->fa, .readonly = true,
-                          .cpus = &as->cpus };
-    struct pt_mapping t;
-    if (pt_translate(&m, VA(va), &t) != 0)
+    phys_addr_t pa;
+    uint64_t flags = user_flags_locked(as, va, &pa);
+    if (flags == 0 || (write && !(flags & (PTE_WRITE | PTE_AS_COW))))
         return NULL;
-    if (!(t.flags & PTE_USER) || (write && !(t.flags & PTE_WRITE)))
-        return NULL;
-    return pa_to_ptr(t.pa);
+    return pa_to_ptr(pa);
 }
 
-/* Bytes from va to the end of its 4 KiB page, at most len. */
-static uint64_t chunk_len(uint64_t va, uint64_t len)
+/* Resolve every COW page of the checked range [va, va + len): 0 or
+ * -MM_ENOMEM (the pages resolved so far keep their private copies). */
+static int break_cow_locked(struct mm_as *as, uint64_t va, uint64_t len)
 {
-    uint64_t room = PAGE_SIZE - (va & (PAGE_SIZE - 1));
-    return len < room ? len : room;
+    MM_ASSERT_LOCKED(&as->lock);
+    for (uint64_t off = 0; off < len; off += chunk_len(va + off, len - off)) {
+        phys_addr_t pa;
+        if (!(user_flags_locked(as, va + off, &pa) & PTE_AS_COW))
+            continue;
+        int r = mm_cow_fault_locked(as, VA(align_down_u64(va + off, PAGE_SIZE)));
+        if (r < 0)
+            return r;
+        if (r != MM_COW_REUSED && r != MM_COW_COPIED)
+            mm_panic("break_cow_locked: COW page at va %lx not resolved (%d)",
+                     (unsigned long)(va + off), r);
+    }
+    return 0;
 }
+
 
 /* Every page of [va, va + len) is user-accessible (writable if write). */
 static bool user_range_ok_locked(struct mm_as *as, uint64_t va, uint64_t len, bool write)
@@ -77,7 +111,8 @@ static bool user_range_ok_locked(struct mm_as *as, uint64_t va, uint64_t len, bo
 
 /*
  * Copy len bytes between user va and kernel buffer kbuf (to_user picks
- * the direction) after checking the whole range.  0 or -MM_EFAULT.
+ * the direction) after checking the whole range (and, to user, breaking
+ * COW in it).  0, -MM_EFAULT or -MM_ENOMEM.
  */
 static int copy_user_locked(struct mm_as *as, uint64_t va, void *kbuf, uint64_t len,
                             bool to_user)
@@ -87,6 +122,9 @@ static int copy_user_locked(struct mm_as *as, uint64_t va, void *kbuf, uint64_t 
         return 0;
     if (!user_range_in_half(va, len) || !user_range_ok_locked(as, va, len, to_user))
         return -MM_EFAULT;
+    int err = to_user ? break_cow_locked(as, va, len) : 0;
+    if (err)
+        return err;
     uint8_t *k = kbuf;
     for (uint64_t off = 0; off < len;) {
         uint64_t n = chunk_len(va + off, len - off);
@@ -110,7 +148,7 @@ static int copy_user(struct mm_as *as, uint64_t va, void *kbuf, uint64_t len, bo
 
 int mm_copy_to_user(struct mm_as *as, virt_addr_t dst, const void *src, uint64_t len)
 {
-    int err = uaccess_check_as(as, "mm_copy_to_user");
+    int err = mm_as_check_live(as, "mm_copy_to_user");
     if (err)
         return err;
     return copy_user(as, dst.raw, (void *)(uintptr_t)src, len, true);
@@ -118,7 +156,7 @@ int mm_copy_to_user(struct mm_as *as, virt_addr_t dst, const void *src, uint64_t
 
 int mm_copy_from_user(struct mm_as *as, void *dst, virt_addr_t src, uint64_t len)
 {
-    int err = uaccess_check_as(as, "mm_copy_from_user");
+    int err = mm_as_check_live(as, "mm_copy_from_user");
     if (err)
         return err;
     return copy_user(as, src.raw, dst, len, false);
@@ -149,7 +187,7 @@ static long user_strlen_locked(struct mm_as *as, uint64_t va, uint64_t max)
 
 long mm_copy_str_from_user(struct mm_as *as, char *dst, virt_addr_t src, uint64_t len)
 {
-    int err = uaccess_check_as(as, "mm_copy_str_from_user");
+    int err = mm_as_check_live(as, "mm_copy_str_from_user");
     if (err)
         return err;
     if (len == 0)

@@ -25,6 +25,7 @@
 #include "bench_util.h"
 
 #include <mm/aspace.h>
+#include <mm/init.h>
 #include <mm/buddy.h>
 #include <mm/kmapper.h>
 
@@ -65,6 +66,8 @@ static void setup(void)
         pt_flush_ignore(&tok);
     }
     kmapper_setup(k.top_pa, fa);
+    if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
+        abort();
 }
 
 static double run_create_destroy(void)

@@ -29,6 +29,7 @@
 #include "fuzz_util.h"
 
 #include <mm/aspace.h>
+#include <mm/init.h>
 #include <mm/kmapper.h>
 
 #define FUZZ_AS    3
@@ -77,7 +78,9 @@ static unsigned next_prot(struct reader *r)
         MM_PROT_WRITE | MM_PROT_EXEC | MM_PROT_USER | MM_PROT_WX_OK,
     };
     unsigned b = next_byte(r);
-    return b < 0xc0 ? good[b % 5] : b & 0x3f;
+    /* Shared mappings (MM_PROT_SHARED) are fuzz_cow's subject: the raw
+     * bytes here leave that bit out, and bit 0x40 stays an unknown bit. */
+    return b < 0xc0 ? good[b % 5] : (b & 0x5f);
 }
 
 /* The page to act on: a candidate (index in *i) or a bad address (-1). */
@@ -254,6 +257,8 @@ static void kernel_table_setup(void)
         pt_flush_ignore(&tok);
     }
     kmapper_setup(k.top_pa, &ffa);
+    if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
+        abort();
     kernel_frames = fa_out;
     fuzz_tlb_start(FUZZ_CPUS, k.top_pa);
 }

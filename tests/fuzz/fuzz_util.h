@@ -105,6 +105,7 @@ static void ffa_reset(void)
     static bool sim_ready;
     if (!sim_ready) {
         sim_mem_init(FUZZ_SIM_SIZE);
+        harness_describe_direct_map();   /* the copy helpers copy only RAM */
         sim_ready = true;
     }
     memset(fa_is_out, 0, sizeof fa_is_out);

@@ -4,6 +4,8 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include <mm/init.h>
+#include <mm/multiboot2.h>
 
 #include <pthread.h>
 #include <sys/mman.h>
@@ -141,4 +143,34 @@ void *sim_mem_init_aligned(uint64_t size, uint64_t align)
 uint64_t sim_mem_size(void)
 {
     return sim_size;
+}
+
+/*
+ * Describe the simulated RAM as the direct map (mm_direct_map_describe),
+ * for tests whose code asks mm_direct_map_contains, e.g. the copy
+ * helpers with a foreign frame.  A minimal multiboot2 structure in host
+ * memory lists [0, sim_mem_size()) as RAM.
+ */
+void harness_describe_direct_map(void)
+{
+    static uint64_t blob[8];
+    uint32_t *w = (uint32_t *)blob;
+    w[0] = sizeof(blob);                 /* total_size */
+    w[1] = 0;
+    w[2] = 6;                            /* memory map tag */
+    w[3] = 16 + 24;                      /* one 24-byte entry */
+    w[4] = 24;                           /* entry_size */
+    w[5] = 0;                            /* entry_version */
+    blob[3] = 0;                         /* base_addr */
+    blob[4] = sim_size;                  /* length */
+    blob[5] = 1;                         /* type 1 (RAM), reserved 0 */
+    w[12] = 0;                           /* end tag */
+    w[13] = 8;
+    static struct mb2_info info;
+    char err[MB2_ERR_LEN];
+    if (mb2_parse(&info, blob, PA(sim_size), sizeof(blob), err, sizeof(err)) != 0 ||
+        mm_direct_map_describe(&info, sim_size) != 0) {
+        fprintf(stderr, "harness_describe_direct_map: %s\n", err);
+        exit(2);
+    }
 }

@@ -121,6 +121,10 @@ void *sim_mem_init_aligned(uint64_t size, uint64_t align);
 void sim_mem_fini(void);
 uint64_t sim_mem_size(void);
 
+/* Describe [0, sim_mem_size()) as RAM held by the direct map
+ * (mm_direct_map_describe); exits on failure. */
+void harness_describe_direct_map(void);
+
 /* Deterministic PRNG (xorshift64*) for random operation sequences. */
 static inline uint64_t rng_next(uint64_t *s)
 {

@@ -13,6 +13,7 @@
 #include "tlb_model.h"
 #include <mm/arch.h>
 #include <mm/aspace.h>
+#include <mm/init.h>
 #include <mm/kmapper.h>
 
 extern unsigned long harness_shootdowns;
@@ -80,6 +81,7 @@ static uint64_t setup(void)
 {
     sim_mem_fini();
     sim_mem_init(SIM_SIZE);
+    harness_describe_direct_map();     /* foreign frames are RAM */
     memset(&tfa, 0, sizeof tfa);
     tfa.fa.alloc = tfa_alloc;
     tfa.fa.free = tfa_free;
@@ -99,6 +101,8 @@ static uint64_t setup(void)
     }
     ktop = k.top_pa;
     kmapper_setup(ktop, &tfa.fa);
+    if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
+        abort();
     harness_cpu_id = 0;
     return tfa.outstanding;
 }
@@ -173,7 +177,8 @@ static void test_prot_to_pte(void)
              PTE_PRESENT | PTE_WRITE | PTE_USER);
     CHECK_EQ(mm_prot_to_pte(MM_PROT_USER), 0);
     CHECK_EQ(mm_prot_to_pte(0), 0);
-    CHECK_EQ(mm_prot_to_pte(RO | 0x20), 0);
+    CHECK_EQ(mm_prot_to_pte(RO | 0x40), 0);
+    CHECK_EQ(mm_prot_to_pte(RO | MM_PROT_SHARED), mm_prot_to_pte(RO));    /* no hardware bit */
     CHECK_EQ(mm_prot_to_pte(RW) & PTE_GLOBAL, 0);
 }
 
@@ -238,6 +243,10 @@ static void test_no_kernel_table(void)
     REFUSED(mm_as_create(&as, &tfa.fa), -MM_EINVAL);
     REFUSED(mm_as_create(NULL, &tfa.fa), -MM_EINVAL);
     kmapper_setup(ktop, &tfa.fa);
+    /* A kernel table whose half is not fixed yet: its copy could go stale. */
+    REFUSED(mm_as_create(&as, &tfa.fa), -MM_EINVAL);
+    if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
+        abort();
     REFUSED(mm_as_create(&as, NULL), -MM_EINVAL);
     struct frame_allocator nofree = { tfa_alloc, NULL };
     REFUSED(mm_as_create(&as, &nofree), -MM_EINVAL);
@@ -417,6 +426,12 @@ static void test_copy_helpers(void)
     CHECK_EQ(p11[0x800], 0x11);
     CHECK_EQ(p12[0], 0);
     CHECK_EQ(mm_copy_from_user(&as, back, UVA(0x12000), 16), 0);     /* readable */
+    /* A device frame (outside the direct map's RAM): never copied through
+     * the direct map, so the helpers refuse it instead of faulting. */
+    REQUIRE(mm_as_map_frame(&as, UVA(0x20000), PA(0xfee00000), RW) == 0);
+    CHECK_EQ(mm_copy_from_user(&as, back, UVA(0x20000), 16), -MM_EFAULT);
+    CHECK_EQ(mm_copy_to_user(&as, UVA(0x20000), buf, 16), -MM_EFAULT);
+    CHECK_EQ(mm_as_unmap(&as, UVA(0x20000)), 0);
     /* Partially unmapped range: nothing copied either way. */
     memset(back, 0x77, sizeof back);
     CHECK_EQ(mm_copy_from_user(&as, back, UVA(0x12800), 4096), -MM_EFAULT);
