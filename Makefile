@@ -72,7 +72,7 @@ USER_CFLAGS := -std=c11 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
                -O2 -g -Wall -Wextra -Werror
 USER_ELF    := $(BUILD)/user/prog.elf
 
-$(USER_ELF): user/prog.c user/modes.h user/user.ld
+$(USER_ELF): user/prog.c user/modes.h user/abi.h user/user.ld
 	@mkdir -p $(dir $@)
 	$(KCC) $(USER_CFLAGS) -nostdlib -static -no-pie -Wl,--build-id=none \
 	    -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -T user/user.ld -o $@ user/prog.c

@@ -74,6 +74,7 @@ isr_common:
     call trap_dispatch
     cli                                  ; a system call may have enabled them
     mov rsp, rbx
+trap_return:                             ; rsp: a struct trap_frame (user_resume)
     pop r15
     pop r14
     pop r13
@@ -177,3 +178,16 @@ klongjmp:
     push qword [rdi + 64]
     popfq
     jmp [rdi + 56]
+
+; void user_resume(const struct trap_frame *tf, void *tss_rsp0), kernel/user.h:
+; return to ring 3 with every register of *tf (a forked child's first
+; return from fork) through the exit path of isr_common.  TSS.RSP0 becomes
+; the current stack pointer, as in user_enter; the frame itself may live
+; anywhere in kernel memory.
+section .text
+global user_resume
+user_resume:
+    cli
+    mov [rsi], rsp                       ; TSS.RSP0
+    mov rsp, rdi
+    jmp trap_return

@@ -1,8 +1,9 @@
 /*
  * trap.c - the IDT and the common trap handler.
  *
- * An exception (vectors 0-31) raised in ring 3 kills the user process
- * (user_fault, kernel/user.c); the kernel carries on.  In ring 0 it is
+ * An exception (vectors 0-31) raised in ring 3 goes to user_exception
+ * (kernel/user.c): a copy-on-write fault is resolved and retried, anything
+ * else kills the user process; the kernel carries on.  In ring 0 it is
  * fatal unless a self-test armed fault_catch() on this CPU: then the
  * handler records the fault and longjmps back into fault_catch, abandoning
  * the faulting code.  A fatal exception prints the vector, error code,
@@ -115,8 +116,10 @@ void trap_dispatch(struct trap_frame *tf)
         panic("trap_dispatch: no handler for vector %lu", (unsigned long)tf->vector);
     }
 
-    if ((tf->cs & 3) == 3 && caused_by_code(tf->vector))
-        user_fault(tf);                    /* does not return */
+    if ((tf->cs & 3) == 3 && caused_by_code(tf->vector)) {
+        user_exception(tf);                /* returns only to retry the access */
+        return;
+    }
 
     struct percpu *pc = this_cpu();
     if (pc && pc->fault_ctx && caused_by_code(tf->vector)) {

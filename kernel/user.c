@@ -15,21 +15,27 @@
  * which makes the current stack TSS.RSP0 and irets to ring 3.  The
  * program comes back only through `int 0x80` (a DPL-3 gate) or an
  * exception; both arrive on the RSP0 stack, below the saved context.
- * SYS_EXIT and a ring-3 exception (user_fault) klongjmp to the saved
+ * SYS_EXIT and a ring-3 exception (user_exception) klongjmp to the saved
  * context, abandoning the entry stack; user_process_run then loads the
- * kernel table again and returns how the process ended.
+ * kernel table again and returns how the process ended.  A process of a
+ * scheduler (kernel/sched.c) ends through sched_exit instead.
+ *
+ * Page faults.  A fault from ring 3 goes to the copy-on-write resolver
+ * first (mm_cow_fault); only a fault it does not settle kills the process.
  *
  * User memory is only ever read through mm_copy_from_user (the direct
  * map), never through the user's pointer: SMAP stays on.  Messages go
  * through mm_printf, so they are KTAP diagnostics while suites run.
  *
  * Locking: none.  A process is run by one CPU at a time (the caller's
- * business); this_cpu()->user names it while it runs.
+ * business, or its scheduler's); this_cpu()->user names it while it runs.
  */
 #include "kernel.h"
 #include "io.h"
 #include "percpu.h"
+#include "sched.h"
 #include "user.h"
+#include <mm/cow.h>
 #include <mm/frame.h>
 #include <mm/init.h>
 #include <mm/log.h>
@@ -143,10 +149,18 @@ static int load_program(struct user_process *p)
     return 0;
 }
 
+_Static_assert(USER_ENOENT == MM_ENOENT && USER_ENOMEM == MM_ENOMEM,
+               "user/abi.h error codes are the library's");
+
 int user_process_create(struct user_process *p)
 {
+    return user_process_create_fa(p, mm_buddy_frames());
+}
+
+int user_process_create_fa(struct user_process *p, struct frame_allocator *fa)
+{
     memset(p, 0, sizeof(*p));
-    int rc = mm_as_create(&p->as, mm_buddy_frames());
+    int rc = mm_as_create(&p->as, fa);
     if (rc)
         return rc;
     rc = load_program(p);
@@ -182,18 +196,21 @@ enum user_end user_process_run(struct user_process *p, uint64_t mode, uint64_t a
                                 (uint8_t *)pc->tss + TSS_RSP0_OFFSET };
         user_enter(&e);
     }
-    /* Back from SYS_EXIT or user_fault, on this CPU, interrupts as saved. */
+    /* Back from SYS_EXIT or user_exception, on this CPU, interrupts as saved. */
     pc->user = NULL;
     mm_as_switch(NULL);
     cpu_irq_restore(flags);
     return p->end;
 }
 
-/* End the running process: back to user_process_run on its kernel stack. */
-static _Noreturn void user_leave(struct user_process *p, enum user_end end)
+/* End the running process with `status` (user/abi.h): back to
+ * user_process_run on its kernel stack, or to its scheduler. */
+static _Noreturn void user_leave(struct user_process *p, enum user_end end, long status)
 {
     __asm__ volatile("cli");
     p->end = end;
+    if (p->sched)
+        sched_exit(p, status);
     klongjmp(&p->kernel_ctx, 1);
 }
 
@@ -209,27 +226,55 @@ static const char *pf_cause(uint64_t err)
     return present ? "read of a protected page" : "read of an unmapped page";
 }
 
-_Noreturn void user_fault(struct trap_frame *tf)
+/* Kill p for the exception in tf (va: the faulting address of a page
+ * fault), naming `cause` in the one message. */
+static _Noreturn void user_kill(struct user_process *p, struct trap_frame *tf, uint64_t va,
+                                const char *cause, long status)
 {
-    struct user_process *p = this_cpu()->user;
-    if (!p)
-        panic("user_fault: exception %lu from ring 3 at RIP %#lx but no process on cpu %u",
-              (unsigned long)tf->vector, (unsigned long)tf->rip, smp_cpu_id());
     p->fault_vector = tf->vector;
     p->fault_error = tf->error_code;
     p->fault_rip = tf->rip;
-    if (tf->vector == 14) {
-        p->fault_va = read_cr2();
+    p->fault_va = va;
+    if (tf->vector == 14)
         mm_printf("user process killed: page fault at va %#lx (%s, error code %#lx, rip %#lx)\n",
-               (unsigned long)p->fault_va, pf_cause(tf->error_code),
-               (unsigned long)tf->error_code, (unsigned long)tf->rip);
-    } else {
-        p->fault_va = 0;
-        mm_printf("user process killed: %s (vector %lu, error code %#lx) at rip %#lx\n",
-               exception_names[tf->vector & 31], (unsigned long)tf->vector,
-               (unsigned long)tf->error_code, (unsigned long)tf->rip);
-    }
-    user_leave(p, USER_KILLED);
+                  (unsigned long)va, cause, (unsigned long)tf->error_code,
+                  (unsigned long)tf->rip);
+    else
+        mm_printf("user process killed: %s (vector %lu, error code %#lx) at rip %#lx\n", cause,
+                  (unsigned long)tf->vector, (unsigned long)tf->error_code,
+                  (unsigned long)tf->rip);
+    user_leave(p, USER_KILLED, status);
+}
+
+/*
+ * The page-fault wiring for user faults, the part an integrating kernel
+ * copies (docs/INTEGRATION.md):
+ *   - read CR2 first: a later fault would overwrite it;
+ *   - enable interrupts as they were in ring 3, since the resolver takes
+ *     the address space's lock and may wait for a TLB shootdown;
+ *   - REUSED / COPIED: return, and the CPU retries the access;
+ *   - -MM_ENOMEM: no frame for the copy, kill the process (never panic);
+ *   - NOT_COW: a real fault, handled as before (here: kill).
+ */
+void user_exception(struct trap_frame *tf)
+{
+    struct user_process *p = this_cpu()->user;
+    if (!p)
+        panic("user_exception: exception %lu from ring 3 at RIP %#lx but no process on cpu %u",
+              (unsigned long)tf->vector, (unsigned long)tf->rip, smp_cpu_id());
+    if (tf->vector != 14)
+        user_kill(p, tf, 0, exception_names[tf->vector & 31],
+                  USER_STATUS_KILLED | (long)tf->vector);
+
+    uint64_t va = read_cr2();
+    if (tf->rflags & RFLAGS_IF)
+        __asm__ volatile("sti");
+    int r = mm_cow_fault(&p->as, VA(va), tf->error_code);
+    if (r == MM_COW_REUSED || r == MM_COW_COPIED)
+        return;
+    if (r == -MM_ENOMEM)
+        user_kill(p, tf, va, "out of memory resolving a copy-on-write fault", USER_STATUS_OOM);
+    user_kill(p, tf, va, pf_cause(tf->error_code), USER_STATUS_KILLED | 14);
 }
 
 /* ------------------------------------------------------------ system calls */
@@ -269,9 +314,26 @@ static void syscall_irq(struct trap_frame *tf)
         break;
     case SYS_EXIT:
         p->exit_code = (long)tf->rdi;
-        user_leave(p, USER_EXITED);
+        user_leave(p, USER_EXITED, (long)tf->rdi & USER_STATUS_CODE_MASK);
     case SYS_GETCPU:
         tf->rax = smp_cpu_id();
+        break;
+    case SYS_FORK:
+        tf->rax = (uint64_t)(p->sched ? sched_fork(p, tf) : -MM_EINVAL);
+        break;
+    case SYS_WAIT: {
+        long status = 0;
+        tf->rax = (uint64_t)(p->sched ? sched_wait(p, &status) : -MM_ENOENT);
+        tf->rdx = (uint64_t)status;
+        break;
+    }
+    case SYS_GETPID:
+        tf->rax = (uint64_t)p->pid;
+        break;
+    case SYS_YIELD:
+        if (p->sched)
+            sched_yield(p);
+        tf->rax = 0;
         break;
     default:
         tf->rax = (uint64_t)(long)-MM_EINVAL;

@@ -3,13 +3,13 @@
  * the user program loaded into it, a user stack, and the ring-3 entry and
  * exit paths (kernel/user.c, kernel/isr.asm).
  *
- * A process runs on the CPU that calls user_process_run, to completion:
- * the call returns when the program exits (system call) or is killed (an
- * exception in ring 3).  One process per CPU at a time; nothing schedules.
+ * A process runs in one of two ways.  user_process_run runs it on the
+ * calling CPU, alone, to completion (it cannot fork).  Processes of a
+ * scheduler (kernel/sched.h) run in turns on the scheduler's CPU, each on
+ * its own kernel stack, and may fork, wait and yield.
  *
- * System calls: `int 0x80` with the number in rax, arguments in rdi, rsi,
- * rdx, the result in rax (a negative MM_E* code on failure); every other
- * register is preserved.  user/prog.c is the one program and its caller.
+ * System calls: user/abi.h (`int 0x80`, number in rax, arguments in rdi,
+ * rsi, rdx, result in rax).  user/prog.c is the one program.
  */
 #ifndef KERNEL_USER_H
 #define KERNEL_USER_H
@@ -21,9 +21,7 @@
 
 #define USER_SYSCALL_VECTOR 0x80
 
-#define SYS_WRITE  1    /* write(buf, len): to the console; bytes written or -MM_EFAULT */
-#define SYS_EXIT   2    /* exit(code): does not return */
-#define SYS_GETCPU 3    /* getcpu(): the dense id of the CPU running the caller */
+#include "../user/abi.h"
 
 /* What user/prog.c does, chosen by its first argument; the second is an
  * address for the modes that need one.  Shared with user/prog.c. */
@@ -39,13 +37,33 @@ enum user_end {
     USER_KILLED,     /* fault_* describe the exception */
 };
 
+struct sched;
+
+/* Where a process of a scheduler stands (kernel/sched.c). */
+enum proc_state {
+    PROC_RUNNABLE,   /* waits for its turn, or runs */
+    PROC_WAITING,    /* in wait, until a child ends */
+    PROC_ZOMBIE,     /* ended: only status and pid remain until reaped */
+};
+
 struct user_process {
     struct mm_as as;
     uint64_t entry;                /* from the program's ELF header */
     enum user_end end;
     long exit_code;
     uint64_t fault_vector, fault_error, fault_rip, fault_va;   /* fault_va: page faults */
-    struct kjmp_buf kernel_ctx;    /* where the exit and kill paths resume */
+    struct kjmp_buf kernel_ctx;    /* user_process_run: where exit and kill resume */
+
+    /* Processes of a scheduler only (sched == NULL otherwise). */
+    struct sched *sched;
+    struct user_process *parent;   /* NULL: the root, or an orphan */
+    long pid;
+    long status;                   /* user/abi.h: what wait reports */
+    enum proc_state state;
+    struct kjmp_buf ctx;           /* its kernel context while switched out */
+    bool forked;                   /* first run returns from fork (first_return) */
+    struct trap_frame first_return;
+    uint64_t mode, arg;            /* the root's arguments */
 };
 
 /* The entry frame user_enter (isr.asm) reads; offsets are fixed there. */
@@ -54,6 +72,10 @@ struct user_entry {
     void *tss_rsp0;                /* this CPU's TSS.RSP0 */
 };
 _Noreturn void user_enter(const struct user_entry *e);
+
+/* Return to ring 3 with every register from *tf (isr.asm); the current
+ * stack becomes TSS.RSP0 (tss_rsp0: this CPU's slot). */
+_Noreturn void user_resume(const struct trap_frame *tf, void *tss_rsp0);
 
 /* Register the system-call handler.  Once, before any process runs. */
 void user_init(void);
@@ -66,6 +88,8 @@ void user_init(void);
  * embedded ELF is malformed); on failure nothing is left allocated.
  */
 int user_process_create(struct user_process *p);
+/* The same with every frame of the address space from fa. */
+int user_process_create_fa(struct user_process *p, struct frame_allocator *fa);
 
 /*
  * Run p on this CPU in ring 3 from its entry point with (mode, arg) as
@@ -78,8 +102,12 @@ enum user_end user_process_run(struct user_process *p, uint64_t mode, uint64_t a
 /* Destroy p's address space (every frame back).  0 or mm_as_destroy's error. */
 int user_process_destroy(struct user_process *p);
 
-/* Called by trap_dispatch for an exception raised in ring 3: report it,
- * kill the process, resume in user_process_run. */
-_Noreturn void user_fault(struct trap_frame *tf);
+/*
+ * Called by trap_dispatch for an exception raised in ring 3.  A page fault
+ * that the copy-on-write resolver settles returns (the access is retried);
+ * anything else is reported and ends the process: user_process_run
+ * returns, or the scheduler runs the next process.
+ */
+void user_exception(struct trap_frame *tf);
 
 #endif

@@ -226,6 +226,45 @@ static void case_kernel_mapping_after_create_visible(struct ktest *t)
     KEXPECT_EQ(t, differ, 0);
 
     KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)vga), 0);
+
+    /*
+     * The MMIO pool's slot may have had tables before this address space
+     * existed, so the ioremap above proves little about the kernel half
+     * being fixed.  A kernel mapping in the self-test slot, 32 GiB in,
+     * where nothing has mapped before, needs new lower-level tables; it
+     * must be visible through this address space's copy of the kernel
+     * half too (it would fault if the slot's level-3 table had been
+     * created after the copy).
+     */
+    const uint64_t late_va = MM_SELFTEST_BASE + 32 * MM_LAYOUT_GIB;
+    phys_addr_t frame;
+    KASSERT(t, buddy_alloc(mm_buddy(), 1, &frame) == 0);
+    *(volatile uint64_t *)pa_to_ptr(frame) = 0x5e1f7e57u;
+    struct kmapper km;
+    struct pt_flush tok = PT_FLUSH_INIT;
+    int rc = -MM_EPERM;
+    if (kmapper_lock(&km))
+        rc = pt_map_phys(&km.mapper, VA(late_va), frame, PTE_KERNEL_RO, &tok);
+    if (rc == 0)
+        pt_flush(&tok);
+    kmapper_unlock(&km);
+    KEXPECT_EQ(t, rc, 0);
+    uint64_t late_seen = 0;
+    mm_as_switch(&as);
+    faulted = rc != 0 || probe_read((const volatile void *)(uintptr_t)late_va, &fi);
+    if (!faulted)
+        late_seen = *(volatile uint64_t *)(uintptr_t)late_va;
+    mm_as_switch(NULL);
+    KEXPECT(t, !faulted);
+    KEXPECT_EQ(t, late_seen, 0x5e1f7e57u);
+    if (rc == 0 && kmapper_lock(&km)) {
+        struct pt_mapping old;
+        tok = (struct pt_flush)PT_FLUSH_INIT;
+        if (pt_unmap_phys(&km.mapper, VA(late_va), true, &old, &tok) == 0)
+            pt_flush(&tok);
+    }
+    kmapper_unlock(&km);
+    KEXPECT_EQ(t, buddy_free(mm_buddy(), frame, 1), 0);
     KEXPECT_EQ(t, mm_as_destroy(&as), 0);
 }
 
