@@ -2,22 +2,35 @@
  * mm/cow.c - fork with copy-on-write: mm_as_clone and the COW fault
  * resolver (include/mm/cow.h has the contracts and the locking).
  *
- * Clone, in four passes over the parent's user half, under its lock:
- *   1. plan: look at every leaf; a huge one (2 MiB, 1 GiB) refuses the
+ * Clone, in four passes over the parent's user half, under its lock.  The
+ * walks go table by table: the upper levels are walked once per pass, and
+ * the work per page is done in one loop over a whole level-1 table.
+ *   1. plan: walk the upper levels; a huge leaf (2 MiB, 1 GiB) refuses the
  *      clone before anything changes, so no huge leaf is walked as a table;
  *   2. reserve: take the child's top table (mm_as_create) and one frame
  *      for each user-half table of the parent (parent->table_frames);
- *   3. count: one more count for every owned frame; a refusal (no frame
- *      for the count tree, or a count at its limit) drops the counts
- *      added so far, in the same order, and gives every reserved frame back;
+ *   3. count: one more count for every owned frame, one batch per
+ *      level-1 table (mm_frameref_get_entries: one lock, one tree walk per
+ *      8 MiB block); a refusal (no frame for the count tree, or a count at
+ *      its limit) puts back the batches done so far, in the same order,
+ *      and gives every reserved frame back;
  *   4. copy: build the child's tables from the reserve (this pass cannot
- *      fail) and write-protect the parent's private writable leaves,
- *      marking them COW in both, then flush the parent once: one range
- *      token over the lowest to the highest page write-protected, on the
+ *      fail): each level-1 table in one loop that copies every entry and
+ *      write-protects the parent's private writable leaves, marking them
+ *      COW in both, then flush the parent once: one range token from the
+ *      first to the last level-1 table with a page write-protected, on the
  *      parent's CPU set (a full flush when the range is large).
- * Pass 4 edits the parent's live leaves with atomic read-modify-writes, so
- * accessed/dirty bits set by other CPUs at the same time stay; until the
- * flush those CPUs may still write through old writable translations,
+ * Pass 4 edits the parent's live leaves while other CPUs running the
+ * parent may have their MMUs set accessed/dirty bits in them (no software
+ * writes them: that needs the lock).  A plain load and store could then
+ * lose a dirty bit set in between, and a compare-and-swap is a locked
+ * instruction for every page, dearer than all the rest of the copy of
+ * that page.  So the write-protected entry
+ * is stored with PTE_ACCESSED and PTE_DIRTY set: whatever an MMU set in
+ * the meantime is a subset of that (the MMU only ever sets those two
+ * bits, with a locked operation that cannot undo the store), and a dirty
+ * bit on a writable private page only claims what may be true.  Until the
+ * flush other CPUs may still write through old writable translations,
  * which the child then sees too: the child is a copy of the parent at
  * some instant during the clone.
  *
@@ -40,8 +53,24 @@
 
 /* ------------------------------------------------------------- walking */
 
-/* Called for each present leaf; a non-zero result stops the walk. */
-typedef int (*leaf_fn)(void *ctx, uint64_t *entry, unsigned level, uint64_t va);
+/* A parent leaf that becomes COW (all of CLONE_WP_SEL, none of CLONE_WP_NOT)
+ * and the owned leaves that get a count (all of COUNTED). */
+#define CLONE_WP_SEL  (PTE_PRESENT | PTE_AS_OWNED | PTE_WRITE)
+#define CLONE_WP_NOT  PTE_AS_SHARED
+#define COUNTED       (PTE_PRESENT | PTE_AS_OWNED)
+
+struct clone_ctx {
+    struct frame_allocator *fa;
+    uint64_t huge_va;           /* pass 1: the huge leaf found */
+    uint64_t counted;           /* pass 3: counts added */
+    uint64_t tables_counted;    /* pass 3: level-1 tables counted */
+    uint64_t lo, hi;            /* pass 4: parent pages write-protected */
+    uint64_t reserve;           /* pass 4: reserved frames, chained by word 0 */
+};
+
+/* Called for each level-1 table (pt) of the user half, whose first page is
+ * va; a non-zero result stops the walk. */
+typedef int (*table_fn)(struct clone_ctx *c, phys_addr_t pt, uint64_t va);
 
 /* Entries of a table at `level` (4: the user half only). */
 static unsigned user_entries(unsigned level)
@@ -49,81 +78,70 @@ static unsigned user_entries(unsigned level)
     return level == PT_LEVEL_PML4 ? USER_SLOTS : PT_ENTRIES;
 }
 
-/* Entry i of the table at `level` whose first page is va: its word (*w),
- * value (*e) and first page (*eva); false when not present. */
+/* Entry i of the table at `level` whose first page is va: its value (*e)
+ * and first page (*eva); false when not present. */
 static bool entry_at(phys_addr_t table, unsigned level, unsigned i, uint64_t va,
-                     uint64_t **w, uint64_t *e, uint64_t *eva)
+                     uint64_t *e, uint64_t *eva)
 {
-    *w = mm_as_entry_word(table, i);
-    *e = __atomic_load_n(*w, __ATOMIC_RELAXED);
+    *e = __atomic_load_n(mm_as_entry_word(table, i), __ATOMIC_RELAXED);
     *eva = va + ((uint64_t)i << pt_level_shift(level));
     return (*e & PTE_PRESENT) != 0;
 }
 
-/* Every present leaf under the table at `level` (4: the user half only),
- * in address order; returns the first non-zero result of fn. */
-static int walk_leaves(phys_addr_t table, unsigned level, uint64_t va, leaf_fn fn, void *ctx)
+/* Every level-1 table under the table at `level` (above 1; 4: the user
+ * half only), in address order; returns the first non-zero result of fn,
+ * or -MM_EINVAL at a huge leaf (c->huge_va), which is never walked. */
+static int walk_tables(struct clone_ctx *c, phys_addr_t table, unsigned level, uint64_t va,
+                       table_fn fn)
 {
     for (unsigned i = 0; i < user_entries(level); i++) {
-        uint64_t *w, e, eva;
-        if (!entry_at(table, level, i, va, &w, &e, &eva))
+        uint64_t e, eva;
+        if (!entry_at(table, level, i, va, &e, &eva))
             continue;
-        int r = pte_is_leaf((pt_entry_t){ e }, level)
-                    ? fn(ctx, w, level, eva)
-                    : walk_leaves(PA(e & PTE_ADDR_MASK), level - 1, eva, fn, ctx);
+        int r;
+        if (pte_is_leaf((pt_entry_t){ e }, level)) {
+            c->huge_va = eva;
+            r = -MM_EINVAL;
+        } else if (level == PT_LEVEL_PD) {
+            r = fn(c, PA(e & PTE_ADDR_MASK), eva);
+        } else {
+            r = walk_tables(c, PA(e & PTE_ADDR_MASK), level - 1, eva, fn);
+        }
         if (r)
             return r;
     }
     return 0;
 }
 
-struct clone_ctx {
-    struct frame_allocator *fa;
-    uint64_t huge_va;           /* pass 1: the huge leaf found */
-    uint64_t counted;           /* pass 3: counts added */
-    int err;                    /* pass 3: why it stopped */
-    uint64_t lo, hi;            /* pass 4: parent pages write-protected */
-    uint64_t reserve;           /* pass 4: reserved frames, chained by word 0 */
-};
-
-/* Pass 1: stop at a leaf above level 1. */
-static int plan_leaf(void *ctx, uint64_t *entry, unsigned level, uint64_t va)
+/* Pass 1: only the walk itself (it stops at a huge leaf). */
+static int plan_table(struct clone_ctx *c, phys_addr_t pt, uint64_t va)
 {
-    (void)entry;
-    if (level == PT_LEVEL_PT)
-        return 0;
-    ((struct clone_ctx *)ctx)->huge_va = va;
-    return 1;
-}
-
-/* Pass 3: one more count for an owned frame. */
-static int count_leaf(void *ctx, uint64_t *entry, unsigned level, uint64_t va)
-{
-    struct clone_ctx *c = ctx;
-    uint64_t e = *entry;
-    (void)level, (void)va;
-    if (!(e & PTE_AS_OWNED))
-        return 0;
-    c->err = mm_frameref_get(PA(e & PTE_ADDR_MASK), c->fa);
-    if (c->err)
-        return 1;
-    c->counted++;
+    (void)c, (void)pt, (void)va;
     return 0;
 }
 
-/* Roll-back of pass 3: drop the first c->counted counts again. */
-static int uncount_leaf(void *ctx, uint64_t *entry, unsigned level, uint64_t va)
+/* Pass 3: one more count for every owned frame of the table. */
+static int count_table(struct clone_ctx *c, phys_addr_t pt, uint64_t va)
 {
-    struct clone_ctx *c = ctx;
-    (void)level, (void)va;
-    if (c->counted == 0)
+    (void)va;
+    int64_t got = mm_frameref_get_entries(pa_to_ptr(pt), PT_ENTRIES, COUNTED, c->fa);
+    if (got < 0)
+        return (int)got;
+    c->counted += (uint64_t)got;
+    c->tables_counted++;
+    return 0;
+}
+
+/* Roll-back of pass 3: put back the counts of the first c->tables_counted
+ * tables again. */
+static int uncount_table(struct clone_ctx *c, phys_addr_t pt, uint64_t va)
+{
+    if (c->tables_counted == 0)
         return 1;
-    if (*entry & PTE_AS_OWNED) {
-        c->counted--;
-        if (mm_frameref_put(PA(*entry & PTE_ADDR_MASK)) == 0)
-            mm_panic("uncount_leaf: frame %lx lost its last count in a roll-back",
-                     (unsigned long)(*entry & PTE_ADDR_MASK));
-    }
+    c->tables_counted--;
+    if (mm_frameref_put_entries(pa_to_ptr(pt), PT_ENTRIES, COUNTED) != 0)
+        mm_panic("uncount_table: a frame of the table at va %#lx lost its last count "
+                 "in a roll-back", (unsigned long)va);
     return 0;
 }
 
@@ -154,52 +172,61 @@ static int reserve_fill(struct clone_ctx *c, uint64_t n)
     return 0;
 }
 
-/* A zeroed frame from the reserve (pass 1 sized it exactly). */
-static phys_addr_t reserve_take(struct clone_ctx *c)
+/* A frame from the reserve (pass 1 sized it exactly), zeroed if `zero`. */
+static phys_addr_t reserve_take(struct clone_ctx *c, bool zero)
 {
     if (c->reserve == 0)
         mm_panic("reserve_take: clone reserve empty: table_frames is wrong");
     phys_addr_t pa = PA(c->reserve);
     c->reserve = *mm_as_entry_word(pa, 0);
-    __builtin_memset(pa_to_ptr(pa), 0, PAGE_SIZE);
+    if (zero)
+        __builtin_memset(pa_to_ptr(pa), 0, PAGE_SIZE);
     return pa;
 }
 
 /* ---------------------------------------------------------------- copy */
 
-/* The child's copy of the parent leaf at *w (value e, page va); a private
- * writable page is write-protected in the parent and COW in both. */
-static uint64_t share_leaf(struct clone_ctx *c, uint64_t *w, uint64_t e, uint64_t va)
+/*
+ * Copy the parent's level-1 table ppt (first page va) into the child's
+ * table cpt, every entry written.  A private writable leaf is
+ * write-protected in the parent and COW in both (stored with accessed and
+ * dirty set: see the overview); a read-only, shared, already COW or
+ * foreign leaf keeps the same bits; a non-present entry becomes 0.
+ */
+static void copy_leaf_table(struct clone_ctx *c, phys_addr_t ppt, phys_addr_t cpt, uint64_t va)
 {
-    if ((e & (PTE_AS_OWNED | PTE_AS_SHARED)) != PTE_AS_OWNED ||
-        !(e & (PTE_WRITE | PTE_AS_COW)))
-        return e;           /* foreign, shared or read-only: the same bits */
-    if (e & PTE_WRITE) {
-        uint64_t old = e;
-        while (!__atomic_compare_exchange_n(w, &old, (old & ~PTE_WRITE) | PTE_AS_COW, false,
-                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-            ;
-        c->lo = va < c->lo ? va : c->lo;
-        c->hi = va > c->hi ? va : c->hi;
+    uint64_t *pw = pa_to_ptr(ppt), *cw = pa_to_ptr(cpt);
+    bool any = false;
+    for (unsigned i = 0; i < PT_ENTRIES; i++) {
+        uint64_t e = __atomic_load_n(&pw[i], __ATOMIC_RELAXED);
+        bool wp = (e & (CLONE_WP_SEL | CLONE_WP_NOT)) == CLONE_WP_SEL;
+        uint64_t ne = wp ? (e & ~PTE_WRITE) | PTE_AS_COW | PTE_ACCESSED | PTE_DIRTY : e;
+        if (wp)
+            __atomic_store_n(&pw[i], ne, __ATOMIC_RELAXED);
+        any |= wp;
+        cw[i] = ne & -(ne & PTE_PRESENT);   /* PTE_PRESENT is bit 0 */
     }
-    return (e & ~PTE_WRITE) | PTE_AS_COW;
+    if (any) {      /* the flush covers the whole table */
+        c->lo = va < c->lo ? va : c->lo;
+        c->hi = va + (PT_ENTRIES - 1) * PAGE_SIZE > c->hi ? va + (PT_ENTRIES - 1) * PAGE_SIZE
+                                                         : c->hi;
+    }
 }
 
-/* Copy the parent table at `level` into the (zeroed) child table. */
+/* Copy the parent table at `level` (above 1) into the (zeroed) child table. */
 static void copy_table(struct clone_ctx *c, phys_addr_t ptab, phys_addr_t ctab,
                        unsigned level, uint64_t va)
 {
     for (unsigned i = 0; i < user_entries(level); i++) {
-        uint64_t *w, e, eva;
-        if (!entry_at(ptab, level, i, va, &w, &e, &eva))
+        uint64_t e, eva;
+        if (!entry_at(ptab, level, i, va, &e, &eva))
             continue;
-        if (level == PT_LEVEL_PT) {
-            *mm_as_entry_word(ctab, i) = share_leaf(c, w, e, eva);
-            continue;
-        }
-        phys_addr_t sub = reserve_take(c);
+        phys_addr_t sub = reserve_take(c, level > PT_LEVEL_PD);
         *mm_as_entry_word(ctab, i) = sub.raw | (e & ~PTE_ADDR_MASK);
-        copy_table(c, PA(e & PTE_ADDR_MASK), sub, level - 1, eva);
+        if (level == PT_LEVEL_PD)
+            copy_leaf_table(c, PA(e & PTE_ADDR_MASK), sub, eva);
+        else
+            copy_table(c, PA(e & PTE_ADDR_MASK), sub, level - 1, eva);
     }
 }
 
@@ -220,7 +247,7 @@ static int clone_locked(struct mm_as *child, struct mm_as *parent, struct frame_
 {
     MM_ASSERT_LOCKED(&parent->lock);
     struct clone_ctx c = { .fa = fa, .lo = UINT64_MAX };
-    if (walk_leaves(parent->top_pa, PT_LEVEL_PML4, 0, plan_leaf, &c)) {
+    if (walk_tables(&c, parent->top_pa, PT_LEVEL_PML4, 0, plan_table)) {
         mm_printf("mm_as_clone: huge user leaf at va %#lx in address space %#lx: refused\n",
                   (unsigned long)c.huge_va, (unsigned long)parent->top_pa.raw);
         return -MM_EINVAL;
@@ -228,9 +255,8 @@ static int clone_locked(struct mm_as *child, struct mm_as *parent, struct frame_
     if (reserve_fill(&c, parent->table_frames) != 0)
         return -MM_ENOMEM;
     int err = mm_as_create(child, fa);
-    if (err == 0 && walk_leaves(parent->top_pa, PT_LEVEL_PML4, 0, count_leaf, &c)) {
-        err = c.err;
-        walk_leaves(parent->top_pa, PT_LEVEL_PML4, 0, uncount_leaf, &c);
+    if (err == 0 && (err = walk_tables(&c, parent->top_pa, PT_LEVEL_PML4, 0, count_table))) {
+        walk_tables(&c, parent->top_pa, PT_LEVEL_PML4, 0, uncount_table);
         if (mm_as_destroy(child) != 0)
             mm_panic("mm_as_clone: cannot destroy the unused child %lx",
                      (unsigned long)child->top_pa.raw);

@@ -20,6 +20,8 @@
  * walk three levels: O(1).  Memory exists only for 8 MiB blocks that hold
  * a shared frame: at most one leaf per 8 MiB of RAM (0.05%), plus one
  * directory per 4 GiB and one per 2 TiB; nothing for RAM never shared.
+ * The batch calls (for a clone) take the lock once per batch and walk
+ * the tree once per run of frames in one 8 MiB block.
  *
  * Limit.  A count is at most MM_FRAMEREF_MAX; a get that would pass it
  * is refused with -MM_EBUSY (nothing changes), so a count never wraps.
@@ -55,6 +57,29 @@ int mm_frameref_get(phys_addr_t pa, struct frame_allocator *fa);
  * entry has count 1).
  */
 uint32_t mm_frameref_put(phys_addr_t pa);
+
+/*
+ * A batch of gets under one acquisition of the lock, for a clone: one
+ * more count for the frame of every selected entry of entry[0 .. n - 1],
+ * page-table entries (include/mm/paging.h) whose bits sel all are set,
+ * the frame being the entry's PTE_ADDR_MASK bits (a frame met twice gets
+ * two).  The entries may be a live table whose accessed/dirty bits the
+ * MMU sets meanwhile; the caller keeps the other bits still.  All or
+ * nothing: returns the number of counts added (>= 0), or -MM_ENOMEM,
+ * -MM_EBUSY (as mm_frameref_get, not logged) or -MM_EINVAL (logged:
+ * entry NULL, sel 0, fa NULL, a selected frame at or above 16 TiB) with
+ * no count changed.
+ */
+int64_t mm_frameref_get_entries(const uint64_t *entry, unsigned n, uint64_t sel,
+                                struct frame_allocator *fa);
+
+/*
+ * The reverse: one count fewer for the frame of every selected entry.
+ * Returns how many of those frames lost their last count (their callers
+ * free them; a roll-back of mm_frameref_get_entries expects 0).  entry
+ * NULL or sel 0: logged, 0, nothing changes.
+ */
+unsigned mm_frameref_put_entries(const uint64_t *entry, unsigned n, uint64_t sel);
 
 /* The count of a counted frame (1 when it has no entry). */
 uint32_t mm_frameref_count(phys_addr_t pa);

@@ -283,6 +283,90 @@ static void test_frameref_limit(void)
     CHECK_EQ(tfa.outstanding, base);
 }
 
+/* The counts of the frames of `batch` (owned ones), folded into one number. */
+static uint64_t batch_counts(const uint64_t *batch, unsigned n)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < n; i++)
+        sum = sum * 131 + mm_frameref_count(PA(batch[i] & PTE_ADDR_MASK));
+    return sum;
+}
+
+/* Batches of gets and puts: only selected entries count, a frame met
+ * twice gets two, a refusal in the middle (count limit, no metadata
+ * frame for the second block, a frame too high) changes nothing. */
+static void test_frameref_batch(void)
+{
+    uint64_t base = setup();
+    const uint64_t sel = PTE_PRESENT | PTE_AS_OWNED;
+    uint64_t b[] = { 0x123000 | sel, 0x124000 | PTE_PRESENT, 0x123000 | sel | PTE_WRITE, 0,
+                     (0x123000 + 8 * MiB) | sel, 0x300000 | sel };
+    const unsigned n = sizeof b / sizeof b[0];
+    CHECK_EQ(mm_frameref_get_entries(b, n, sel, &tfa.fa), 4);
+    CHECK_EQ(mm_frameref_count(PA(0x123000)), 3);
+    CHECK_EQ(mm_frameref_count(PA(0x124000)), 1);
+    CHECK_EQ(mm_frameref_count(PA(0x123000 + 8 * MiB)), 2);
+    CHECK_EQ(mm_frameref_count(PA(0x300000)), 2);
+    CHECK_EQ(mm_frameref_frames(), 4);
+    CHECK_EQ(mm_frameref_put_entries(b, n, sel), 0);
+    CHECK_EQ(mm_frameref_frames(), 0);
+    CHECK_EQ(mm_frameref_put_entries(b, n, sel), 4);    /* each had count 1 */
+    CHECK_EQ(tfa.outstanding, base);
+    /* The last frame at its limit: the batch refuses, nothing changed. */
+    for (uint32_t k = 1; k < MM_FRAMEREF_MAX; k++)
+        REQUIRE(mm_frameref_get(PA(0x300000), &tfa.fa) == 0);
+    uint64_t counts = batch_counts(b, n), meta = mm_frameref_frames(), out = tfa.outstanding;
+    CHECK_EQ(mm_frameref_get_entries(b, n, sel, &tfa.fa), -MM_EBUSY);
+    CHECK_EQ(batch_counts(b, n), counts);
+    CHECK_EQ(mm_frameref_frames(), meta);
+    CHECK_EQ(tfa.outstanding, out);
+    for (uint32_t k = 1; k < MM_FRAMEREF_MAX; k++)
+        (void)mm_frameref_put(PA(0x300000));
+    /* Frames for the first block's path only: the second block fails. */
+    counts = batch_counts(b, n);
+    tfa.budget = 3;
+    CHECK_EQ(mm_frameref_get_entries(b, n, sel, &tfa.fa), -MM_ENOMEM);
+    tfa.budget = UINT64_MAX;
+    CHECK_EQ(batch_counts(b, n), counts);
+    CHECK_EQ(mm_frameref_frames(), 0);
+    CHECK_EQ(tfa.outstanding, base);
+    /* Bad input: one log line each, nothing changed. */
+    snap_as = NULL;
+    b[3] = MM_DIRECT_MAP_MAX_PA | sel;
+    REFUSED(mm_frameref_get_entries(b, n, sel, &tfa.fa), -MM_EINVAL);
+    REFUSED(mm_frameref_get_entries(NULL, n, sel, &tfa.fa), -MM_EINVAL);
+    REFUSED(mm_frameref_get_entries(b, n, 0, &tfa.fa), -MM_EINVAL);
+    REFUSED(mm_frameref_get_entries(b, n, sel, NULL), -MM_EINVAL);
+    REFUSED((int)mm_frameref_put_entries(NULL, n, sel), 0);
+    CHECK_EQ(mm_frameref_count(PA(0x123000)), 1);
+    CHECK_EQ(mm_frameref_frames(), 0);
+    CHECK_EQ(tfa.outstanding, base);
+}
+
+/* A clone edits only the parent leaves it write-protects, and gives those
+ * accessed and dirty (a bit an MMU set meanwhile cannot be lost); every
+ * other parent leaf keeps its exact bits, and the child copies them. */
+static void test_clone_leaf_bits(void)
+{
+    uint64_t base = setup();
+    struct mm_as p, c;
+    make_parent(&p);
+    uint64_t before[NKIND];
+    for (unsigned i = 0; i < NKIND; i++)
+        before[i] = leaf_of(&p, kind_vas[i]);
+    REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
+    for (unsigned i = 0; i < NKIND; i++) {
+        uint64_t want = i < 3 ? (before[i] & ~PTE_WRITE) | PTE_AS_COW | PTE_ACCESSED | PTE_DIRTY
+                              : before[i];
+        CHECK_EQ(leaf_of(&p, kind_vas[i]), want);
+        CHECK_EQ(leaf_of(&c, kind_vas[i]), want);
+    }
+    CHECK_EQ(mm_as_destroy(&c), 0);
+    CHECK_EQ(mm_as_destroy(&p), 0);
+    CHECK_EQ(tfa.outstanding, base);
+    CHECK_EQ(mm_frameref_frames(), 0);
+}
+
 /* -------------------------------------------------------------- clone */
 
 static void test_clone_semantics(void)
@@ -788,7 +872,9 @@ int main(void)
     harness_quiet = 0;
     RUN(test_frameref_counts);
     RUN(test_frameref_limit);
+    RUN(test_frameref_batch);
     RUN(test_clone_semantics);
+    RUN(test_clone_leaf_bits);
     RUN(test_clone_refusals);
     RUN(test_clone_enomem_every_frame);
     RUN(test_clone_count_limit);
