@@ -98,7 +98,6 @@ static int break_cow_locked(struct mm_as *as, uint64_t va, uint64_t len)
     return 0;
 }
 
-
 /* Every page of [va, va + len) is user-accessible (writable if write). */
 static bool user_range_ok_locked(struct mm_as *as, uint64_t va, uint64_t len, bool write)
 {

@@ -53,16 +53,7 @@ static void setup(void)
     if (err)
         die("buddy_init", err);
     fa = buddy_frame_allocator(&buddy);
-    struct pt_mapper k;
-    if ((err = pt_mapper_create(fa, &k)) != 0)
-        die("pt_mapper_create", err);
-    struct pt_flush tok = PT_FLUSH_INIT;
-    if ((err = pt_map_phys(&k, VA(MM_DIRECT_MAP_BASE), PA(0x10000), PTE_KERNEL_RW, &tok)) != 0)
-        die("kernel map", err);
-    pt_flush_ignore(&tok);
-    kmapper_setup(k.top_pa, fa);
-    if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
-        abort();
+    (void)harness_kernel_table(fa, PA(0x10000));
 }
 
 /* Copy every table frame of the user half under `table` into buf. */

@@ -246,21 +246,9 @@ static void check_access(unsigned i)
 /* A kernel table with entries in three kernel-half slots. */
 static void kernel_table_setup(void)
 {
-    struct pt_mapper k;
-    if (pt_mapper_create(&ffa, &k) != 0)
-        fail("kernel table create failed", 0, 0);
-    static const uint64_t kva[] = { MM_DIRECT_MAP_BASE, MMIO_POOL_BASE, MM_KERNEL_IMAGE_BASE };
-    for (unsigned i = 0; i < 3; i++) {
-        struct pt_flush tok = PT_FLUSH_INIT;
-        if (pt_map_phys(&k, VA(kva[i]), PA(FOREIGN_PA), PTE_KERNEL_RW, &tok) != 0)
-            fail("kernel table map failed", kva[i], 0);
-        pt_flush_ignore(&tok);
-    }
-    kmapper_setup(k.top_pa, &ffa);
-    if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
-        abort();
+    phys_addr_t ktop = harness_kernel_table(&ffa, PA(FOREIGN_PA));
     kernel_frames = fa_out;
-    fuzz_tlb_start(FUZZ_CPUS, k.top_pa);
+    fuzz_tlb_start(FUZZ_CPUS, ktop);
 }
 
 static void run_op(struct reader *r)

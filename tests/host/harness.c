@@ -5,6 +5,9 @@
 #define _GNU_SOURCE
 #include "harness.h"
 #include <mm/init.h>
+#include <mm/kmapper.h>
+#include <mm/layout.h>
+#include <mm/paging.h>
 #include <mm/multiboot2.h>
 
 #include <pthread.h>
@@ -173,4 +176,32 @@ void harness_describe_direct_map(void)
         fprintf(stderr, "harness_describe_direct_map: %s\n", err);
         exit(2);
     }
+}
+
+const uint64_t harness_kernel_vas[HARNESS_KERNEL_VAS] = {
+    MM_DIRECT_MAP_BASE, MMIO_POOL_BASE + 0x5000, MM_KERNEL_IMAGE_BASE,
+};
+
+phys_addr_t harness_kernel_table(struct frame_allocator *fa, phys_addr_t data_pa)
+{
+    struct pt_mapper k;
+    if (pt_mapper_create(fa, &k) != 0) {
+        fprintf(stderr, "harness_kernel_table: no frame for the top table\n");
+        exit(2);
+    }
+    for (unsigned i = 0; i < HARNESS_KERNEL_VAS; i++) {
+        struct pt_flush tok = PT_FLUSH_INIT;
+        if (pt_map_phys(&k, VA(harness_kernel_vas[i]), data_pa, PTE_KERNEL_RW, &tok) != 0) {
+            fprintf(stderr, "harness_kernel_table: cannot map %#lx\n",
+                    (unsigned long)harness_kernel_vas[i]);
+            exit(2);
+        }
+        pt_flush_ignore(&tok);      /* the table is not loaded anywhere yet */
+    }
+    kmapper_setup(k.top_pa, fa);
+    if (mm_kernel_half_prepare() != 0) {
+        fprintf(stderr, "harness_kernel_table: mm_kernel_half_prepare failed\n");
+        exit(2);
+    }
+    return k.top_pa;
 }

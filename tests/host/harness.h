@@ -125,6 +125,19 @@ uint64_t sim_mem_size(void);
  * (mm_direct_map_describe); exits on failure. */
 void harness_describe_direct_map(void);
 
+/*
+ * A small kernel table as mm_init would leave it, for tests of what sits
+ * on top of the kernel mapper (address spaces, fork): data_pa mapped at
+ * each of harness_kernel_vas (the direct map's first slot, the MMIO pool,
+ * the image), the kernel mapper set up on it with frames from fa, and the
+ * kernel half fixed (mm_kernel_half_prepare).  Returns the top table;
+ * exits on failure.
+ */
+#define HARNESS_KERNEL_VAS 3
+extern const uint64_t harness_kernel_vas[HARNESS_KERNEL_VAS];
+struct frame_allocator;
+phys_addr_t harness_kernel_table(struct frame_allocator *fa, phys_addr_t data_pa);
+
 /* Deterministic PRNG (xorshift64*) for random operation sequences. */
 static inline uint64_t rng_next(uint64_t *s)
 {

@@ -10,6 +10,7 @@
  * simulated CPUs of the TLB model and checks every step against a model.
  */
 #include "harness.h"
+#include "test_fa.h"
 #include "tlb_model.h"
 #include <mm/arch.h>
 #include <mm/aspace.h>
@@ -23,57 +24,12 @@ extern unsigned long host_invlpg_count;
 
 #define SIM_SIZE     (32 * MiB)
 #define POOL_START   (1 * MiB)
-#define POOL_FRAMES  ((SIM_SIZE - POOL_START) / PAGE_SIZE)
 #define FOREIGN_PA   UINT64_C(0x40000)      /* frames below the pool */
-
-struct test_fa {
-    struct frame_allocator fa;
-    uint64_t free_head;
-    uint64_t outstanding;
-    uint64_t budget;                /* allocations left before -ENOMEM */
-    uint8_t out[POOL_FRAMES];
-    unsigned long bad_frees;
-};
 
 static struct test_fa tfa;
 
-static uint64_t *words(uint64_t pa) { return (uint64_t *)pa_to_ptr(PA(pa)); }
+static uint64_t *words(uint64_t pa) { return test_fa_words(pa); }
 
-static int tfa_alloc(struct frame_allocator *self, phys_addr_t *pa_out)
-{
-    struct test_fa *t = (struct test_fa *)self;
-    if (t->budget == 0 || t->free_head == 0)
-        return -MM_ENOMEM;
-    uint64_t pa = t->free_head;
-    t->free_head = words(pa)[0];
-    memset(words(pa), 0xa5, PAGE_SIZE);         /* callers must zero */
-    t->out[(pa - POOL_START) / PAGE_SIZE] = 1;
-    tlb_model_frame_alloc(PA(pa));
-    t->outstanding++;
-    t->budget--;
-    *pa_out = PA(pa);
-    return 0;
-}
-
-static void tfa_free(struct frame_allocator *self, phys_addr_t pa)
-{
-    struct test_fa *t = (struct test_fa *)self;
-    if (pa.raw < POOL_START || pa.raw >= SIM_SIZE || (pa.raw & (PAGE_SIZE - 1)) ||
-        !t->out[(pa.raw - POOL_START) / PAGE_SIZE]) {
-        t->bad_frees++;
-        return;
-    }
-    tlb_model_frame_free(pa);
-    t->out[(pa.raw - POOL_START) / PAGE_SIZE] = 0;
-    words(pa.raw)[0] = t->free_head;
-    t->free_head = pa.raw;
-    t->outstanding--;
-}
-
-/* Kernel-half addresses the kernel table maps (in slots 256, 322, 511). */
-static const uint64_t kernel_vas[] = {
-    MM_DIRECT_MAP_BASE, MMIO_POOL_BASE + 0x5000, MM_KERNEL_IMAGE_BASE,
-};
 static phys_addr_t ktop;
 
 /* Fresh memory, allocator and kernel table; returns the frames now out. */
@@ -82,27 +38,8 @@ static uint64_t setup(void)
     sim_mem_fini();
     sim_mem_init(SIM_SIZE);
     harness_describe_direct_map();     /* foreign frames are RAM */
-    memset(&tfa, 0, sizeof tfa);
-    tfa.fa.alloc = tfa_alloc;
-    tfa.fa.free = tfa_free;
-    tfa.budget = UINT64_MAX;
-    for (uint64_t pa = SIM_SIZE - PAGE_SIZE; pa >= POOL_START; pa -= PAGE_SIZE) {
-        words(pa)[0] = tfa.free_head;
-        tfa.free_head = pa;
-    }
-    struct pt_mapper k;
-    if (pt_mapper_create(&tfa.fa, &k) != 0)
-        abort();
-    for (unsigned i = 0; i < sizeof kernel_vas / sizeof kernel_vas[0]; i++) {
-        struct pt_flush tok = PT_FLUSH_INIT;
-        if (pt_map_phys(&k, VA(kernel_vas[i]), PA(FOREIGN_PA), PTE_KERNEL_RW, &tok) != 0)
-            abort();
-        pt_flush_ignore(&tok);
-    }
-    ktop = k.top_pa;
-    kmapper_setup(ktop, &tfa.fa);
-    if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
-        abort();
+    test_fa_init(&tfa, POOL_START, SIM_SIZE);
+    ktop = harness_kernel_table(&tfa.fa, PA(FOREIGN_PA));
     harness_cpu_id = 0;
     return tfa.outstanding;
 }
@@ -195,8 +132,8 @@ static void test_create_destroy_returns_every_frame(void)
     /* Kernel mappings resolve through the copy. */
     struct pt_mapper m = { .top_pa = as.top_pa, .fa = &tfa.fa, .readonly = true };
     struct pt_mapping t;
-    for (unsigned i = 0; i < sizeof kernel_vas / sizeof kernel_vas[0]; i++) {
-        CHECK_EQ(pt_translate(&m, VA(kernel_vas[i]), &t), 0);
+    for (unsigned i = 0; i < HARNESS_KERNEL_VAS; i++) {
+        CHECK_EQ(pt_translate(&m, VA(harness_kernel_vas[i]), &t), 0);
         CHECK_EQ(t.pa.raw, FOREIGN_PA);
     }
     /* Spread over several tables, owned and foreign. */
@@ -248,7 +185,7 @@ static void test_no_kernel_table(void)
     if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
         abort();
     REFUSED(mm_as_create(&as, NULL), -MM_EINVAL);
-    struct frame_allocator nofree = { tfa_alloc, NULL };
+    struct frame_allocator nofree = { test_fa_alloc, NULL };
     REFUSED(mm_as_create(&as, &nofree), -MM_EINVAL);
     tfa.budget = 0;
     CHECK_EQ(mm_as_create(&as, &tfa.fa), -MM_ENOMEM);
@@ -357,7 +294,7 @@ static void test_owned_and_foreign(void)
     CHECK_EQ(words(FOREIGN_PA)[0], 0x1234);
     CHECK_EQ(mm_as_unmap(&as, UVA(0x4000)), 0);
     CHECK_EQ(tfa.outstanding, before - 1 - 3);      /* frame and its 3 tables */
-    CHECK(!tfa.out[(owned_pa - POOL_START) / PAGE_SIZE]);
+    CHECK(!test_fa_is_out(&tfa, PA(owned_pa)));
     /* The same foreign frame in two address spaces: destroy frees neither. */
     struct mm_as as2;
     REQUIRE(mm_as_create(&as2, &tfa.fa) == 0);

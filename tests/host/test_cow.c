@@ -10,6 +10,7 @@
  * the TLB model's simulated CPUs, calling the resolver on a write fault.
  */
 #include "harness.h"
+#include "test_fa.h"
 #include "tlb_model.h"
 #include <pthread.h>
 #include <mm/aspace.h>
@@ -22,7 +23,6 @@ extern unsigned long harness_shootdowns;
 
 #define SIM_SIZE     (64 * MiB)
 #define POOL_START   (1 * MiB)
-#define POOL_FRAMES  ((SIM_SIZE - POOL_START) / PAGE_SIZE)
 #define FOREIGN_PA   UINT64_C(0x40000)
 
 #define RW (MM_PROT_READ | MM_PROT_WRITE | MM_PROT_USER)
@@ -31,53 +31,9 @@ extern unsigned long harness_shootdowns;
 
 /* ------------------------------------------------------ test frame source */
 
-struct test_fa {
-    struct frame_allocator fa;
-    pthread_mutex_t mu;
-    uint64_t free_head, outstanding, budget;
-    uint8_t out[POOL_FRAMES];
-    unsigned long bad_frees;
-};
 static struct test_fa tfa;
 
-static uint64_t *words(uint64_t pa) { return (uint64_t *)pa_to_ptr(PA(pa)); }
-
-static int tfa_alloc(struct frame_allocator *self, phys_addr_t *pa_out)
-{
-    struct test_fa *t = (struct test_fa *)self;
-    int err = -MM_ENOMEM;
-    pthread_mutex_lock(&t->mu);
-    if (t->budget != 0 && t->free_head != 0) {
-        uint64_t pa = t->free_head;
-        t->free_head = words(pa)[0];
-        memset(words(pa), 0xa5, PAGE_SIZE);
-        t->out[(pa - POOL_START) / PAGE_SIZE] = 1;
-        tlb_model_frame_alloc(PA(pa));
-        t->outstanding++;
-        t->budget--;
-        *pa_out = PA(pa);
-        err = 0;
-    }
-    pthread_mutex_unlock(&t->mu);
-    return err;
-}
-
-static void tfa_free(struct frame_allocator *self, phys_addr_t pa)
-{
-    struct test_fa *t = (struct test_fa *)self;
-    pthread_mutex_lock(&t->mu);
-    if (pa.raw < POOL_START || pa.raw >= SIM_SIZE || (pa.raw & (PAGE_SIZE - 1)) ||
-        !t->out[(pa.raw - POOL_START) / PAGE_SIZE]) {
-        t->bad_frees++;
-    } else {
-        tlb_model_frame_free(pa);
-        t->out[(pa.raw - POOL_START) / PAGE_SIZE] = 0;
-        words(pa.raw)[0] = t->free_head;
-        t->free_head = pa.raw;
-        t->outstanding--;
-    }
-    pthread_mutex_unlock(&t->mu);
-}
+static uint64_t *words(uint64_t pa) { return test_fa_words(pa); }
 
 static phys_addr_t ktop;
 
@@ -88,26 +44,8 @@ static uint64_t setup(void)
     sim_mem_init(SIM_SIZE);
     harness_describe_direct_map();     /* foreign frames are RAM */
     mm_frameref_reset();
-    memset(&tfa, 0, sizeof tfa);
-    pthread_mutex_init(&tfa.mu, NULL);
-    tfa.fa.alloc = tfa_alloc;
-    tfa.fa.free = tfa_free;
-    tfa.budget = UINT64_MAX;
-    for (uint64_t pa = SIM_SIZE - PAGE_SIZE; pa >= POOL_START; pa -= PAGE_SIZE) {
-        words(pa)[0] = tfa.free_head;
-        tfa.free_head = pa;
-    }
-    struct pt_mapper k;
-    if (pt_mapper_create(&tfa.fa, &k) != 0)
-        abort();
-    struct pt_flush tok = PT_FLUSH_INIT;
-    if (pt_map_phys(&k, VA(MM_DIRECT_MAP_BASE), PA(FOREIGN_PA), PTE_KERNEL_RW, &tok) != 0)
-        abort();
-    pt_flush_ignore(&tok);
-    ktop = k.top_pa;
-    kmapper_setup(ktop, &tfa.fa);
-    if (mm_kernel_half_prepare() != 0)    /* as mm_init would: a fixed kernel half */
-        abort();
+    test_fa_init(&tfa, POOL_START, SIM_SIZE);
+    ktop = harness_kernel_table(&tfa.fa, PA(FOREIGN_PA));
     harness_cpu_id = 0;
     return tfa.outstanding;
 }
@@ -421,7 +359,7 @@ static void test_clone_refusals(void)
     struct mm_as p, c, dead;
     make_parent(&p);
     snap_as = &p;
-    struct frame_allocator nofree = { tfa_alloc, NULL };
+    struct frame_allocator nofree = { test_fa_alloc, NULL };
     REFUSED(mm_as_clone(NULL, &p, &tfa.fa), -MM_EINVAL);
     REFUSED(mm_as_clone(&c, &p, NULL), -MM_EINVAL);
     REFUSED(mm_as_clone(&c, &p, &nofree), -MM_EINVAL);
@@ -721,9 +659,9 @@ static void test_unmap_destroy_counts(void)
     CHECK_EQ(mm_as_unmap(&p, VA(0x1000)), 0);
     CHECK_EQ(tfa.outstanding, out);              /* c still maps it */
     CHECK_EQ(mm_frameref_count(f), 1);
-    CHECK_EQ(tfa.out[(f.raw - POOL_START) / PAGE_SIZE], 1);
+    CHECK(test_fa_is_out(&tfa, f));
     CHECK_EQ(mm_as_unmap(&c, VA(0x1000)), 0);
-    CHECK_EQ(tfa.out[(f.raw - POOL_START) / PAGE_SIZE], 0);
+    CHECK(!test_fa_is_out(&tfa, f));
     CHECK_EQ(mm_as_destroy(&p), 0);
     CHECK_EQ(uwrite(&c, 0x40000000, 1), MM_COW_REUSED);
     CHECK_EQ(mm_as_destroy(&c), 0);

@@ -5,6 +5,7 @@
  * frames it hands out and catches double or foreign frees.
  */
 #include "harness.h"
+#include "test_fa.h"
 #include "tlb_model.h"
 #include <mm/arch.h>
 #include <mm/paging.h>
@@ -19,64 +20,14 @@ extern unsigned long harness_shootdowns;
 
 #define SIM_SIZE     (64 * MiB)
 #define POOL_START   (1 * MiB)
-#define POOL_FRAMES  ((SIM_SIZE - POOL_START) / PAGE_SIZE)
-
-struct test_fa {
-    struct frame_allocator fa;
-    uint64_t free_head;          /* pa of first free frame, 0 = none */
-    uint64_t outstanding;        /* frames handed out and not returned */
-    uint64_t budget;             /* allocations left before -ENOMEM */
-    uint8_t owned[POOL_FRAMES];  /* 1 while handed out */
-    unsigned long bad_frees;
-};
 
 static struct test_fa tfa;
-
-static uint64_t *frame_words(uint64_t pa) { return (uint64_t *)pa_to_ptr(PA(pa)); }
-
-static int tfa_alloc(struct frame_allocator *self, phys_addr_t *pa_out)
-{
-    struct test_fa *t = (struct test_fa *)self;
-    if (t->budget == 0 || t->free_head == 0)
-        return -MM_ENOMEM;
-    uint64_t pa = t->free_head;
-    t->free_head = frame_words(pa)[0];
-    memset(frame_words(pa), 0xa5, PAGE_SIZE);   /* callers must zero */
-    t->owned[(pa - POOL_START) / PAGE_SIZE] = 1;
-    tlb_model_frame_alloc(PA(pa));
-    t->outstanding++;
-    t->budget--;
-    *pa_out = PA(pa);
-    return 0;
-}
-
-static void tfa_free(struct frame_allocator *self, phys_addr_t pa)
-{
-    struct test_fa *t = (struct test_fa *)self;
-    if (pa.raw < POOL_START || pa.raw >= SIM_SIZE || (pa.raw & (PAGE_SIZE - 1)) ||
-        !t->owned[(pa.raw - POOL_START) / PAGE_SIZE]) {
-        t->bad_frees++;
-        return;
-    }
-    tlb_model_frame_free(pa);
-    t->owned[(pa.raw - POOL_START) / PAGE_SIZE] = 0;
-    frame_words(pa.raw)[0] = t->free_head;
-    t->free_head = pa.raw;
-    t->outstanding--;
-}
 
 static void tfa_setup(void)
 {
     sim_mem_fini();
     sim_mem_init(SIM_SIZE);
-    memset(&tfa, 0, sizeof tfa);
-    tfa.fa.alloc = tfa_alloc;
-    tfa.fa.free = tfa_free;
-    tfa.budget = UINT64_MAX;
-    for (uint64_t pa = SIM_SIZE - PAGE_SIZE; pa >= POOL_START; pa -= PAGE_SIZE) {
-        frame_words(pa)[0] = tfa.free_head;
-        tfa.free_head = pa;
-    }
+    test_fa_init(&tfa, POOL_START, SIM_SIZE);
 }
 
 static struct pt_mapper new_mapper(void)
@@ -1085,7 +1036,7 @@ static void test_frees_wait_for_flush(void)
  */
 static bool tfa_owns(phys_addr_t pa)
 {
-    return tfa.owned[(pa.raw - POOL_START) / PAGE_SIZE] != 0;
+    return test_fa_is_out(&tfa, pa);
 }
 
 /* A stale write from another CPU: a plausible chain link, then garbage. */
