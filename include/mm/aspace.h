@@ -100,8 +100,9 @@ struct mm_as {
  * Create an address space: a new top table with an empty user half and the
  * kernel half copied from the kernel table.  fa gives every frame it will
  * use (mm_buddy_frames() in a kernel).  Returns 0 or -MM_ENOMEM (nothing
- * allocated) / -MM_EINVAL (logged: as NULL, no kernel table yet, fa NULL or
- * without free).
+ * allocated) / -MM_EINVAL (logged: as NULL, no kernel table yet, the kernel
+ * half not fixed yet (mm_init / mm_kernel_half_prepare), fa NULL or without
+ * free).
  */
 int mm_as_create(struct mm_as *as, struct frame_allocator *fa);
 
