@@ -16,6 +16,7 @@
 #include <mm/init.h>
 #include <mm/log.h>
 #include <mm/multiboot2.h>
+#include <mm/pat.h>
 
 static struct mm_boot_params boot_params;
 
@@ -41,6 +42,10 @@ static void memory_init(uint64_t mbi_pa)
     p->nsections = 3;
     p->low_identity_map = true;
     mm_init(p, NULL);
+    /* The PAT: write-combining for framebuffers (include/mm/pat.h).  Each
+     * AP programs its own in ap_main, before it runs anything else. */
+    if (mm_pat_init_cpu() != 0)
+        printk("memory_init: no PAT on this CPU: mm_ioremap_wc will refuse\n");
 }
 
 /*

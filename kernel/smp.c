@@ -36,6 +36,7 @@
 #include <mm/init.h>
 #include <mm/log.h>
 #include <mm/paging.h>
+#include <mm/pat.h>
 
 #define TRAMPOLINE_PA   0x8000u     /* the same value as in boot/trampoline.asm */
 #define AP_STACK_PAGES  4u          /* 16 KiB */
@@ -313,6 +314,7 @@ _Noreturn void ap_main(uint64_t cpu)
     percpu_setup((unsigned)cpu, percpu_area[cpu].apic_id);
     idt_load();
     write_cr4(read_cr4() | CR4_PGE);
+    (void)mm_pat_init_cpu();            /* the same PAT as the boot CPU */
     lapic_enable();
     unsigned waiting = AP_WAITING;
     if (!__atomic_compare_exchange_n(&ap_state, &waiting, AP_ARRIVED, false, __ATOMIC_ACQ_REL,

@@ -86,6 +86,17 @@ bool arch_has_mtrr(void)
     return (cpuid_edx(1) & (1u << 12)) != 0;
 }
 
+bool arch_has_pat(void)
+{
+    return (cpuid_edx(1) & (1u << 16)) != 0;
+}
+
+void arch_wrmsr(uint32_t msr, uint64_t value)
+{
+    __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)value), "d"((uint32_t)(value >> 32))
+                     : "memory");
+}
+
 uint64_t arch_rdmsr(uint32_t msr)
 {
     uint32_t lo, hi;

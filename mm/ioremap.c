@@ -94,23 +94,34 @@ static void *pool_map(const char *who, phys_addr_t pa, uint64_t size, enum mm_ca
     return va;
 }
 
-void *mm_ioremap(phys_addr_t pa, uint64_t size)
+/* mm_ioremap and mm_ioremap_wc: refuse a direct-map alias, then map. */
+static void *device_map(const char *who, phys_addr_t pa, uint64_t size, enum mm_cache_mode mode)
 {
     /*
-     * The direct map already maps its ranges write-back.  An uncached
-     * second mapping of the same bytes is a memory-type alias the SDM
-     * forbids (vol. 3, 11.12.4), so any page of the request that the
-     * direct map holds is refused; only the legacy device window below
-     * 1 MiB, which the fixed-range MTRRs keep uncached, is exempt.
+     * The direct map already maps its ranges write-back.  An uncached or
+     * write-combining second mapping of the same bytes is a memory-type
+     * alias the SDM forbids (vol. 3, 11.12.4), so any page of the request
+     * that the direct map holds is refused; only the legacy device window
+     * below 1 MiB, which the fixed-range MTRRs keep uncached, is exempt.
      */
     struct mm_area hit;
     if (ranges_cur && directmap_ioremap_conflict(ranges_cur, &ranges_info, pa, size, &hit)) {
-        mm_printf("mm_ioremap: pa %#lx (+%#lx) overlaps the direct map's [%#lx, %#lx), "
-                  "mapped write-back; use pa_to_ptr\n", (unsigned long)pa.raw,
+        mm_printf("%s: pa %#lx (+%#lx) overlaps the direct map's [%#lx, %#lx), "
+                  "mapped write-back; use pa_to_ptr\n", who, (unsigned long)pa.raw,
                   (unsigned long)size, (unsigned long)hit.start.raw, (unsigned long)hit.end.raw);
         return NULL;
     }
-    return pool_map("mm_ioremap", pa, size, MM_CACHE_UC);
+    return pool_map(who, pa, size, mode);
+}
+
+void *mm_ioremap(phys_addr_t pa, uint64_t size)
+{
+    return device_map("mm_ioremap", pa, size, MM_CACHE_UC);
+}
+
+void *mm_ioremap_wc(phys_addr_t pa, uint64_t size)
+{
+    return device_map("mm_ioremap_wc", pa, size, MM_CACHE_WC);
 }
 
 int mm_iounmap(void *va)

@@ -207,6 +207,7 @@ const char *mm_strerror(int err)
     case MM_EFAULT: return "address outside managed range";
     case MM_EBUSY:  return "busy";
     case MM_EEXIST: return "already exists";
+    case MM_ENODEV: return "no such device or feature";
     case MM_EINVAL: return "invalid argument";
     default:        return "unknown error";
     }

@@ -24,6 +24,7 @@
 #include <mm/arch.h>
 #include <mm/log.h>
 #include <mm/mmio.h>
+#include <mm/pat.h>
 
 static struct mmio_pool mmio_global_pool;
 
@@ -256,15 +257,37 @@ int mmio_release(struct mmio_pool *p, const struct mmio_space *space,
     return release_block(p, "mmio_release", space, mapper);
 }
 
+/* The leaf flags of `mode`; false (logged) for an unknown mode, or WC
+ * before the PAT is programmed (entry 1 would still mean WT). */
+static bool mode_flags(phys_addr_t pa, enum mm_cache_mode mode, uint64_t *flags)
+{
+    switch (mode) {
+    case MM_CACHE_UC:
+        *flags = MMIO_PTE_FLAGS;
+        return true;
+    case MM_CACHE_WB_RO:
+        *flags = MMIO_PTE_FLAGS_WB_RO;
+        return true;
+    case MM_CACHE_WC:
+        *flags = MMIO_PTE_FLAGS_WC;
+        if (mm_pat_programmed())
+            return true;
+        mm_printf("mmio_ioremap: pa %#lx: write-combining needs mm_pat_init_cpu() first\n",
+                  (unsigned long)pa.raw);
+        return false;
+    }
+    mm_printf("mmio_ioremap: pa %#lx: unknown cache mode %d\n", (unsigned long)pa.raw,
+              (int)mode);
+    return false;
+}
+
 void *mmio_ioremap_mode(struct mmio_pool *p, struct pt_mapper *mapper, phys_addr_t pa,
                         uint64_t size, enum mm_cache_mode mode)
 {
     uint64_t offset = pa.raw & (PAGE_SIZE - 1);
-    if (mode != MM_CACHE_UC && mode != MM_CACHE_WB_RO) {
-        mm_printf("mmio_ioremap: pa %#lx: unknown cache mode %d\n", (unsigned long)pa.raw,
-                  (int)mode);
+    uint64_t flags;
+    if (!mode_flags(pa, mode, &flags))
         return NULL;
-    }
     if (size == 0 || size > MMIO_MAX_SIZE - offset) {
         mm_printf("mmio_ioremap: pa %#lx size %#lx: size not in 1..%#lx\n",
                   (unsigned long)pa.raw, (unsigned long)size,
@@ -274,7 +297,6 @@ void *mmio_ioremap_mode(struct mmio_pool *p, struct pt_mapper *mapper, phys_addr
     if (!pa_in_width(p, "mmio_ioremap", pa.raw, size))
         return NULL;
     uint64_t length = align_up_u64(offset + size, PAGE_SIZE);
-    uint64_t flags = mode == MM_CACHE_UC ? MMIO_PTE_FLAGS : MMIO_PTE_FLAGS_WB_RO;
     struct mmio_space space;
     if (mmio_create(p, length, &space) != 0)
         return NULL;

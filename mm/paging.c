@@ -102,9 +102,15 @@ static inline phys_addr_t leaf_pa(pt_entry_t e, unsigned level)
     return PA(e.raw & PTE_ADDR_MASK & ~(pt_level_size(level) - 1));
 }
 
-static inline uint64_t leaf_flags(pt_entry_t e)
+/* The leaf at `level` for pa with caller flags (PTE_PAT in bit 7): a huge
+ * leaf gets PS in bit 7 and the PAT bit in bit 12. */
+static inline pt_entry_t leaf_make(phys_addr_t pa, uint64_t flags, unsigned level)
 {
-    return pte_flags(e) & ~PTE_HUGE;
+    flags |= PTE_PRESENT;
+    if (level == PT_LEVEL_PT)
+        return pte_make(pa, flags);
+    uint64_t pat = (flags & PTE_PAT) ? PTE_PAT_HUGE : 0;
+    return (pt_entry_t){ pte_make(pa, (flags & ~PTE_PAT) | PTE_HUGE).raw | pat };
 }
 
 /*
@@ -320,8 +326,7 @@ static void install_piece(struct pt_mapper *m, virt_addr_t va, phys_addr_t pa,
     if (pte_present(old))
         mm_panic("install_piece: slot for va %lx at level %u holds %lx after planning",
                  (unsigned long)va.raw, leaf_level, (unsigned long)old.raw);
-    uint64_t leaf = flags | PTE_PRESENT | (leaf_level > PT_LEVEL_PT ? PTE_HUGE : 0);
-    entry_write(table_pa, idx, pte_make(pa, leaf));
+    entry_write(table_pa, idx, leaf_make(pa, flags, leaf_level));
 }
 
 /* Checks shared by every map call before anything is allocated. */
@@ -502,7 +507,7 @@ int pt_unmap_phys(struct pt_mapper *m, virt_addr_t va, bool free_tables,
     uint64_t size = pt_level_size(lf.level);
     if (old_out) {
         old_out->pa = leaf_pa(lf.e, lf.level);
-        old_out->flags = leaf_flags(lf.e);
+        old_out->flags = pte_leaf_flags(lf.e, lf.level);
         old_out->level = lf.level;
         old_out->page_size = size;
     }
@@ -586,8 +591,7 @@ int pt_remap(struct pt_mapper *m, virt_addr_t va, uint64_t flags, struct pt_flus
     if (flags & PTE_USER)
         for (unsigned l = PT_LEVELS; l > lf.level; l--)
             entry_allow_user(lf.path[l], pt_index(va, l));
-    uint64_t leaf = flags | PTE_PRESENT | (lf.level > PT_LEVEL_PT ? PTE_HUGE : 0);
-    leaf_write(&lf, va, pte_make(leaf_pa(lf.e, lf.level), leaf));
+    leaf_write(&lf, va, leaf_make(leaf_pa(lf.e, lf.level), flags, lf.level));
     pt_flush_set(flush_out, m->cpus, PT_FLUSH_ONE_PAGE, va,
                  pt_level_size(lf.level) >> PAGE_SHIFT);
     return 0;
@@ -652,7 +656,7 @@ int pt_translate(const struct pt_mapper *m, virt_addr_t va, struct pt_mapping *o
         return -MM_ENOENT;
     uint64_t size = pt_level_size(level);
     out->pa = PA(leaf_pa(e, level).raw + (va.raw & (size - 1)));
-    out->flags = leaf_flags(e);
+    out->flags = pte_leaf_flags(e, level);
     out->level = level;
     out->page_size = size;
     return 0;

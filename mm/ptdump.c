@@ -12,6 +12,7 @@
  * accept a torn snapshot.
  */
 #include <mm/log.h>
+#include <mm/pat.h>
 #include <mm/ptdump.h>
 
 #define PERM_BITS   (PTE_WRITE | PTE_USER | PTE_NX)
@@ -49,7 +50,7 @@ static void walk_table(phys_addr_t table_pa, unsigned level, uint64_t va_base,
             .pa = PA(e.raw & PTE_ADDR_MASK & ~(size - 1)),
             .level = level,
             .page_size = size,
-            .flags = pte_flags(e) & ~PTE_HUGE,
+            .flags = pte_leaf_flags(e, level),
         };
         leaf.eff_flags = (leaf.flags & ~PERM_BITS) | eff_here;
         fn(ctx, &leaf);
@@ -66,10 +67,12 @@ void ptdump_walk(const struct pt_mapper *m, ptdump_leaf_fn fn, void *ctx)
 
 void ptdump_flags_str(uint64_t flags, char *buf, size_t size)
 {
+    /* The memory type (include/mm/pat.h) when it is not write-back. */
+    unsigned type = mm_pat_type_of_flags(flags);
     mm_snprintf(buf, size, "%s %s%s%s%s%s", (flags & PTE_WRITE) ? "RW" : "R",
                 (flags & PTE_NX) ? "NX" : "X", (flags & PTE_USER) ? " U" : "",
-                (flags & PTE_GLOBAL) ? " G" : "", (flags & PTE_PCD) ? " PCD" : "",
-                (flags & PTE_PWT) ? " PWT" : "");
+                (flags & PTE_GLOBAL) ? " G" : "", type == MM_PAT_WB ? "" : " ",
+                type == MM_PAT_WB ? "" : mm_pat_type_name(type));
 }
 
 /* The range being accumulated by ptdump_print. */

@@ -31,6 +31,11 @@ unsigned arch_phys_addr_bits(void);
 bool arch_has_mtrr(void);
 uint64_t arch_rdmsr(uint32_t msr);
 
+/* The page attribute table (SDM vol. 3, 11.12; mm/pat.c): CPUID.01H:
+ * EDX.PAT[16], and the one MSR write the library does (MM_MSR_PAT). */
+bool arch_has_pat(void);
+void arch_wrmsr(uint32_t msr, uint64_t value);
+
 /* CPU state the conformance suite (mm/conformance.c) checks; reads only.
  * arch_irqs_enabled is RFLAGS.IF of the calling CPU. */
 #define ARCH_MSR_EFER   UINT32_C(0xc0000080)

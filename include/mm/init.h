@@ -155,6 +155,13 @@ void *mm_ioremap(phys_addr_t pa, uint64_t size);
 int mm_iounmap(void *va);
 
 /*
+ * mm_ioremap with write-combining (PAT entry 1, include/mm/pat.h), for
+ * framebuffers: the same checks and refusals, plus NULL (logged) before
+ * mm_pat_init_cpu has run.  Give it back with mm_iounmap.
+ */
+void *mm_ioremap_wc(phys_addr_t pa, uint64_t size);
+
+/*
  * A readable pointer to [pa, pa + size), for firmware tables (ACPI) that
  * may lie in, out of, or across the edge of the direct map: the direct-map
  * pointer when the whole range is inside it, else a write-back read-only

@@ -47,11 +47,17 @@
 /* Leaf flags of a MM_CACHE_WB_RO mapping: present, no-execute, global;
  * write-back, read-only. */
 #define MMIO_PTE_FLAGS_WB_RO  PTE_KERNEL_RO
+/* Leaf flags of a MM_CACHE_WC mapping: present, writable, no-execute,
+ * global, PWT alone: PAT entry 1, write-combining once mm_pat_init_cpu
+ * has run (include/mm/pat.h). */
+#define MMIO_PTE_FLAGS_WC     (PTE_PRESENT | PTE_WRITE | PTE_PWT | PTE_NX | PTE_GLOBAL)
 
 /* How mmio_ioremap_mode maps. */
 enum mm_cache_mode {
     MM_CACHE_UC,        /* uncached, writable: device registers */
     MM_CACHE_WB_RO,     /* write-back, read-only: firmware tables in RAM */
+    MM_CACHE_WC,        /* write-combining, writable: framebuffers; needs
+                         * mm_pat_init_cpu (refused before) */
 };
 
 /*

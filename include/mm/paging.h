@@ -63,16 +63,22 @@
 #define PTE_HUGE        (UINT64_C(1) << 7)   /* PS: leaf at level 3 or 2 */
 #define PTE_GLOBAL      (UINT64_C(1) << 8)   /* leaves only */
 #define PTE_NX          (UINT64_C(1) << 63)  /* needs EFER.NXE */
+/* The PAT bit (include/mm/pat.h): bit 7 of a 4 KiB leaf, where upper
+ * levels have PS; a 2 MiB / 1 GiB leaf keeps it in bit 12.  Callers pass
+ * PTE_PAT and the mapper moves it for huge leaves; pt_translate reports
+ * PTE_PAT at every level. */
+#define PTE_PAT         (UINT64_C(1) << 7)
+#define PTE_PAT_HUGE    (UINT64_C(1) << 12)
 
 /* Physical address bits of an entry: 12..51 (52-bit physical addresses). */
 #define PTE_PHYS_BITS   52
 #define PTE_ADDR_MASK   (((UINT64_C(1) << PTE_PHYS_BITS) - 1) & ~(PAGE_SIZE - 1))
 
-/* Bits a caller may pass as leaf flags (PTE_PRESENT is implied, PTE_HUGE
- * is set by the mapper, the PAT bits are not supported). */
+/* Bits a caller may pass as leaf flags (PTE_PRESENT is implied, PS is set
+ * by the mapper; PTE_PAT selects PAT entries 4-7, see include/mm/pat.h). */
 #define PTE_FLAGS_ALLOWED (PTE_PRESENT | PTE_WRITE | PTE_USER | PTE_PWT |     \
-                           PTE_PCD | PTE_ACCESSED | PTE_DIRTY | PTE_GLOBAL |  \
-                           PTE_NX)
+                           PTE_PCD | PTE_PAT | PTE_ACCESSED | PTE_DIRTY |     \
+                           PTE_GLOBAL | PTE_NX)
 
 /* Ready-made leaf flag sets. */
 #define PTE_KERNEL_RW   (PTE_PRESENT | PTE_WRITE | PTE_NX | PTE_GLOBAL)
@@ -96,6 +102,15 @@ static inline pt_entry_t pte_make(phys_addr_t pa, uint64_t flags)
 static inline bool pte_is_leaf(pt_entry_t e, unsigned level)
 {
     return level == 1 || (e.raw & PTE_HUGE) != 0;
+}
+
+/* The flags of a leaf at `level` as callers see them: PS dropped, and a
+ * huge leaf's PAT bit (bit 12) reported as PTE_PAT (bit 7). */
+static inline uint64_t pte_leaf_flags(pt_entry_t e, unsigned level)
+{
+    if (level == 1)
+        return pte_flags(e);
+    return (pte_flags(e) & ~PTE_HUGE) | ((e.raw & PTE_PAT_HUGE) ? PTE_PAT : 0);
 }
 
 /* ----------------------------------------------------------------- levels */

@@ -53,6 +53,7 @@ static inline phys_addr_t pfn_to_pa(uint64_t pfn) { return PA(pfn << PAGE_SHIFT)
 #define MM_EFAULT  14  /* address outside the managed range */
 #define MM_EBUSY   16  /* resource in use */
 #define MM_EEXIST  17  /* already mapped / already allocated */
+#define MM_ENODEV  19  /* the CPU lacks a feature */
 #define MM_EINVAL  22  /* malformed argument (alignment, size, ...) */
 
 const char *mm_strerror(int err);

@@ -26,6 +26,7 @@
  * EMBED_EXIT_PASS (status 33).  A CPU exception prints the frame and exits
  * with EMBED_EXIT_PANIC (status 37), like a library panic.
  */
+#include <mm/arch.h>
 #include <mm/buddy.h>
 #include <mm/conformance.h>
 #include <mm/kmapper.h>
@@ -34,6 +35,7 @@
 #include <mm/mmio.h>
 #include <mm/multiboot2.h>
 #include <mm/paging.h>
+#include <mm/pat.h>
 #include "embed.h"
 
 /* A kernel address nothing else uses: 2 MiB into the GiB the layout keeps
@@ -310,6 +312,23 @@ static void test_ioremap(void)
     mm_printf("embed: ioremap ok\n");
 }
 
+/* Write-combining (docs/INTEGRATION.md, section 8e): after this CPU's
+ * mm_pat_init_cpu, mm_ioremap_wc maps with PWT alone, PAT entry 1 = WC. */
+static void test_ioremap_wc(void)
+{
+    CHECK(mm_pat_init_cpu() == 0);
+    CHECK(arch_rdmsr(MM_MSR_PAT) == MM_PAT_VALUE);
+    volatile uint16_t *text = mm_ioremap_wc(PA(VGA_TEXT_PA), VGA_TEXT_SIZE);
+    CHECK(text != NULL);
+    struct pt_mapper m = kmapper_peek();
+    struct pt_mapping map;
+    CHECK(pt_translate(&m, VA((uintptr_t)text), &map) == 0);
+    CHECK(map.pa.raw == VGA_TEXT_PA);
+    CHECK(mm_pat_type_of_flags(map.flags) == MM_PAT_WC);
+    iounmap_checked(text);
+    mm_printf("embed: ioremap_wc ok\n");
+}
+
 /* ---------------------------------------------------------------- aliases */
 
 /*
@@ -388,6 +407,7 @@ _Noreturn void embed_main(uint32_t magic, uint64_t mbi_pa)
     test_frames(mm.buddy);
     test_mapping(mm.buddy);
     test_ioremap();
+    test_ioremap_wc();
     test_ioremap_refuses_ram(mm.buddy);
     test_conformance(&mm);
 

@@ -6,6 +6,7 @@
  */
 #include <mm/arch.h>
 #include <mm/platform.h>
+#include <stdlib.h>
 #include "tlb_model.h"
 
 phys_addr_t host_cr3;
@@ -50,6 +51,14 @@ bool arch_has_nx(void) { return true; }
 unsigned arch_phys_addr_bits(void) { return host_phys_addr_bits; }
 bool arch_has_mtrr(void) { return host_has_mtrr; }
 uint64_t arch_rdmsr(uint32_t msr) { return msr < 0x300 ? host_msr[msr] : 0; }
+bool host_has_pat = true;
+bool arch_has_pat(void) { return host_has_pat; }
+void arch_wrmsr(uint32_t msr, uint64_t value)
+{
+    if (msr >= 0x300)
+        abort();            /* the library writes no other MSR */
+    host_msr[msr] = value;
+}
 
 uint64_t arch_read_tsc(void)
 {

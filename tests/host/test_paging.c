@@ -294,7 +294,7 @@ static void test_bad_input(void)
     CHECK_EQ(pt_unmap(&m, VA(KVA + GiB), true, &tok), -MM_EINVAL);     /* huge leaf */
     CHECK_EQ(pt_unmap(&m, VA(KVA + PAGE_SIZE), true, &tok), -MM_ENOENT);
     CHECK_EQ(pt_remap(&m, VA(KVA + PAGE_SIZE), PTE_KERNEL_RO, &tok), -MM_ENOENT);
-    CHECK_EQ(pt_remap(&m, VA(KVA), PTE_KERNEL_RO | PTE_HUGE, &tok), -MM_EINVAL);
+    CHECK_EQ(pt_remap(&m, VA(KVA), PTE_KERNEL_RO | (UINT64_C(1) << 9), &tok), -MM_EINVAL);
     CHECK_EQ(pt_remap(&m, VA(KVA + GiB + PAGE_SIZE), PTE_KERNEL_RO, &tok), -MM_EINVAL);
     CHECK_EQ(pt_unmap_range(&m, VA(KVA), 2 * PAGE_SIZE, true, &tok), -MM_ENOENT);
     CHECK_EQ(pt_unmap_range(&m, VA(KVA + GiB), PAGE_SIZE, true, &tok), -MM_EINVAL);
@@ -820,7 +820,7 @@ static void test_ptdump_lines(void)
     ptdump_flags_str(PTE_PRESENT, buf, sizeof buf);
     CHECK(strcmp(buf, "R X") == 0);
     ptdump_flags_str(PTE_MMIO | PTE_USER, buf, sizeof buf);
-    CHECK(strcmp(buf, "RW NX U G PCD PWT") == 0);
+    CHECK(strcmp(buf, "RW NX U G UC") == 0);
 }
 
 static void test_readonly_mapper(void)
