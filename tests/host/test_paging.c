@@ -268,7 +268,7 @@ static void test_bad_input(void)
     CHECK_EQ(do_map_phys(&m, UINT64_C(0xfff0000000000000), 0x1000, PTE_KERNEL_RW), -MM_EINVAL);
     CHECK_EQ(do_map_phys(&m, KVA + PAGE_SIZE, UINT64_C(1) << 52, PTE_KERNEL_RW), -MM_EINVAL);
     CHECK_EQ(do_map_phys(&m, KVA + PAGE_SIZE, 0x1000, PTE_KERNEL_RW | 0x2000), -MM_EINVAL);
-    CHECK_EQ(do_map_phys(&m, KVA + PAGE_SIZE, 0x1000, PTE_KERNEL_RW | PTE_HUGE), -MM_EINVAL);
+    CHECK_EQ(do_map_phys(&m, KVA + PAGE_SIZE, 0x1000, PTE_KERNEL_RW | (UINT64_C(1) << 9)), -MM_EINVAL);
     CHECK_EQ(do_map_huge(&m, KVA + 2 * GiB + PAGE_SIZE, 0, PAGE_2M_SIZE, PTE_KERNEL_RW),
              -MM_EINVAL);
     CHECK_EQ(do_map_huge(&m, KVA + 2 * GiB, PAGE_SIZE, PAGE_2M_SIZE, PTE_KERNEL_RW), -MM_EINVAL);
