@@ -9,9 +9,13 @@
  * kernel table and stays right forever.  Slots 0..255 (the user half) are
  * edited only here, one 4 KiB page per call, through a struct pt_mapper
  * whose CPU set is the address space's, so the flush of each change
- * reaches only the CPUs that may cache its translations.  mm_as_destroy
- * walks the user half once, freeing each table and each leaf frame marked
- * PTE_AS_OWNED, then the top table; the shared kernel tables stay.
+ * reaches only the CPUs that may cache its translations.  A level-1
+ * table shared with other address spaces after a clone (include/mm/cow.h)
+ * is made this address space's own (mm_cow_table_unshare_locked) before
+ * any edit under it, after the edit's own checks.  mm_as_destroy walks
+ * the user half once, freeing each table (a shared level-1 table only
+ * loses a count, mm/cow_table.c) and dropping a count of each leaf frame
+ * marked PTE_AS_OWNED, then the top table; the kernel tables stay.
  *
  * Invariants.
  *  - as->cpus holds every CPU whose CR3 is as->top_pa, and only CPUs that
@@ -23,7 +27,8 @@
  *    loading the other table.
  *  - User-half leaves are 4 KiB, present, PTE_USER, never PTE_GLOBAL;
  *    as->owned_frames counts those with PTE_AS_OWNED, as->table_frames
- *    the user-half tables below the top one.
+ *    the user-half tables below the top one, both over every table as
+ *    reaches (shared level-1 tables included).
  *  - A destroyed address space has top_pa 0 and dead set; every call
  *    refuses it.
  *
@@ -37,6 +42,7 @@
  */
 #include <mm/arch.h>
 #include <mm/aspace.h>
+#include <mm/cow.h>
 #include <mm/frameref.h>
 #include <mm/kmapper.h>
 #include <mm/log.h>
@@ -204,9 +210,10 @@ int mm_as_create(struct mm_as *as, struct frame_allocator *fa)
     return 0;
 }
 
-/* Free the user-half subtree of the table at `level` (3..1), then the
- * table; drop a count of each owned leaf frame, freeing it on the last.
- * Counts the tables and the owned leaves. */
+/* Free the user-half subtree of the table at `level` (3 or 2), then the
+ * table: each level-1 table is let go of as mm_cow_table_release says
+ * (shared: one count fewer; else its owned frames lose a count, freed on
+ * the last, and it is freed).  Counts the tables and the owned leaves. */
 static void free_user_subtree(struct mm_as *as, phys_addr_t table, unsigned level,
                               uint64_t *tables, uint64_t *owned)
 {
@@ -214,12 +221,15 @@ static void free_user_subtree(struct mm_as *as, phys_addr_t table, unsigned leve
         uint64_t e = *mm_as_entry_word(table, i);
         if (!(e & PTE_PRESENT))
             continue;
-        if (!pte_is_leaf((pt_entry_t){ e }, level)) {
+        if (pte_is_leaf((pt_entry_t){ e }, level)) {
+            if (e & PTE_AS_OWNED)
+                mm_panic("free_user_subtree: owned huge leaf %lx at level %u in as %lx",
+                         (unsigned long)e, level, (unsigned long)as->top_pa.raw);
+        } else if (level == PT_LEVEL_PD) {
+            *owned += mm_cow_table_release(as, e);
+            (*tables)++;
+        } else {
             free_user_subtree(as, PA(e & PTE_ADDR_MASK), level - 1, tables, owned);
-        } else if (e & PTE_AS_OWNED) {
-            if (mm_frameref_put(PA(e & PTE_ADDR_MASK)) == 0)
-                as->fa->free(as->fa, PA(e & PTE_ADDR_MASK));
-            (*owned)++;
         }
     }
     as->fa->free(as->fa, table);
@@ -307,6 +317,19 @@ static int map_locked(struct mm_as *as, virt_addr_t va, phys_addr_t pa, uint64_t
     return 0;
 }
 
+/* Map the caller's frame pa at va (not owned): -MM_EEXIST before the
+ * table under va is unshared, so a refusal changes nothing. */
+static int map_frame_locked(struct mm_as *as, virt_addr_t va, phys_addr_t pa, uint64_t bits)
+{
+    MM_ASSERT_LOCKED(&as->lock);
+    struct pt_mapper m = mm_as_mapper(as);
+    struct pt_mapping t;
+    if (pt_translate(&m, va, &t) == 0)
+        return -MM_EEXIST;
+    int err = mm_cow_table_unshare_locked(as, va);
+    return err ? err : map_locked(as, va, pa, bits);
+}
+
 /* Take a zeroed frame and map it at va as owned.  -MM_EEXIST comes
  * before a frame is taken, so a full allocator does not hide it. */
 static int map_zeroed_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
@@ -317,10 +340,13 @@ static int map_zeroed_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
     phys_addr_t pa;
     if (pt_translate(&m, va, &t) == 0)
         return -MM_EEXIST;
+    int err = mm_cow_table_unshare_locked(as, va);
+    if (err)
+        return err;
     if (frame_alloc(as->fa, &pa) != 0)
         return -MM_ENOMEM;
     __builtin_memset(pa_to_ptr(pa), 0, PAGE_SIZE);
-    int err = map_locked(as, va, pa, bits | PTE_AS_OWNED);
+    err = map_locked(as, va, pa, bits | PTE_AS_OWNED);
     if (err)
         as->fa->free(as->fa, pa);       /* never mapped */
     return err;
@@ -338,8 +364,13 @@ static int unmap_locked(struct mm_as *as, virt_addr_t va)
     struct pt_mapper m = mm_as_mapper(as);
     struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
     struct pt_mapping old;
+    if (pt_translate(&m, va, &old) != 0)
+        return -MM_ENOENT;
+    int err = mm_cow_table_unshare_locked(as, va);
+    if (err)
+        return err;
     unsigned before = tables_on_path(as, va);
-    int err = pt_unmap_phys(&m, va, true, &old, &tok);
+    err = pt_unmap_phys(&m, va, true, &old, &tok);
     if (err)
         return err;
     as->table_frames -= before - tables_on_path(as, va);
@@ -372,6 +403,9 @@ static int protect_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
                   (unsigned long)va.raw);
         return -MM_EINVAL;
     }
+    err = mm_cow_table_unshare_locked(as, va);
+    if (err)
+        return err;
     uint64_t soft = cur.flags & (PTE_AS_OWNED | PTE_AS_SHARED);
     uint64_t hw = bits & ~PTE_AS_SOFT;
     if ((hw & PTE_WRITE) && soft == PTE_AS_OWNED && mm_frameref_count(cur.pa) > 1) {
@@ -403,7 +437,7 @@ static int edit_page(struct mm_as *as, virt_addr_t va, phys_addr_t pa, unsigned 
         err = map_zeroed_locked(as, va, bits);
         break;
     case EDIT_MAP_FRAME:
-        err = map_locked(as, va, pa, bits);
+        err = map_frame_locked(as, va, pa, bits);
         break;
     case EDIT_UNMAP:
         err = unmap_locked(as, va);

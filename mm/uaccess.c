@@ -11,10 +11,13 @@
  * needed and SMAP can stay closed.  The string variant first scans page
  * by page for the NUL (checking each page before reading it), then copies
  * the string and its NUL.  A copy to user counts a copy-on-write page
- * (PTE_AS_COW) as writable in the check, then, before copying anything,
- * resolves each such page of the range as a write fault would
- * (mm_cow_fault_locked): the process gets its own frame, so the bytes
- * never reach the frame it shares with other address spaces.
+ * (PTE_AS_COW) as writable in the check (the leaf says what the page
+ * may do; a read-only level-2 entry above it only means its table is
+ * shared), then, before copying anything, resolves every page of the
+ * range as a write fault would (mm_cow_fault_locked): a page under a
+ * shared level-1 table gets a table of this address space's own, a COW
+ * page its own frame, so the bytes never reach a frame or a table it
+ * shares with other address spaces.
  *
  * Invariants.  Every byte copied lies in a page that was checked under
  * the same hold of as->lock, so no unmap can free the frame between the
@@ -79,20 +82,20 @@ static void *user_byte_locked(struct mm_as *as, uint64_t va, bool write)
     return pa_to_ptr(pa);
 }
 
-/* Resolve every COW page of the checked range [va, va + len): 0 or
- * -MM_ENOMEM (the pages resolved so far keep their private copies). */
+/* Resolve every page of the checked range [va, va + len) as a write
+ * fault would: a COW page, or any page under a shared level-1 table,
+ * becomes this address space's own (a writable page gives MM_COW_REUSED
+ * at once).  0 or -MM_ENOMEM (the pages resolved so far keep their
+ * private copies). */
 static int break_cow_locked(struct mm_as *as, uint64_t va, uint64_t len)
 {
     MM_ASSERT_LOCKED(&as->lock);
     for (uint64_t off = 0; off < len; off += chunk_len(va + off, len - off)) {
-        phys_addr_t pa;
-        if (!(user_flags_locked(as, va + off, &pa) & PTE_AS_COW))
-            continue;
         int r = mm_cow_fault_locked(as, VA(align_down_u64(va + off, PAGE_SIZE)));
         if (r < 0)
             return r;
         if (r != MM_COW_REUSED && r != MM_COW_COPIED)
-            mm_panic("break_cow_locked: COW page at va %lx not resolved (%d)",
+            mm_panic("break_cow_locked: writable page at va %lx not resolved (%d)",
                      (unsigned long)(va + off), r);
     }
     return 0;

@@ -38,7 +38,12 @@
  * is logically writable but write-protected because its frame is shared
  * after a clone (include/mm/cow.h resolves the write fault).  A counted
  * frame whose count is above 1 is never mapped writable without
- * PTE_AS_SHARED.
+ * PTE_AS_SHARED.  After a clone the level-1 tables themselves are shared
+ * (include/mm/cow.h): a level-2 entry without PTE_WRITE and with
+ * PTE_AS_COW makes every page under it read-only while its leaves keep
+ * their logical bits (a private writable page there is writable for
+ * nobody until the table is unshared), and every edit of a page under
+ * such a table first unshares it.
  *
  * Locking.  Each address space has a spinlock for its user-half tables;
  * the kernel half is the kernel mapper's.  Order: address-space lock, then
@@ -91,6 +96,8 @@ struct mm_as {
     struct frame_allocator *fa;           /* tables and zeroed frames */
     mm_spinlock_t lock;                   /* the user-half tables */
     volatile mm_cpumask_t cpus;           /* CPUs where it is loaded */
+    /* Both over every table the address space reaches, level-1 tables it
+     * shares with others after a clone included (each sharer counts them). */
     uint64_t owned_frames;                /* leaves with PTE_AS_OWNED (counted) */
     uint64_t table_frames;                /* user-half tables, top excluded */
     bool dead;                            /* destroyed: every call refused */
@@ -131,6 +138,8 @@ struct mm_as *mm_as_current(void);
  * MM_PROT_USER), -MM_EEXIST (already mapped), -MM_ENOENT (nothing mapped),
  * -MM_ENOMEM; nothing changes on failure.  Each call flushes what it
  * changed on the CPUs of the address space before it returns.
+ * -MM_ENOMEM also for mm_as_unmap and mm_as_protect when the page's
+ * level-1 table is shared after a clone and no frame is left to unshare it.
  * MM_PROT_SHARED in prot makes a shared mapping (PTE_AS_SHARED); for
  * mm_as_protect it must match the mapping's (else -MM_EINVAL, logged).
  * mm_as_protect of a page whose owned frame is shared (count above 1, or

@@ -6,7 +6,11 @@
  * PTE_AS_OWNED, include/mm/aspace.h) has a count: the number of such
  * leaves, over all address spaces, that map it.  Most frames are mapped
  * once, so a count of 1 is implicit and costs nothing: only frames mapped
- * more than once (after a clone) have an entry.  Frames mapped with
+ * more than once (after a clone) have an entry.  The same counts serve
+ * the level-1 table frames that address spaces share after a clone
+ * (include/mm/cow.h): a table's count is the number of level-2 entries
+ * that point at it, and a frame's count is the number of leaves that map
+ * it, a leaf in a shared table counting once.  Frames mapped with
  * mm_as_map_frame (device memory, frames a caller owns) are never counted.
  *
  * Storage and cost.  A radix tree over the page frame number, built from

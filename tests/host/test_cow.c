@@ -60,30 +60,76 @@ static uint64_t pa_of(struct mm_as *as, uint64_t va)
     return pa.raw;
 }
 
-static uint64_t leaf_of(struct mm_as *as, uint64_t va)
+/* The entry for va in as's table at `level` (0 when there is none). */
+static uint64_t entry_of(struct mm_as *as, uint64_t va, unsigned level)
 {
     struct pt_mapper m = mm_as_mapper(as);
     pt_entry_t e = { 0 };
-    if (pt_get_entry(&m, VA(va), PT_LEVEL_PT, &e) != 0)
+    if (pt_get_entry(&m, VA(va), level, &e) != 0)
         return 0;
     return e.raw;
 }
 
-/* A user write of `byte` at va, as the MMU does it: a write to a
- * read-only leaf faults into the resolver.  The resolver's result (0 if
- * no fault), or -1 for a fault that is not COW. */
+static uint64_t leaf_of(struct mm_as *as, uint64_t va)
+{
+    return entry_of(as, va, PT_LEVEL_PT);
+}
+
+/* The level-2 entry above va (0 when there is none). */
+static uint64_t pde_of(struct mm_as *as, uint64_t va)
+{
+    return entry_of(as, va, PT_LEVEL_PD);
+}
+
+/* The write permission the MMU gives va: PTE_WRITE in the leaf AND in the
+ * level-2 entry (the upper levels are always writable here). */
+static bool mmu_writable(struct mm_as *as, uint64_t va)
+{
+    return (leaf_of(as, va) & pde_of(as, va) & PTE_WRITE) != 0;
+}
+
+/* The leaf's write and COW bits as they would be after the table above
+ * va is unshared: a private writable leaf under a shared table is COW. */
+static uint64_t logical_wc(struct mm_as *as, uint64_t va)
+{
+    uint64_t e = leaf_of(as, va);
+    if (mm_cow_table_entry_shared(pde_of(as, va)) && (e & PTE_WRITE) &&
+        (e & (PTE_AS_OWNED | PTE_AS_SHARED)) == PTE_AS_OWNED)
+        e = (e & ~PTE_WRITE) | PTE_AS_COW;
+    return e & (PTE_WRITE | PTE_AS_COW);
+}
+
+/* The level-1 table that maps va. */
+static phys_addr_t pt_of(struct mm_as *as, uint64_t va)
+{
+    return PA(pde_of(as, va) & PTE_ADDR_MASK);
+}
+
+/* Unshare the table above va as any write under it would. */
+static int unshare(struct mm_as *as, uint64_t va)
+{
+    mm_spin_lock(&as->lock);
+    int err = mm_cow_table_unshare_locked(as, VA(va));
+    mm_spin_unlock(&as->lock);
+    return err;
+}
+
+/* A user write of `byte` at va, as the MMU does it: a write that the
+ * leaf and the level-2 entry do not both allow faults into the resolver.
+ * The resolver's result (0 if no fault), or -1 for a fault that is not
+ * COW. */
 static int uwrite(struct mm_as *as, uint64_t va, uint8_t byte)
 {
     int r = 0;
     uint64_t e = leaf_of(as, va);
     if (!(e & PTE_PRESENT))
         return -1;
-    if (!(e & PTE_WRITE)) {
+    if (!mmu_writable(as, va)) {
         r = mm_cow_fault(as, VA(va), WFAULT);
         if (r != MM_COW_REUSED && r != MM_COW_COPIED)
             return r == MM_COW_NOT_COW ? -1 : r;
         e = leaf_of(as, va);
-        if (!(e & PTE_WRITE))
+        if (!mmu_writable(as, va))
             return -1;
     }
     ((uint8_t *)pa_to_ptr(PA(e & PTE_ADDR_MASK)))[va & (PAGE_SIZE - 1)] = byte;
@@ -281,9 +327,12 @@ static void test_frameref_batch(void)
     CHECK_EQ(tfa.outstanding, base);
 }
 
-/* A clone edits only the parent leaves it write-protects, and gives those
- * accessed and dirty (a bit an MMU set meanwhile cannot be lost); every
- * other parent leaf keeps its exact bits, and the child copies them. */
+/* A clone edits no leaf: both share the parent's level-1 tables through
+ * read-only COW level-2 entries, each table counted twice, no data frame
+ * counted.  The unsharing step then edits only the leaves it
+ * write-protects, in both copies, and gives those accessed and dirty (a
+ * bit an MMU set meanwhile cannot be lost); every other leaf keeps its
+ * exact bits. */
 static void test_clone_leaf_bits(void)
 {
     uint64_t base = setup();
@@ -294,10 +343,25 @@ static void test_clone_leaf_bits(void)
         before[i] = leaf_of(&p, kind_vas[i]);
     REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
     for (unsigned i = 0; i < NKIND; i++) {
+        CHECK_EQ(leaf_of(&p, kind_vas[i]), before[i]);
+        CHECK_EQ(pt_of(&c, kind_vas[i]).raw, pt_of(&p, kind_vas[i]).raw);
+        CHECK(mm_cow_table_entry_shared(pde_of(&p, kind_vas[i])));
+        CHECK(mm_cow_table_entry_shared(pde_of(&c, kind_vas[i])));
+        CHECK_EQ(mm_frameref_count(pt_of(&p, kind_vas[i])), 2);
+        CHECK_EQ(mm_frameref_count(PA(pa_of(&p, kind_vas[i]))), 1);
+    }
+    for (unsigned i = 0; i < NKIND; i++)
+        CHECK_EQ(unshare(&c, kind_vas[i]), 0);
+    for (unsigned i = 0; i < NKIND; i++) {
         uint64_t want = i < 3 ? (before[i] & ~PTE_WRITE) | PTE_AS_COW | PTE_ACCESSED | PTE_DIRTY
                               : before[i];
         CHECK_EQ(leaf_of(&p, kind_vas[i]), want);
         CHECK_EQ(leaf_of(&c, kind_vas[i]), want);
+        CHECK(pt_of(&c, kind_vas[i]).raw != pt_of(&p, kind_vas[i]).raw);
+        CHECK_EQ(pde_of(&c, kind_vas[i]) & (PTE_WRITE | PTE_AS_COW), PTE_WRITE);
+        CHECK(mm_cow_table_entry_shared(pde_of(&p, kind_vas[i])));
+        CHECK_EQ(mm_frameref_count(pt_of(&p, kind_vas[i])), 1);
+        CHECK_EQ(mm_frameref_count(PA(pa_of(&p, kind_vas[i]))), i < 5 ? 2 : 1);
     }
     CHECK_EQ(mm_as_destroy(&c), 0);
     CHECK_EQ(mm_as_destroy(&p), 0);
@@ -322,13 +386,13 @@ static void test_clone_semantics(void)
         uint64_t pe = leaf_of(&p, kind_vas[i]), ce = leaf_of(&c, kind_vas[i]);
         CHECK_EQ(pa_of(&c, kind_vas[i]), pa[i]);
         CHECK_EQ(pa_of(&p, kind_vas[i]), pa[i]);
-        bool cow = i < 3, writable = i >= 4;
-        CHECK_EQ(!!(pe & PTE_AS_COW), cow);
-        CHECK_EQ(!!(ce & PTE_AS_COW), cow);
-        CHECK_EQ(!!(pe & PTE_WRITE), writable);
-        CHECK_EQ(!!(ce & PTE_WRITE), writable);
+        uint64_t want = i < 3 ? PTE_AS_COW : i >= 4 ? PTE_WRITE : 0;
+        CHECK_EQ(logical_wc(&p, kind_vas[i]), want);
+        CHECK_EQ(logical_wc(&c, kind_vas[i]), want);
+        CHECK(!mmu_writable(&p, kind_vas[i]) && !mmu_writable(&c, kind_vas[i]));
+        CHECK_EQ(pe, ce);
         CHECK_EQ(!!(ce & PTE_AS_OWNED), i < 5);
-        CHECK_EQ(mm_frameref_count(PA(pa[i])), i < 5 ? 2 : 1);
+        CHECK_EQ(mm_frameref_count(PA(pa[i])), 1);     /* counted at unshare */
         CHECK_EQ(uread(&c, kind_vas[i]), i == 3 ? 0 : 0x10 + (int)i);
     }
     /* A COW page still says writable, so protect round-trips. */
@@ -337,10 +401,18 @@ static void test_clone_semantics(void)
     CHECK_EQ(prot, RW);
     CHECK_EQ(mm_as_translate(&c, VA(0x3000), NULL, &prot), 0);
     CHECK_EQ(prot, RW | MM_PROT_SHARED);
-    /* The shared page is one page for both; the foreign one too. */
-    CHECK_EQ(uwrite(&c, 0x3000, 0x77), 0);
+    /* The shared page is one page for both; the foreign one too.  The
+     * child's write unshares the table of 0x1000..0x4000: its owned frames
+     * get their counts then. */
+    CHECK_EQ(uwrite(&c, 0x3000, 0x77), MM_COW_REUSED);
     CHECK_EQ(uread(&p, 0x3000), 0x77);
-    CHECK_EQ(uwrite(&p, 0x4000, 0x66), 0);
+    CHECK_EQ(mm_frameref_count(PA(pa[0])), 2);
+    CHECK_EQ(mm_frameref_count(PA(pa[3])), 2);
+    CHECK_EQ(mm_frameref_count(PA(pa[4])), 2);
+    CHECK_EQ(mm_frameref_count(PA(pa[1])), 1);  /* another table, still shared */
+    CHECK_EQ(logical_wc(&c, 0x3000), PTE_WRITE);
+    CHECK_EQ(logical_wc(&p, 0x1000), PTE_AS_COW);
+    CHECK_EQ(uwrite(&p, 0x4000, 0x66), MM_COW_REUSED);    /* count 1: W back */
     CHECK_EQ(uread(&c, 0x4000), 0x66);
     /* A read-only page stays read-only (a real fault). */
     CHECK_EQ(uwrite(&c, 0x2000, 1), -1);
@@ -396,12 +468,14 @@ static void test_clone_enomem_every_frame(void)
             break;
         CHECK_EQ(err, -MM_ENOMEM);
         CHECK(snap_same(&s));
-        for (unsigned i = 0; i < 3; i++)
-            CHECK_EQ(leaf_of(&p, kind_vas[i]) & (PTE_WRITE | PTE_AS_COW), PTE_WRITE);
+        for (unsigned i = 0; i < NKIND; i++)
+            CHECK_EQ(pde_of(&p, kind_vas[i]) & (PTE_WRITE | PTE_AS_COW), PTE_WRITE);
         REQUIRE(k < 100);
     }
-    /* Top + the parent's tables + 3 count-tree frames. */
-    CHECK_EQ(k, 1 + p.table_frames + 3);
+    /* Top + the parent's 5 upper tables (2 level-3, 3 level-2; its 3
+     * level-1 tables are shared) + 3 count-tree frames for those. */
+    CHECK_EQ(p.table_frames, 8);
+    CHECK_EQ(k, 1 + 5 + 3);
     CHECK_EQ(tfa.outstanding, before + k);
     CHECK_EQ(mm_as_destroy(&c), 0);
     CHECK_EQ(mm_as_destroy(&p), 0);
@@ -410,13 +484,14 @@ static void test_clone_enomem_every_frame(void)
     CHECK_EQ(tfa.bad_frees, 0);
 }
 
-/* A count at its limit refuses the clone with -MM_EBUSY, nothing changed. */
+/* A table's count at its limit refuses the clone with -MM_EBUSY, nothing
+ * changed. */
 static void test_clone_count_limit(void)
 {
     uint64_t base = setup();
     struct mm_as p, c;
     make_parent(&p);
-    phys_addr_t f = PA(pa_of(&p, 0x40000000));
+    phys_addr_t f = pt_of(&p, 0x40000000);
     for (uint32_t n = 1; n < MM_FRAMEREF_MAX; n++)
         REQUIRE(mm_frameref_get(f, &tfa.fa) == 0);
     struct snap s;
@@ -477,15 +552,31 @@ static void test_resolver_outcomes(void)
     CHECK_EQ(mm_cow_fault(&c, VA(MM_DIRECT_MAP_BASE), WFAULT), MM_COW_NOT_COW);
     CHECK_EQ(mm_cow_fault(&c, VA(UINT64_C(0x0000900000000000)), WFAULT), MM_COW_NOT_COW);
     CHECK_EQ(mm_cow_fault(&c, VA(0), WFAULT), MM_COW_NOT_COW);
-    CHECK_EQ(leaf_of(&c, 0x1000) & (PTE_WRITE | PTE_AS_COW), PTE_AS_COW);
-    /* Out of frames for the copy: nothing changes. */
+    CHECK_EQ(logical_wc(&c, 0x1000), PTE_AS_COW);
+    CHECK(mm_cow_table_entry_shared(pde_of(&c, 0x1000)));   /* no NOT_COW unshared it */
+    /* Out of frames for the table copy: nothing changes. */
     uint64_t out = tfa.outstanding;
+    snap_as = &c;
+    struct snap sc;
+    take_snap(&sc);
     tfa.budget = 0;
     CHECK_EQ(mm_cow_fault(&c, VA(0x1234), WFAULT), -MM_ENOMEM);
     tfa.budget = UINT64_MAX;
+    CHECK(snap_same(&sc));
+    snap_as = NULL;
     CHECK_EQ(tfa.outstanding, out);
     CHECK_EQ(pa_of(&c, 0x1000), old);
+    CHECK_EQ(mm_frameref_count(PA(old)), 1);
+    /* Enough for the table copy (the count tree has the block), not for
+     * the page: the table is unshared (invisible to the process), the
+     * page is not. */
+    tfa.budget = 1;
+    CHECK_EQ(mm_cow_fault(&c, VA(0x1234), WFAULT), -MM_ENOMEM);
+    tfa.budget = UINT64_MAX;
+    CHECK_EQ(pa_of(&c, 0x1000), old);
+    CHECK_EQ(uread(&c, 0x1000), 0x10);
     CHECK_EQ(mm_frameref_count(PA(old)), 2);
+    CHECK_EQ(leaf_of(&c, 0x1000) & (PTE_WRITE | PTE_AS_COW), PTE_AS_COW);
     /* Count 2: the child copies (any address in the page). */
     CHECK_EQ(mm_cow_fault(&c, VA(0x1234), WFAULT), MM_COW_COPIED);
     uint64_t fresh = pa_of(&c, 0x1000);
@@ -514,33 +605,43 @@ static void test_resolver_outcomes(void)
     CHECK_EQ(tfa.bad_frees, 0);
 }
 
-/* Fork of a fork: COW stays right in every generation. */
+/* Fork of a fork of a fork: COW stays right in every generation, with
+ * tables shared four ways, three ways (a table one generation copied) and
+ * pages made COW by an unshare in an older table. */
+#define NGEN 4
 static void test_second_generation(void)
 {
     uint64_t base = setup();
-    struct mm_as g[3];
+    struct mm_as g[NGEN];
     make_parent(&g[0]);
     REQUIRE(mm_as_clone(&g[1], &g[0], &tfa.fa) == 0);
     CHECK_EQ(uwrite(&g[1], 0x40000000, 0x21), MM_COW_COPIED);
     REQUIRE(mm_as_clone(&g[2], &g[1], &tfa.fa) == 0);
     /* g1's copied page is COW again, shared with g2. */
-    CHECK_EQ(leaf_of(&g[1], 0x40000000) & (PTE_WRITE | PTE_AS_COW), PTE_AS_COW);
-    CHECK_EQ(leaf_of(&g[2], 0x40000000) & (PTE_WRITE | PTE_AS_COW), PTE_AS_COW);
-    /* A page untouched since g0: three sharers. */
-    CHECK_EQ(mm_frameref_count(PA(pa_of(&g[0], 0x1000))), 3);
-    CHECK_EQ(uwrite(&g[2], 0x1000, 0x32), MM_COW_COPIED);
-    CHECK_EQ(uwrite(&g[1], 0x1000, 0x31), MM_COW_COPIED);
+    CHECK_EQ(logical_wc(&g[1], 0x40000000), PTE_AS_COW);
+    CHECK_EQ(logical_wc(&g[2], 0x40000000), PTE_AS_COW);
+    REQUIRE(mm_as_clone(&g[3], &g[2], &tfa.fa) == 0);
+    /* A page untouched since g0: one frame, in a table four share. */
+    CHECK_EQ(mm_frameref_count(PA(pa_of(&g[0], 0x1000))), 1);
+    CHECK_EQ(mm_frameref_count(pt_of(&g[0], 0x1000)), NGEN);
+    CHECK_EQ(pt_of(&g[3], 0x1000).raw, pt_of(&g[0], 0x1000).raw);
+    CHECK_EQ(mm_frameref_count(pt_of(&g[1], 0x40000000)), 3);
+    for (unsigned i = NGEN; i-- > 1;)
+        CHECK_EQ(uwrite(&g[i], 0x1000, (uint8_t)(0x30 + i)), MM_COW_COPIED);
     CHECK_EQ(uwrite(&g[0], 0x1000, 0x30), MM_COW_REUSED);
-    CHECK_EQ(uwrite(&g[2], 0x40000000, 0x42), MM_COW_COPIED);
+    for (unsigned i = NGEN; i-- > 2;)
+        CHECK_EQ(uwrite(&g[i], 0x40000000, (uint8_t)(0x40 + i)), MM_COW_COPIED);
     CHECK_EQ(uwrite(&g[1], 0x40000000, 0x41), MM_COW_REUSED);
-    for (unsigned i = 0; i < 3; i++) {
+    for (unsigned i = 0; i < NGEN; i++) {
         CHECK_EQ(uread(&g[i], 0x1000), 0x30 + (int)i);
         CHECK_EQ(uread(&g[i], 0x7fffffffe000), 0x12);
+        CHECK_EQ(uread(&g[i], 0x40000000), i == 0 ? 0x11 : 0x40 + (int)i);
     }
-    CHECK_EQ(uread(&g[0], 0x40000000), 0x11);
-    CHECK_EQ(uread(&g[1], 0x40000000), 0x41);
-    CHECK_EQ(uread(&g[2], 0x40000000), 0x42);
-    for (unsigned i = 0; i < 3; i++)
+    /* A page nobody wrote since the first clone: all four map it through
+     * one table; g0's write copies the table and the page. */
+    CHECK_EQ(uwrite(&g[0], 0x7fffffffe000, 0x50), MM_COW_COPIED);
+    CHECK_EQ(uread(&g[3], 0x7fffffffe000), 0x12);
+    for (unsigned i = 0; i < NGEN; i++)
         CHECK_EQ(mm_as_destroy(&g[i]), 0);
     CHECK_EQ(tfa.outstanding, base);
     CHECK_EQ(mm_frameref_frames(), 0);
@@ -558,7 +659,8 @@ static void test_many_sharers(void)
     phys_addr_t f = PA(pa_of(&a[0], 0x5000));
     for (unsigned i = 1; i < NSHARE; i++)
         REQUIRE(mm_as_clone(&a[i], &a[i / 2], &tfa.fa) == 0);
-    CHECK_EQ(mm_frameref_count(f), NSHARE);
+    CHECK_EQ(mm_frameref_count(f), 1);
+    CHECK_EQ(mm_frameref_count(pt_of(&a[0], 0x5000)), NSHARE);
     for (unsigned i = 0; i < NSHARE; i++)
         CHECK_EQ(pa_of(&a[i], 0x5000), f.raw);
     /* Half of them write (copies), the rest exit; the last one reuses. */
@@ -592,7 +694,7 @@ static void test_copy_to_user_breaks_cow(void)
     uint64_t out = tfa.outstanding;
     CHECK_EQ(mm_copy_to_user(&c, VA(0x1f00), buf, 0x200), -MM_EFAULT);
     CHECK_EQ(tfa.outstanding, out);
-    CHECK_EQ(leaf_of(&c, 0x1000) & PTE_AS_COW, PTE_AS_COW);
+    CHECK_EQ(logical_wc(&c, 0x1000), PTE_AS_COW);
     /* Out of frames: -MM_ENOMEM, both still see the old bytes. */
     tfa.budget = 0;
     CHECK_EQ(mm_copy_to_user(&c, VA(0x1000), buf, 16), -MM_ENOMEM);
@@ -657,7 +759,7 @@ static void test_unmap_destroy_counts(void)
     REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
     uint64_t out = tfa.outstanding;
     CHECK_EQ(mm_as_unmap(&p, VA(0x1000)), 0);
-    CHECK_EQ(tfa.outstanding, out);              /* c still maps it */
+    CHECK_EQ(tfa.outstanding, out + 1);          /* c still maps it; p's own table */
     CHECK_EQ(mm_frameref_count(f), 1);
     CHECK(test_fa_is_out(&tfa, f));
     CHECK_EQ(mm_as_unmap(&c, VA(0x1000)), 0);
@@ -717,7 +819,7 @@ static void test_clone_flushes_parent(void)
     phys_addr_t f = PA(pa_of(&c, 0x1000));
     for (unsigned cpu = 0; cpu < 3; cpu++) {
         phys_addr_t pa;
-        CHECK(!tlb_model_lookup(cpu, VA(0x1000), &pa) || !(leaf_of(&p, 0x1000) & PTE_WRITE));
+        CHECK(!tlb_model_lookup(cpu, VA(0x1000), &pa) || !mmu_writable(&p, 0x1000));
         CHECK_EQ(tlb_model_access(cpu, VA(0x1000), TLB_ACCESS_WRITE | TLB_ACCESS_USER),
                  TLB_FAULT_WRITE);
     }
@@ -748,6 +850,174 @@ static void test_clone_flushes_parent(void)
     tlb_model_fini();
 }
 
+/* ------------------------------------------------------ shared tables */
+
+/* A table's count is the number of level-2 entries pointing at it: each
+ * clone adds one, each destroy or unshare takes one away. */
+static void test_table_share_count(void)
+{
+    uint64_t base = setup();
+    struct mm_as p, c, g;
+    make_parent(&p);
+    phys_addr_t t = pt_of(&p, 0x1000);
+    CHECK_EQ(mm_frameref_count(t), 1);
+    CHECK(!mm_cow_table_entry_shared(pde_of(&p, 0x1000)));
+    REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
+    CHECK_EQ(mm_frameref_count(t), 2);
+    REQUIRE(mm_as_clone(&g, &c, &tfa.fa) == 0);
+    CHECK_EQ(mm_frameref_count(t), 3);
+    CHECK_EQ(pt_of(&g, 0x1000).raw, t.raw);
+    CHECK_EQ(g.table_frames, p.table_frames);
+    CHECK_EQ(g.owned_frames, p.owned_frames);
+    CHECK_EQ(mm_as_destroy(&c), 0);
+    CHECK_EQ(mm_frameref_count(t), 2);
+    CHECK(test_fa_is_out(&tfa, t));
+    CHECK_EQ(uwrite(&g, 0x1000, 0x61), MM_COW_COPIED);
+    CHECK_EQ(mm_frameref_count(t), 1);
+    CHECK(pt_of(&g, 0x1000).raw != t.raw);
+    CHECK_EQ(uread(&p, 0x1000), 0x10);
+    CHECK_EQ(uread(&g, 0x1000), 0x61);
+    CHECK_EQ(mm_as_destroy(&g), 0);
+    CHECK_EQ(mm_as_destroy(&p), 0);
+    CHECK_EQ(tfa.outstanding, base);
+    CHECK_EQ(mm_frameref_frames(), 0);
+    CHECK_EQ(tfa.bad_frees, 0);
+}
+
+/* Count 1 (the child left without writing): the parent's write gives its
+ * level-2 entry PTE_WRITE back, takes no frame, and its untouched leaves
+ * are writable as they were. */
+static void test_unshare_count_one(void)
+{
+    uint64_t base = setup();
+    struct mm_as p, c;
+    make_parent(&p);
+    uint64_t leaf = leaf_of(&p, 0x1000);
+    phys_addr_t t = pt_of(&p, 0x1000), f = PA(pa_of(&p, 0x1000));
+    REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
+    CHECK_EQ(mm_as_destroy(&c), 0);
+    CHECK(mm_cow_table_entry_shared(pde_of(&p, 0x1000)));
+    uint64_t out = tfa.outstanding, meta = mm_frameref_frames();
+    CHECK_EQ(uwrite(&p, 0x1000, 0x71), MM_COW_REUSED);
+    CHECK_EQ(tfa.outstanding, out);
+    CHECK(mm_frameref_frames() <= meta);
+    CHECK_EQ(pt_of(&p, 0x1000).raw, t.raw);
+    CHECK_EQ(pde_of(&p, 0x1000) & (PTE_WRITE | PTE_AS_COW), PTE_WRITE);
+    CHECK_EQ(leaf_of(&p, 0x1000), leaf);
+    CHECK_EQ(pa_of(&p, 0x1000), f.raw);
+    CHECK_EQ(mm_frameref_count(t), 1);
+    CHECK_EQ(mm_as_destroy(&p), 0);
+    CHECK_EQ(tfa.outstanding, base);
+    CHECK_EQ(mm_frameref_frames(), 0);
+}
+
+/* The first sharer to unshare leaves COW leaves behind in the old table:
+ * the parent, alone in it afterwards (count 1), must still copy a page
+ * the child's copy of the table maps, not write it in place. */
+static void test_unshare_protects_other_sharers(void)
+{
+    uint64_t base = setup();
+    struct mm_as p, c;
+    make_parent(&p);
+    REQUIRE(mm_as_map_zeroed(&p, VA(0x5000), RW) == 0);
+    REQUIRE(uwrite(&p, 0x5000, 0x55) == 0);
+    REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
+    CHECK_EQ(uwrite(&c, 0x1000, 0x61), MM_COW_COPIED);     /* c unshares the table */
+    CHECK_EQ(mm_frameref_count(pt_of(&p, 0x5000)), 1);
+    CHECK_EQ(uwrite(&p, 0x5000, 0x66), MM_COW_COPIED);
+    CHECK_EQ(uread(&c, 0x5000), 0x55);
+    CHECK_EQ(uread(&p, 0x5000), 0x66);
+    CHECK_EQ(uwrite(&p, 0x1000, 0x71), MM_COW_REUSED);     /* c copied it away */
+    CHECK_EQ(uread(&c, 0x1000), 0x61);
+    CHECK_EQ(mm_as_destroy(&c), 0);
+    CHECK_EQ(mm_as_destroy(&p), 0);
+    CHECK_EQ(tfa.outstanding, base);
+    CHECK_EQ(mm_frameref_frames(), 0);
+}
+
+/* Out of frames for the table copy: -MM_ENOMEM and both address spaces
+ * exactly as before.  A frame count at its limit refuses the unshare the
+ * same way (the counts taken so far are put back). */
+static void test_unshare_enomem(void)
+{
+    uint64_t base = setup();
+    struct mm_as p, c;
+    make_parent(&p);
+    REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
+    struct snap sp, sc;
+    snap_as = &c;
+    take_snap(&sc);
+    snap_as = &p;
+    take_snap(&sp);
+    tfa.budget = 0;
+    CHECK_EQ(mm_cow_fault(&c, VA(0x40000000), WFAULT), -MM_ENOMEM);
+    CHECK_EQ(mm_as_map_zeroed(&c, VA(0x40001000), RW), -MM_ENOMEM);
+    CHECK_EQ(mm_as_unmap(&c, VA(0x40000000)), -MM_ENOMEM);
+    CHECK_EQ(mm_as_protect(&c, VA(0x40000000), RO), -MM_ENOMEM);
+    uint8_t byte = 1;
+    CHECK_EQ(mm_copy_to_user(&c, VA(0x40000000), &byte, 1), -MM_ENOMEM);
+    tfa.budget = UINT64_MAX;
+    CHECK(snap_same(&sp));
+    snap_as = &c;
+    CHECK(snap_same(&sc));
+    CHECK(mm_cow_table_entry_shared(pde_of(&c, 0x40000000)));
+    snap_as = NULL;
+    /* A data frame's count at its limit: the unshare is refused. */
+    phys_addr_t f = PA(pa_of(&c, 0x7fffffffe000));
+    for (uint32_t n = 1; n < MM_FRAMEREF_MAX; n++)
+        REQUIRE(mm_frameref_get(f, &tfa.fa) == 0);
+    snap_as = &c;
+    take_snap(&sc);
+    CHECK_EQ(mm_cow_fault(&c, VA(0x7fffffffe000), WFAULT), -MM_ENOMEM);
+    CHECK(snap_same(&sc));
+    snap_as = NULL;
+    for (uint32_t n = 1; n < MM_FRAMEREF_MAX; n++)
+        (void)mm_frameref_put(f);
+    CHECK_EQ(uwrite(&c, 0x7fffffffe000, 0x44), MM_COW_COPIED);
+    CHECK_EQ(uread(&p, 0x7fffffffe000), 0x12);
+    CHECK_EQ(mm_as_destroy(&c), 0);
+    CHECK_EQ(mm_as_destroy(&p), 0);
+    CHECK_EQ(tfa.outstanding, base);
+    CHECK_EQ(mm_frameref_frames(), 0);
+    CHECK_EQ(tfa.bad_frees, 0);
+}
+
+/*
+ * A sharer is destroyed while another one is loaded on a CPU whose caches
+ * hold the shared table: the table and its frames stay; the survivor
+ * reads its memory, and its write finds count 1 and reuses the table.
+ */
+static void test_destroy_sharer_in_use(void)
+{
+    uint64_t base = setup();
+    tlb_model_init(2, ktop);
+    struct mm_as p, c;
+    make_parent(&p);
+    REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
+    phys_addr_t t = pt_of(&c, 0x1000);
+    harness_cpu_id = 1;
+    mm_as_switch(&c);
+    CHECK_EQ(tlb_model_access(1, VA(0x1000), TLB_ACCESS_USER), TLB_OK);
+    harness_cpu_id = 0;
+    CHECK_EQ(mm_as_destroy(&p), 0);
+    CHECK(test_fa_is_out(&tfa, t));
+    CHECK_EQ(mm_frameref_count(t), 1);
+    CHECK_EQ(tlb_model_access(1, VA(0x1000), TLB_ACCESS_USER), TLB_OK);
+    CHECK_EQ(uread(&c, 0x1000), 0x10);
+    uint64_t out = tfa.outstanding;
+    CHECK_EQ(cpu_write(1, &c, 0x1000), TLB_OK);
+    CHECK_EQ(tfa.outstanding, out);             /* reused: no table, no page */
+    CHECK_EQ(pt_of(&c, 0x1000).raw, t.raw);
+    CHECK_EQ(tlb_model_check("test_destroy_sharer_in_use"), 0);
+    harness_cpu_id = 1;
+    mm_as_switch(NULL);
+    harness_cpu_id = 0;
+    CHECK_EQ(mm_as_destroy(&c), 0);
+    CHECK_EQ(tfa.outstanding, base);
+    CHECK_EQ(tlb_model_violations, 0);
+    tlb_model_fini();
+}
+
 /* ---------------------------------------------------------- concurrency */
 
 #define RACE_PAGES 64
@@ -767,38 +1037,45 @@ static void *race_writer(void *arg)
 }
 
 /*
- * Two address spaces fault on the same shared frames at once (threads 0
- * and 1), and two threads of one address space fault on the same pages
- * (threads 1 and 2): every page ends with each process's own bytes, and
- * every frame comes back.  Run several rounds.
+ * Three address spaces (a parent, its child and grandchild) share one
+ * level-1 table and fault on the same frames at once (threads 0, 1 and
+ * 3: they race to unshare the table and to copy the pages), and two
+ * threads of one address space fault on the same pages (threads 1 and
+ * 2): every page ends with each process's own bytes, and every frame
+ * comes back.  Run several rounds.
  */
 static void test_concurrent_faults(void)
 {
     uint64_t base = setup();
     for (unsigned round = 0; round < 20; round++) {
-        struct mm_as p, c;
+        struct mm_as p, c, g;
         REQUIRE(mm_as_create(&p, &tfa.fa) == 0);
         for (unsigned i = 0; i < RACE_PAGES; i++) {
             REQUIRE(mm_as_map_zeroed(&p, VA(RACE_VA + i * PAGE_SIZE), RW) == 0);
             REQUIRE(uwrite(&p, RACE_VA + i * PAGE_SIZE + 8, 0x5e) == 0);
         }
         REQUIRE(mm_as_clone(&c, &p, &tfa.fa) == 0);
-        struct racer r[3] = { { &p, 0, 0xa0 }, { &c, 1, 0xc1 }, { &c, 2, 0xc2 } };
-        pthread_t t[3];
-        for (unsigned i = 0; i < 3; i++)
+        REQUIRE(mm_as_clone(&g, &c, &tfa.fa) == 0);
+        struct racer r[4] = { { &p, 0, 0xa0 }, { &c, 1, 0xc1 }, { &c, 2, 0xc2 },
+                              { &g, 3, 0xd3 } };
+        pthread_t t[4];
+        for (unsigned i = 0; i < 4; i++)
             pthread_create(&t[i], NULL, race_writer, &r[i]);
-        for (unsigned i = 0; i < 3; i++)
+        for (unsigned i = 0; i < 4; i++)
             pthread_join(t[i], NULL);
         for (unsigned i = 0; i < RACE_PAGES; i++) {
             const uint8_t *pp = pa_to_ptr(PA(pa_of(&p, RACE_VA + i * PAGE_SIZE)));
             const uint8_t *cp = pa_to_ptr(PA(pa_of(&c, RACE_VA + i * PAGE_SIZE)));
-            CHECK(pp != cp);
-            CHECK(pp[0] == 0xa0 && pp[1] == 0 && pp[2] == 0 && pp[8] == 0x5e);
-            CHECK(cp[0] == 0 && cp[1] == 0xc1 && cp[2] == 0xc2 && cp[8] == 0x5e);
+            const uint8_t *gp = pa_to_ptr(PA(pa_of(&g, RACE_VA + i * PAGE_SIZE)));
+            CHECK(pp != cp && pp != gp && cp != gp);
+            CHECK(pp[0] == 0xa0 && pp[1] == 0 && pp[2] == 0 && pp[3] == 0 && pp[8] == 0x5e);
+            CHECK(cp[0] == 0 && cp[1] == 0xc1 && cp[2] == 0xc2 && cp[3] == 0 && cp[8] == 0x5e);
+            CHECK(gp[0] == 0 && gp[1] == 0 && gp[2] == 0 && gp[3] == 0xd3 && gp[8] == 0x5e);
         }
         harness_cpu_id = 0;
         CHECK_EQ(mm_as_destroy(&p), 0);
         CHECK_EQ(mm_as_destroy(&c), 0);
+        CHECK_EQ(mm_as_destroy(&g), 0);
     }
     CHECK_EQ(tfa.outstanding, base);
     CHECK_EQ(mm_frameref_frames(), 0);
@@ -824,6 +1101,11 @@ int main(void)
     RUN(test_protect_keeps_cow);
     RUN(test_unmap_destroy_counts);
     RUN(test_clone_flushes_parent);
+    RUN(test_table_share_count);
+    RUN(test_unshare_count_one);
+    RUN(test_unshare_protects_other_sharers);
+    RUN(test_unshare_enomem);
+    RUN(test_destroy_sharer_in_use);
     RUN(test_concurrent_faults);
     return harness_finish();
 }

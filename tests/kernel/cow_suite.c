@@ -274,6 +274,19 @@ static phys_addr_t frame_of(struct mm_as *as, uint64_t va)
     return pa;
 }
 
+/* The level-1 table that maps va in as, and the level-2 entry above it
+ * (PA(0) and 0 if none): a clone shares the table (include/mm/cow.h). */
+static phys_addr_t table_of(struct mm_as *as, uint64_t va, uint64_t *pde)
+{
+    struct pt_mapper m = mm_as_mapper(as);
+    pt_entry_t e = { 0 };
+    *pde = 0;
+    if (pt_get_entry(&m, VA(va), PT_LEVEL_PD, &e) != 0 || !(e.raw & PTE_PRESENT))
+        return PA(0);
+    *pde = e.raw;
+    return PA(e.raw & PTE_ADDR_MASK);
+}
+
 static void case_kernel_write_stays_private(struct ktest *t)
 {
     const uint64_t va = 0x400000;
@@ -284,7 +297,13 @@ static void case_kernel_write_stays_private(struct ktest *t)
     KASSERT(t, mm_copy_to_user(&parent, VA(va), &word, sizeof(word)) == 0);
     KASSERT(t, mm_as_clone(&child, &parent, mm_buddy_frames()) == 0);
     KEXPECT_EQ(t, frame_of(&child, va).raw, frame_of(&parent, va).raw);
-    KEXPECT_EQ(t, mm_frameref_count(frame_of(&parent, va)), 2);
+    /* One leaf in a table both share: the table is counted, the frame
+     * only when the table is unshared. */
+    uint64_t ppde, cpde;
+    KEXPECT_EQ(t, table_of(&child, va, &cpde).raw, table_of(&parent, va, &ppde).raw);
+    KEXPECT(t, mm_cow_table_entry_shared(ppde) && mm_cow_table_entry_shared(cpde));
+    KEXPECT_EQ(t, mm_frameref_count(table_of(&parent, va, &ppde)), 2);
+    KEXPECT_EQ(t, mm_frameref_count(frame_of(&parent, va)), 1);
 
     uint64_t kernel_word = 0xc0ffee;
     KEXPECT_EQ(t, mm_copy_to_user(&child, VA(va), &kernel_word, sizeof(kernel_word)), 0);
@@ -322,7 +341,9 @@ static void case_one_frame_shared_by_300_spaces(struct ktest *t)
         made = i;
     }
     KEXPECT_EQ(t, made, SHARERS);
-    KEXPECT_EQ(t, mm_frameref_count(frame), made + 1);
+    uint64_t pde;
+    phys_addr_t table = table_of(&as[0], va, &pde);
+    KEXPECT_EQ(t, mm_frameref_count(table), made + 1);  /* the frame's leaf is in it */
     unsigned same = 0;
     for (unsigned i = 0; i <= made; i++)
         same += frame_of(&as[i], va).raw == frame.raw;
@@ -330,7 +351,9 @@ static void case_one_frame_shared_by_300_spaces(struct ktest *t)
 
     uint64_t mine = 0x1234, seen = 0;
     KEXPECT_EQ(t, mm_copy_to_user(&as[made / 2], VA(va), &mine, sizeof(mine)), 0);
-    KEXPECT_EQ(t, mm_frameref_count(frame), made);
+    KEXPECT_EQ(t, mm_frameref_count(table), made);      /* its own table now */
+    KEXPECT_EQ(t, mm_frameref_count(frame), 1);         /* and its own frame */
+    KEXPECT(t, frame_of(&as[made / 2], va).raw != frame.raw);
     KEXPECT_EQ(t, mm_copy_from_user(&as[made], &seen, VA(va), sizeof(seen)), 0);
     KEXPECT_EQ(t, seen, 0);
     for (unsigned i = 0; i <= made; i++)
@@ -355,7 +378,8 @@ static bool pages_intact(struct mm_as *as, uint64_t va, unsigned n)
 /*
  * A clone with every budget from 0 up until it succeeds: each failure
  * returns -MM_ENOMEM, leaves every parent page writable (no stray
- * write-protection), uncounted and unchanged, and frees everything.
+ * write-protection, of a leaf or of its table), uncounted and unchanged,
+ * and frees everything.
  */
 static void case_clone_out_of_frames_changes_nothing(struct ktest *t)
 {
@@ -376,8 +400,11 @@ static void case_clone_out_of_frames_changes_nothing(struct ktest *t)
         if (rc != -MM_ENOMEM)
             break;
         failures++;
+        uint64_t pde;
+        phys_addr_t table = table_of(&parent, va, &pde);
         bad += !pages_intact(&parent, va, npages) || frames_free() != before ||
-               mm_frameref_count(frame_of(&parent, va)) != 1;
+               mm_frameref_count(frame_of(&parent, va)) != 1 ||
+               mm_frameref_count(table) != 1 || !(pde & PTE_WRITE);
     }
     limited.budget = UINT64_MAX;
     KEXPECT_EQ(t, rc, 0);
