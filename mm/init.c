@@ -2,16 +2,17 @@
  * init.c - bring-up of the memory subsystem and the kernel-wide allocator
  * instances.  mm_init is the list of its steps (mm/init.h describes them),
  * each a function here: check parameters, parse boot information, plan the
- * direct map, build the kernel table, start the buddy, MMIO pool, report.
+ * direct map, build the kernel table, start the buddy, MMIO pool, vmalloc
+ * and kernel stacks, report.
  *
  * Who hands memory to whom: the multiboot2 map gives usable RAM to the
  * bump allocator - only the part below MM_BOOT_MAP_END, because until CR3
  * switches to the new table the boot tables map nothing above it; bump
  * gives frames to the new kernel page table; what bump did not hand out,
  * and the usable RAM above MM_BOOT_MAP_END, goes to the buddy allocator,
- * which from then on feeds the kernel mapper and the MMIO pool's
- * bookkeeping.  Frames taken by bump are never returned: they hold the
- * kernel page table for good.
+ * which from then on feeds the kernel mapper, the MMIO pool's
+ * bookkeeping, and vmalloc areas and kernel stacks.  Frames taken by bump
+ * are never returned: they hold the kernel page table for good.
  *
  * Which physical bytes the direct map covers (RAM and ACPI below
  * MM_DIRECT_MAP_MAX_PA, widened to 2 MiB where the firmware describes the
@@ -37,11 +38,14 @@
 #include <mm/bump.h>
 #include <mm/directmap.h>
 #include <mm/init.h>
+#include <mm/kstack.h>
 #include <mm/layout.h>
 #include <mm/log.h>
 #include <mm/mtrr.h>
 #include <mm/platform.h>
 #include <mm/ptdump.h>
+#include <mm/slab.h>
+#include <mm/vmalloc.h>
 
 /* See mm/frame.h.  The kernel keeps this value; host tests point it at
  * simulated RAM before they call mm_init. */
@@ -406,7 +410,29 @@ static void start_mmio_pool(struct init_run *run)
         mm_panic("mm_init: mmio_pool_init failed: %s", mm_strerror(rc));
 }
 
-/* ------------------------------------------------------------ 7. report */
+/* ------------------------- 7. vmalloc, kernel stacks and the kernel heap */
+
+/*
+ * The vmalloc range and the kernel-stack range (mm/vmalloc.h,
+ * mm/kstack.h), empty, fed by the buddy; their top-level slots got their
+ * tables in step 4, and nothing is mapped yet.  The heap (mm/slab.h,
+ * mm/kmalloc.h) over the buddy: its caches take no frame until the first
+ * allocation.
+ */
+static void start_kernel_allocators(struct init_run *run)
+{
+    int rc = vmalloc_space_init(vmalloc_space_global(), "vmalloc", MM_VMALLOC_BASE,
+                                MM_VMALLOC_END, run->frames);
+    if (rc == 0)
+        rc = mm_kstack_init(run->frames);
+    if (rc == 0)
+        rc = mm_heap_init(mm_buddy());
+    if (rc != 0)
+        mm_panic("mm_init: setting up vmalloc, kernel stacks or the heap failed: %s",
+                 mm_strerror(rc));
+}
+
+/* ------------------------------------------------------------ 8. report */
 
 struct leaf_count {
     uint64_t per_level[4];
@@ -452,7 +478,8 @@ static void print_summary(const struct init_run *run, const struct leaf_count *l
               (unsigned long)tables, (unsigned long)(tables * PAGE_SIZE / KiB), top_slots,
               run->half_tables, run->half_tables, (unsigned long)cycles);
     mm_printf("mm: init cycles: boot info + areas %lu, page table %lu, buddy %lu, "
-              "mapper + MMIO pool %lu, checks %lu\n", (unsigned long)(run->t_parse - run->t_start),
+              "mapper + MMIO pool + vmalloc %lu, checks %lu\n",
+              (unsigned long)(run->t_parse - run->t_start),
               (unsigned long)(run->t_table - run->t_parse),
               (unsigned long)(run->t_buddy - run->t_table),
               (unsigned long)(run->t_mmio - run->t_buddy),
@@ -505,6 +532,7 @@ void mm_init(const struct mm_boot_params *params, struct mm_init_report *report)
     start_buddy(&run);
     run.t_buddy = arch_read_tsc();
     start_mmio_pool(&run);
+    start_kernel_allocators(&run);
     run.t_mmio = arch_read_tsc();
     report_init(&run, report);
 }

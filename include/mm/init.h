@@ -37,7 +37,10 @@
  *      a temporary read+execute identity map of [4 KiB, 1 MiB) is added
  *      for AP start-up, removed later with mm_remove_low_identity();
  *   6. MMIO pool: initialised;
- *   7. report: the page table is dumped with its W+X count (not when
+ *   7. vmalloc, kernel stacks and the heap: their ranges (mm/vmalloc.h,
+ *      mm/kstack.h) set up empty, with frames from the buddy, and the
+ *      kernel heap (mm/slab.h, mm/kmalloc.h) over the buddy;
+ *   8. report: the page table is dumped with its W+X count (not when
  *      quiet), summary lines are printed, W+X pages are a panic.
  * Malformed boot information is a panic that names the problem and the
  * offset: without a memory map the kernel cannot go on.  So is a map with

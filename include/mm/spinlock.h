@@ -24,14 +24,6 @@ static inline void mm_cpu_relax(void)
 {
 #if defined(__x86_64__)
     __asm__ volatile("pause");
-/*
- * Assertion for the first line of every *_locked() function: the lock is
- * taken.  It checks only the lock word, not the owner, to stay cheap on
- * hot paths (no CPU-id hook call); use MM_BUG_ON(!mm_spin_held(l)) where
- * the owner matters.  Needs <mm/log.h>.
- */
-#define MM_ASSERT_LOCKED(lock) MM_BUG_ON(!(lock)->locked)
-
 #endif
 }
 
