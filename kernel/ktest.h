@@ -80,6 +80,7 @@ void ktest_log(struct ktest *t, const char *fmt, ...) __attribute__((format(prin
 struct ktest_accounting {
     uint64_t frames_free, frames_used, frames_total;
     uint64_t frames_free_in_blocks;   /* sum over orders of blocks << order */
+    uint64_t frames_cached;           /* free, in the per-CPU caches, not in blocks */
     uint64_t mmio_free_bytes;
     bool valid;               /* false until the allocators exist */
 };

@@ -7,18 +7,22 @@
  * block from the smallest non-empty order >= the request and pushes the
  * unused upper halves onto the lower orders.  buddy_free merges the block
  * with its buddy while the buddy is free, then pushes the result.  Both are
- * O(orders), independent of fragmentation: every free block carries a
- * back-index to its list slot, so a buddy leaves the middle of its list in
- * O(1) ("Free lists" below).
+ * O(orders), independent of fragmentation: every free block has a
+ * back-index to its list slot (kept in metadata, never inside the free
+ * block), so a buddy leaves the middle of its list in O(1) ("Free lists"
+ * below).  Single frames pass through per-CPU caches first
+ * (mm/buddy_pcp.c); to this file a cached frame is an allocated one.
  *
  * Invariants (buddy_check in mm/buddy_check.c verifies them).
  *  - free_bits[k] (one bit per block of order k over the span) is set iff
  *    that block is in the free list of order k.  It is authoritative: a
  *    back-index is read only when the bit says the block is free, and is
  *    cross-checked (a mismatch is a broken invariant and panics).
- *  - alloc_bits[k] is set iff that exact block was returned by buddy_alloc
- *    and not yet freed; buddy_free refuses any other block (double free,
- *    partial free, wrong size, never handed out) before touching anything.
+ *  - alloc_bits[k] (k >= 1) is set iff that exact block was returned by
+ *    buddy_alloc and not yet freed; for single frames frame_state says
+ *    BUDDY_FS_ALLOC.  buddy_free refuses any other block (double free,
+ *    partial free, wrong size, never handed out, sitting in a per-CPU
+ *    cache) before touching anything.
  *  - No free block has a free buddy: fully coalesced, from init on.
  *  - List blocks come only from a reserve carved at init for the worst
  *    case: a push never allocates, a free cannot fail, and after everything
@@ -31,18 +35,21 @@
  * the rest: blocks to the kernel, single frames to the page-table mapper
  * through the struct frame_allocator adapter.
  *
- * Files.  This one: init, alloc, free, usage and the frame-allocator
- * adapter.  mm/buddy_check.c: the invariant checker, the per-order counts
+ * Files.  This one: init, alloc and free.  mm/buddy_pcp.c: the per-CPU
+ * caches of single frames and the frame-allocator adapter.
+ * mm/buddy_check.c: the usage, the invariant checker, the per-order counts
  * and the dump.  mm/buddy_impl.h: the metadata layout and the inline
- * helpers both share.
+ * helpers they share.
  *
  * Cost meter.  With MM_STEP_COUNT (host tests only) BUDDY_STEP counts the
  * work into b->steps (buddy_steps in mm/buddy.h); otherwise it is nothing.
  *
  * Locking.  b->lock (interrupt-safe spinlock) protects every field of
- * struct buddy, the bitmaps, the list blocks and the back-indexes in free
- * blocks.  Every public function takes it; *_locked functions assert it.
- * The geometry is set by buddy_init before publication, then read-only.
+ * struct buddy after the lock, the bitmaps, the list blocks and the
+ * back-indexes.  Every public function takes it, except the single-frame
+ * paths (see mm/buddy_pcp.c for the per-CPU caches and the frame states);
+ * *_locked functions assert it.  The geometry is set by buddy_init before
+ * publication, then read-only.
  */
 #include "buddy_impl.h"
 
@@ -59,7 +66,10 @@ static inline unsigned floor_log2_u64(uint64_t x) { return 63u - (unsigned)__bui
  * never read, so whatever the RAM held is harmless; reading never
  * initialises.  Orders 13..18 (chunks share words) are zeroed at init.  A
  * chunk seeded as one 1 GiB block stays untouched until something smaller
- * is carved from it.  Both bitmaps cost about span / 8 KiB bytes.
+ * is carved from it.  Both bitmaps cost about span / 8 KiB bytes.  The
+ * frame-state bytes follow the same rule (zeroed with the chunk; the ready
+ * bit is stored with release order, as the per-CPU paths read it without
+ * the lock).
  */
 
 /* Words of chunk_ready_bits: one bit per chunk (at most 2 KiB). */
@@ -81,10 +91,16 @@ static void chunk_init_locked(struct buddy *b, uint64_t chunk)
             end = nwords;                   /* the last chunk may be partial */
         for (uint64_t i = first; i < end; i++) {
             b->free_bits[k][i] = 0;
-            b->alloc_bits[k][i] = 0;
+            if (k > 0)
+                b->alloc_bits[k][i] = 0;
         }
     }
-    bit_set(b->chunk_ready_bits, chunk);
+    uint64_t first = chunk << BUDDY_CHUNK_SHIFT, n = UINT64_C(1) << BUDDY_CHUNK_SHIFT;
+    if (n > b->span_npages - first)
+        n = b->span_npages - first;
+    __builtin_memset(b->frame_state + first, BUDDY_FS_NONE, n);
+    uint64_t *w = &b->chunk_ready_bits[chunk >> 6];
+    __atomic_store_n(w, *w | UINT64_C(1) << (chunk & 63), __ATOMIC_RELEASE);
 }
 
 /* Make the bits of `order` around rel valid, before one is set. */
@@ -97,7 +113,7 @@ static inline void chunk_prepare(struct buddy *b, unsigned order, uint64_t rel)
 /* block_bit without the chunk check, for the fast paths: a chunk never
  * becomes unready, a block below 1 GiB and its buddies share a chunk, and
  * each operation settles its chunk at its start (buddy_free through the
- * alloc bit, alloc_locked and the seeding loop through chunk_prepare). */
+ * alloc bit, buddy_alloc_locked and the seeding loop through chunk_prepare). */
 static inline bool ready_bit(uint64_t *const *bits, unsigned order, uint64_t rel)
 {
     return bit_get(bits[order], rel >> order);
@@ -119,7 +135,7 @@ static inline void ready_bit_clear(uint64_t *const *bits, unsigned order, uint64
  * taken from the buddy itself); emptied ones go to a private stack, reused
  * by any order.  list_reserve_extra gives the worst-case size.
  * The reserve and free-list helpers (pool_*, list_*, chunk_prepare) need
- * b->lock but run only inside alloc_locked, free_merge_locked and
+ * b->lock but run only inside buddy_alloc_locked, buddy_free_merge_locked and
  * init_seed_locked, which assert it: they are not *_locked functions, so
  * the split and merge loops do not repeat the check once per order. */
 
@@ -156,14 +172,54 @@ static void pool_put(struct buddy *b, uint64_t pa)
  * Free lists.  The list of each order is a stack of list blocks: 2 KiB
  * half-pages of the reserve holding a 16-byte header and up to 508 block
  * numbers (32-bit frame numbers relative to the span base).  Only the top
- * list block is partly filled.  To remove a block from the middle (its
- * buddy is being freed), every free block carries in its first 16 bytes a
- * back-index {magic, order, pa of its slot}; the top list block's last
- * entry moves into that slot and the moved block's back-index follows.
+ * list block is partly filled; an emptied top block that is the list's
+ * last stays (empty) on the list, so a list that keeps reaching zero, like
+ * the 1 GiB list, does not take and return a block each time.
+ *
+ * Removing a block from the middle (its buddy is being freed): the top
+ * list block's last entry moves into its slot.  The slot is found in one
+ * of two ways.  A list of more than BUDDY_SCAN_MAX blocks is indexed: every
+ * listed block has a back-index, the position of its slot, in b->slot_of
+ * (one 32-bit entry per frame pair, see slot_ptr), and the moved block's
+ * back-index follows it.  A shorter list is one list block, and the slot
+ * is found by scanning it (at most BUDDY_SCAN_MAX entries, a few cache
+ * lines that every operation on that order touches anyway); its
+ * back-indexes are not kept, so short lists cost no scattered writes.  A
+ * list becomes indexed when it grows past BUDDY_SCAN_MAX (its entries'
+ * back-indexes are written then, once) and stops being indexed when it
+ * shrinks to half of that, so the indexing pass is paid at most once per
+ * BUDDY_SCAN_MAX / 2 operations on the order.  Either way removal is
+ * O(1), and neither way touches the memory of the free blocks themselves.
  */
 
-/* Make block (rel, order) free: list it, write its back-index, set its bit. */
-static void list_push(struct buddy *b, unsigned order, uint64_t rel)
+static inline bool list_indexed(const struct buddy *b, unsigned order)
+{
+    return (b->indexed_mask >> order) & 1;
+}
+
+/* Position (see slot_ptr) of entry i of the list block at top_pa. */
+static inline uint32_t slot_pos(const struct buddy *b, uint64_t top_pa, uint32_t i)
+{
+    return (uint32_t)((top_pa - b->list_pool_base.raw + BUDDY_LIST_HDR) / sizeof(uint32_t) + i);
+}
+
+/* The list of `order` (one list block) grew past BUDDY_SCAN_MAX: write
+ * the back-indexes of its entries and mark it indexed. */
+__attribute__((noinline))
+static void list_index(struct buddy *b, unsigned order)
+{
+    uint64_t top_pa = b->list_top[order].raw;
+    struct buddy_list_block *top = list_block(top_pa);
+    MM_BUG_ON(top->next_pa != BUDDY_NO_BLOCK);
+    for (uint32_t i = 0; i < top->count; i++)
+        b->slot_of[top->entry[i] >> 1] = slot_pos(b, top_pa, i);
+    BUDDY_STEP(b, top->count / 16 + 1);     /* cache lines of entries */
+    b->indexed_mask |= 1u << order;
+}
+
+/* Make block (rel, order) free: list it, set its bit, index it if its list is. */
+__attribute__((always_inline))
+static inline void list_push(struct buddy *b, unsigned order, uint64_t rel)
 {
     uint64_t top_pa = b->list_top[order].raw;
     struct buddy_list_block *top = top_pa != BUDDY_NO_BLOCK ? list_block(top_pa) : NULL;
@@ -183,21 +239,22 @@ static void list_push(struct buddy *b, unsigned order, uint64_t rel)
     BUDDY_STEP(b, 1);                       /* the top list block */
     top->entry[slot] = (uint32_t)rel;
     ready_bit_set(b->free_bits, order, rel);
-    b->nfree_blocks[order]++;
-    b->nonempty_mask |= 1u << order;
     b->free_npages += UINT64_C(1) << order;
-
-    struct buddy_free_hdr *h = block_hdr(b, rel);
-    h->magic = BUDDY_FREE_MAGIC;
-    h->order = order;
-    h->slot_pa = top_pa + BUDDY_LIST_HDR + slot * sizeof(uint32_t);
+    uint64_t n = b->nfree_blocks[order]++;
+    if (n == 0)
+        b->nonempty_mask |= 1u << order;
+    if (list_indexed(b, order))
+        b->slot_of[rel >> 1] = slot_pos(b, top_pa, slot);
+    else if (n + 1 > BUDDY_SCAN_MAX)
+        list_index(b, order);
 }
 
 /* Bookkeeping common to pop and remove, after the entry left its slot. */
-static void list_account_removal(struct buddy *b, unsigned order, uint64_t rel,
+__attribute__((always_inline))
+static inline void list_account_removal(struct buddy *b, unsigned order, uint64_t rel,
                                  struct buddy_list_block *top, uint64_t top_pa)
 {
-    if (top->count == 0) {
+    if (top->count == 0 && top->next_pa != BUDDY_NO_BLOCK) {
         b->list_top[order] = PA(top->next_pa);
         pool_put(b, top_pa);
     }
@@ -205,39 +262,61 @@ static void list_account_removal(struct buddy *b, unsigned order, uint64_t rel,
     ready_bit_clear(b->free_bits, order, rel);
     if (--b->nfree_blocks[order] == 0)
         b->nonempty_mask &= ~(1u << order);
+    if (list_indexed(b, order) && b->nfree_blocks[order] <= BUDDY_SCAN_MAX / 2)
+        b->indexed_mask &= ~(1u << order);
     b->free_npages -= UINT64_C(1) << order;
 }
 
 /* Take the most recently pushed block of `order` off its list. */
-static uint64_t list_pop(struct buddy *b, unsigned order)
+__attribute__((always_inline))
+static inline uint64_t list_pop(struct buddy *b, unsigned order)
 {
-    uint64_t top_pa = b->list_top[order].raw;
+    uint64_t top_pa = b->list_top[order].raw;   /* non-empty: nonempty_mask said so */
     struct buddy_list_block *top = list_block(top_pa);
-    MM_BUG_ON(top_pa == BUDDY_NO_BLOCK || top->count == 0);
     BUDDY_STEP(b, 1);                       /* the top list block */
     uint64_t rel = top->entry[--top->count];
     if (!ready_bit(b->free_bits, order, rel))
         mm_panic("buddy_alloc: listed block pa %#lx order %u not marked free",
                  (unsigned long)rel_to_pa(b, rel).raw, order);
-    check_back_index(b, order, rel, block_hdr(b, rel), "buddy_alloc");
+    if (list_indexed(b, order))
+        check_back_index(b, order, rel, "buddy_alloc");
     list_account_removal(b, order, rel, top, top_pa);
     return rel;
 }
 
-/* Remove free block (rel, order) from the middle of its list in O(1). */
-static void list_remove(struct buddy *b, unsigned order, uint64_t rel)
+/* The slot of free block (order, rel) in its unindexed list, by a scan of
+ * its one list block; panics if it is not there. */
+static uint32_t *list_scan(struct buddy *b, struct buddy_list_block *top, unsigned order,
+                           uint64_t rel)
 {
-    struct buddy_free_hdr *h = block_hdr(b, rel);
-    check_back_index(b, order, rel, h, "buddy_free");
+    BUDDY_STEP(b, top->count / 16 + 1);     /* cache lines of entries */
+    for (uint32_t i = 0; i < top->count; i++)
+        if (top->entry[i] == (uint32_t)rel)
+            return &top->entry[i];
+    mm_panic("buddy_free: free block pa %#lx order %u missing from its list (%u entries)",
+             (unsigned long)rel_to_pa(b, rel).raw, order, top->count);
+}
+
+/* Remove free block (rel, order) from the middle of its list in O(1). */
+static inline void list_remove(struct buddy *b, unsigned order, uint64_t rel)
+{
     uint64_t top_pa = b->list_top[order].raw;
     struct buddy_list_block *top = list_block(top_pa);
-    uint32_t *slot = pa_to_ptr(PA(h->slot_pa));
     uint32_t *last = &top->entry[top->count - 1];
-    BUDDY_STEP(b, 2);                       /* the slot's list block and the top one */
-    if (slot != last) {
-        uint64_t moved = *last;
-        *slot = (uint32_t)moved;
-        block_hdr(b, moved)->slot_pa = h->slot_pa;
+    BUDDY_STEP(b, 1);                       /* the top list block */
+    if (list_indexed(b, order)) {
+        check_back_index(b, order, rel, "buddy_free");
+        uint32_t pos = b->slot_of[rel >> 1];
+        uint32_t *slot = slot_ptr(b, pos);
+        BUDDY_STEP(b, 1);                   /* the slot's list block */
+        if (slot != last) {
+            uint32_t moved = *last;
+            *slot = moved;
+            b->slot_of[moved >> 1] = pos;
+        }
+    } else {
+        uint32_t *slot = list_scan(b, top, order, rel);
+        *slot = *last;
     }
     top->count--;
     list_account_removal(b, order, rel, top, top_pa);
@@ -245,8 +324,11 @@ static void list_remove(struct buddy *b, unsigned order, uint64_t rel)
 
 /* ------------------------------------------------------- core of alloc/free */
 
-/* Pop a block of exactly `order`, splitting a larger one if needed. */
-static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
+/* Pop a block of exactly `order`, splitting a larger one if needed.  The
+ * caller marks it (alloc bit, or frame state for a single frame).  Inline
+ * in buddy_alloc; buddy_alloc_locked is the copy for mm/buddy_pcp.c. */
+__attribute__((always_inline))
+static inline int alloc_core_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
 {
     MM_ASSERT_LOCKED(&b->lock);
     uint32_t avail = b->nonempty_mask >> order;
@@ -263,14 +345,15 @@ static int alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
         BUDDY_STEP(b, 1);
         list_push(b, k, rel + (UINT64_C(1) << k));
     }
-    ready_bit_set(b->alloc_bits, order, rel);
     *rel_out = rel;
     return 0;
 }
 
 /* Give block (rel, order) back to the free lists, merging with free buddies.
- * Its chunk must be ready (see ready_bit). */
-static void free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
+ * Its chunk must be ready (see ready_bit).  Inline in buddy_free and the
+ * seeding; buddy_free_merge_locked is the copy for mm/buddy_pcp.c. */
+__attribute__((always_inline))
+static inline void free_core_locked(struct buddy *b, unsigned order, uint64_t rel)
 {
     MM_ASSERT_LOCKED(&b->lock);
     while (order < BUDDY_MAX_ORDER) {
@@ -283,6 +366,16 @@ static void free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
         order++;
     }
     list_push(b, order, rel);
+}
+
+int buddy_alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
+{
+    return alloc_core_locked(b, order, rel_out);
+}
+
+void buddy_free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
+{
+    free_core_locked(b, order, rel);
 }
 
 /* Is [pa, pa + npages frames) inside one managed range?  O(log areas). */
@@ -320,11 +413,21 @@ int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out)
                   (unsigned long)npages, (unsigned long)BUDDY_MAX_NPAGES);
         return -MM_EINVAL;
     }
+    MM_BUG_ON(!b->ready);
+    if (order == 0)
+        return buddy_pcp_alloc(b, pa_out);
 
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
-    MM_BUG_ON(!b->ready);
     uint64_t rel;
-    int err = alloc_locked(b, order, &rel);
+    int err;
+    for (bool drained = false;; drained = true) {
+        err = alloc_core_locked(b, order, &rel);
+        /* On failure our cached frames may complete a block: once more. */
+        if (!err || drained || buddy_pcp_drain_locked(b, mm_platform_cpu_id()) == 0)
+            break;
+    }
+    if (!err)
+        ready_bit_set(b->alloc_bits, order, rel);
     mm_spin_unlock_irqrestore(&b->lock, flags);
 
     if (err)
@@ -341,6 +444,23 @@ static int free_refused(phys_addr_t pa, uint64_t npages, const char *why, int er
     return err;
 }
 
+int buddy_free_refusal(struct buddy *b, phys_addr_t pa, uint64_t npages, uint64_t rel)
+{
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    bool managed = in_managed_ranges(b, pa.raw, npages);
+    unsigned state = npages == 1 && chunk_ready(b, 0, rel) ? fs_get(b, rel) : BUDDY_FS_NONE;
+    mm_spin_unlock_irqrestore(&b->lock, flags);
+    if (!managed)
+        return free_refused(pa, npages, "outside the managed ranges", -MM_EFAULT);
+    if (state & BUDDY_FS_CACHED) {
+        mm_printf("buddy_free: pa %#lx npages 1: double free (the frame is in CPU %u's cache)\n",
+                  (unsigned long)pa.raw, state & ~BUDDY_FS_CACHED);
+        return -MM_ENOENT;
+    }
+    return free_refused(pa, npages, "not an allocated block (double free or wrong size)",
+                        -MM_ENOENT);
+}
+
 int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
 {
     unsigned order;
@@ -352,51 +472,29 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
     if (pfn < b->base_pfn || pfn - b->base_pfn >= b->span_npages)
         return free_refused(pa, npages, "outside the managed span", -MM_EFAULT);
     uint64_t rel = pfn - b->base_pfn;
-
-    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     MM_BUG_ON(!b->ready);
+    if (order == 0)
+        return buddy_pcp_free(b, pa, rel);
+
+    /* The large bitmaps of the low orders: start the two words the free
+     * reads first on their way while the lock is taken (the bitmap
+     * pointers are read-only after init; a prefetch reads nothing). */
+    if (order < BUDDY_LAZY_ORDERS) {
+        __builtin_prefetch(&b->alloc_bits[order][(rel >> order) >> 6], 1);
+        __builtin_prefetch(&b->free_bits[order][((rel >> order) ^ 1) >> 6], 1);
+    }
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     if (__builtin_expect(!block_bit(b, b->alloc_bits, order, rel), 0)) {
-        bool managed = in_managed_ranges(b, pa.raw, npages);
         mm_spin_unlock_irqrestore(&b->lock, flags);
-        if (!managed)
-            return free_refused(pa, npages, "outside the managed ranges", -MM_EFAULT);
-        return free_refused(pa, npages, "not an allocated block (double free or wrong size)",
-                            -MM_ENOENT);
+        return buddy_free_refusal(b, pa, npages, rel);
     }
     ready_bit_clear(b->alloc_bits, order, rel);     /* set, so its chunk is ready */
-    free_merge_locked(b, order, rel);
+    free_core_locked(b, order, rel);
     mm_spin_unlock_irqrestore(&b->lock, flags);
     return 0;
 }
 
-void buddy_usage(struct buddy *b, struct buddy_usage *u)
-{
-    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
-    u->total_npages = b->total_npages;
-    u->free_npages = b->free_npages;
-    u->used_npages = b->total_npages - b->free_npages;
-    u->meta_npages = (b->meta_end.raw - b->meta_start.raw) / PAGE_SIZE;
-    mm_spin_unlock_irqrestore(&b->lock, flags);
-}
-
 /* ----------------------------------------------------------------- init */
-
-static int buddy_fa_alloc(struct frame_allocator *fa, phys_addr_t *pa_out)
-{
-    struct buddy *b = (struct buddy *)((char *)fa - offsetof(struct buddy, fa));
-    return buddy_alloc(b, 1, pa_out);
-}
-
-static void buddy_fa_free(struct frame_allocator *fa, phys_addr_t pa)
-{
-    struct buddy *b = (struct buddy *)((char *)fa - offsetof(struct buddy, fa));
-    (void)buddy_free(b, pa, 1);      /* a bad free is logged by buddy_free */
-}
-
-struct frame_allocator *buddy_frame_allocator(struct buddy *b)
-{
-    return &b->fa;
-}
 
 #ifdef MM_STEP_COUNT
 uint64_t buddy_steps(struct buddy *b)
@@ -410,29 +508,33 @@ uint64_t buddy_steps(struct buddy *b)
 
 /*
  * List blocks needed beyond floor(X / C), X = managed/2 + areas, C = 508
- * entries per list block.  With n_k free blocks of order k the lists use
- * sum_k ceil(n_k / C) list blocks.  Of every aligned pair of frames at
+ * entries per list block.  With n_k free blocks of order k, the list of
+ * order k uses ceil(n_k / C) list blocks, or one kept empty when n_k == 0
+ * ("Free lists"): at most n_k / C + 1.  Of every aligned pair of frames at
  * most one starts a free order-0 block (two free buddies would merge), and
  * pairs inside larger free blocks start none, so n_0 <= (managed - F)/2 +
- * areas with F = sum_{k>=1} n_k 2^k (even).  Hence list blocks <= X/C + 1
- * + sum_{k>=1, n_k>0} (1 + n_k (1 - 2^(k-1)) / C); a term is positive only
- * while 2^(k-1) <= C (orders 1..9): larger orders pay for their list block
- * with the order-0 blocks they exclude.  So 10 list blocks (20 KiB) on top
- * of floor(X/C) always suffice (the count is an integer): in all about
- * managed / 2032 bytes plus 20 KiB.
+ * areas with F = sum_{k>=1} n_k 2^k.  Hence sum_k n_k / C <= X/C + sum_{k>=1}
+ * n_k (1 - 2^(k-1)) / C <= X/C, and the lists use at most X/C + one block
+ * per order: floor(X/C) + BUDDY_NR_ORDERS (the count is an integer), in
+ * all about managed / 2032 bytes plus 38 KiB.
  */
 static uint64_t list_reserve_extra(void)
 {
-    uint64_t extra = 1;
-    for (unsigned k = 1; k < BUDDY_NR_ORDERS; k++)
-        if ((UINT64_C(1) << (k - 1)) <= BUDDY_LIST_CAP)
-            extra++;
-    return extra;
+    return BUDDY_NR_ORDERS;
+}
+
+/* Bytes of the metadata after the bitmaps: the per-CPU caches (cache-line
+ * aligned), the back-indexes (one per frame pair), the frame states. */
+static uint64_t tail_meta_bytes(uint64_t span_npages)
+{
+    return BUDDY_CACHE_LINE + MM_MAX_CPUS * sizeof(struct buddy_pcp) +
+           (span_npages + 1) / 2 * sizeof(uint32_t) + span_npages;
 }
 
 /*
  * Metadata placement.  The list block reserve, then the chunk bitmap and
  * both bitmaps right after the last list block (no half frame wasted),
+ * then the per-CPU caches, the back-indexes and the frame states,
  * rounded up to whole frames and carved from the end of the smallest area
  * that holds it (least damage to large blocks); those frames are neither
  * free nor counted in "total".  Everything is planned in a struct
@@ -484,14 +586,15 @@ static int plan_span(const struct mm_area_list *l, struct buddy_plan *plan)
 static int plan_metadata(const struct mm_area_list *l, struct buddy_plan *plan)
 {
     uint64_t bitmap_nwords = chunk_bitmap_words(plan->span_npages);
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        bitmap_nwords += 2 * span_bitmap_words(plan->span_npages, k);
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)      /* no alloc bits at order 0 */
+        bitmap_nwords += (k > 0 ? 2 : 1) * span_bitmap_words(plan->span_npages, k);
     plan->managed_npages = 0;
     for (unsigned i = 0; i < l->count; i++)
         plan->managed_npages += mm_area_size(&l->area[i]) / PAGE_SIZE;
     uint64_t max_free_blocks = plan->managed_npages / 2 + l->count;
     plan->list_nblocks = max_free_blocks / BUDDY_LIST_CAP + list_reserve_extra();
-    uint64_t meta_bytes = plan->list_nblocks * BUDDY_LIST_UNIT_SIZE + bitmap_nwords * 8;
+    uint64_t meta_bytes = plan->list_nblocks * BUDDY_LIST_UNIT_SIZE + bitmap_nwords * 8 +
+                          tail_meta_bytes(plan->span_npages);
     plan->meta_npages = (meta_bytes + PAGE_SIZE - 1) / PAGE_SIZE;
 
     uint64_t best_size = UINT64_MAX;
@@ -538,8 +641,9 @@ static void init_geometry(struct buddy *b, const struct mm_area_list *l,
     b->total_npages = plan->managed_npages - plan->meta_npages;
 }
 
-/* Step 5: lay the carve out: list blocks, then the chunk bitmap and the
- * bitmaps of each order; zero only the eager ones (see "Lazy bitmaps"). */
+/* Step 5: lay the carve out: list blocks, the chunk bitmap, the bitmaps of
+ * each order (zero only the eager ones, see "Lazy bitmaps"), the per-CPU
+ * caches (zeroed: empty), the back-indexes and the frame states (lazy). */
 static void init_metadata(struct buddy *b, const struct buddy_plan *plan)
 {
     b->list_pool_base = b->meta_start;
@@ -551,12 +655,18 @@ static void init_metadata(struct buddy *b, const struct buddy_plan *plan)
     words += chunk_nwords_total;
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
         uint64_t nwords = span_bitmap_words(b->span_npages, k);
+        uint64_t nbitmaps = k > 0 ? 2 : 1;
         b->free_bits[k] = words;
-        b->alloc_bits[k] = words + nwords;
+        b->alloc_bits[k] = k > 0 ? words + nwords : NULL;
         if (k >= BUDDY_LAZY_ORDERS)
-            __builtin_memset(words, 0, 2 * nwords * sizeof *words);
-        words += 2 * nwords;
+            __builtin_memset(words, 0, nbitmaps * nwords * sizeof *words);
+        words += nbitmaps * nwords;
     }
+    uint64_t at = align_up_u64((uint64_t)(uintptr_t)words, BUDDY_CACHE_LINE);
+    b->pcp = (struct buddy_pcp *)(uintptr_t)at;
+    __builtin_memset(b->pcp, 0, MM_MAX_CPUS * sizeof(struct buddy_pcp));
+    b->slot_of = (uint32_t *)(b->pcp + MM_MAX_CPUS);
+    b->frame_state = (uint8_t *)(b->slot_of + (b->span_npages + 1) / 2);
 }
 
 /* Step 6: seed each area as the largest aligned blocks, through the
@@ -574,7 +684,7 @@ static void init_seed_locked(struct buddy *b)
             if (order > BUDDY_MAX_ORDER)
                 order = BUDDY_MAX_ORDER;
             chunk_prepare(b, order, rel);    /* only below 1 GiB */
-            free_merge_locked(b, order, rel);
+            free_core_locked(b, order, rel);
             rel += UINT64_C(1) << order;
         }
     }

@@ -1,29 +1,51 @@
 /*
- * mm/buddy_check.c - inspection of the buddy allocator: the invariant
- * checker (buddy_check), the per-order free block counts and the one-line
- * dump.  The allocator itself is mm/buddy.c; the metadata layout read here
+ * mm/buddy_check.c - inspection of the buddy allocator: the usage, the
+ * invariant checker (buddy_check), the per-order free block counts and
+ * the one-line dump.  The allocator itself is mm/buddy.c; the metadata layout read here
  * is in mm/buddy_impl.h.
  *
  * Algorithm.  buddy_check walks every free list from its top list block
- * and checks each listed block against the bitmaps and its back-index,
- * then compares what it found with the counters: free blocks per order,
- * the non-empty mask, free pages, and the list block reserve (in the
- * lists + on the empty stack == used once, never past the reserve).
- * Bitmap bits are counted chunk by chunk, skipping the lazy words of
- * untouched 1 GiB chunks.  O(free blocks + bitmap size): for tests and
- * debugging, never on a hot path.
+ * and checks each listed block against the bitmaps, its frame state and,
+ * for an indexed list, its back-index (which must name exactly the slot it
+ * was found in; an unindexed list must be short), then
+ * compares what it found with the counters: free blocks per order, the
+ * non-empty mask, free pages, and the list block reserve (in the lists +
+ * on the empty stack == used once, never past the reserve).  Then every
+ * per-CPU cache: each entry in state CACHED | its CPU, inside no free
+ * block and not twice in its cache, and as many CACHED bytes in the frame
+ * states as entries in the caches (no stale state).  Bitmap bits and states are
+ * counted chunk by chunk, skipping untouched 1 GiB chunks.  O(free blocks
+ * + bitmap size + frames of the touched chunks): for tests and debugging,
+ * never on a hot path.
  *
  * Invariants checked: those listed at the top of mm/buddy.c.  The first
  * inconsistency panics with "buddy_check:" and the values.
  *
  * Locking.  buddy_check and buddy_free_blocks hold b->lock for their
  * whole walk, so each sees one consistent state; the static helpers run
- * under it.  buddy_dump goes through the public calls, two lock holds, so
- * its counts and its usage may be a moment apart.
+ * under it.  The per-CPU caches have no lock: buddy_check reads them as
+ * they are, so it needs the other CPUs to leave b alone meanwhile.
+ * buddy_dump goes through the public calls, two lock holds, so its counts
+ * and its usage may be a moment apart.
  */
 #include "buddy_impl.h"
 
-/* ------------------------------------------------------ counts and dump */
+/* ------------------------------------------------ usage, counts and dump */
+
+void buddy_usage(struct buddy *b, struct buddy_usage *u)
+{
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    uint64_t cached = buddy_pcp_cached(b);
+    if (cached > b->total_npages - b->free_npages)
+        cached = b->total_npages - b->free_npages;  /* counts read moments apart */
+    u->total_npages = b->total_npages;
+    u->cached_npages = cached;
+    u->free_npages = b->free_npages + cached;
+    u->used_npages = b->total_npages - u->free_npages;
+    u->meta_npages = (b->meta_end.raw - b->meta_start.raw) / PAGE_SIZE;
+    mm_spin_unlock_irqrestore(&b->lock, flags);
+}
+
 
 void buddy_free_blocks(struct buddy *b, uint64_t counts[BUDDY_NR_ORDERS])
 {
@@ -44,9 +66,9 @@ void buddy_dump(struct buddy *b)
     len += mm_snprintf(line, sizeof line, "buddy: free blocks by order:");
     for (unsigned k = 0; k < BUDDY_NR_ORDERS && len < (int)sizeof line; k++)
         len += mm_snprintf(line + len, sizeof line - (size_t)len, " %lu", (unsigned long)counts[k]);
-    mm_printf("%s; free %lu / %lu pages, meta %lu\n", line,
+    mm_printf("%s; free %lu / %lu pages (%lu in per-CPU caches), meta %lu\n", line,
               (unsigned long)u.free_npages, (unsigned long)u.total_npages,
-              (unsigned long)u.meta_npages);
+              (unsigned long)u.cached_npages, (unsigned long)u.meta_npages);
 }
 
 /* ------------------------------------------------------------ checker */
@@ -78,19 +100,34 @@ static uint64_t count_marked(const struct buddy *b, const uint64_t *bits, unsign
     return n;
 }
 
-/* Check one free block listed at order k: aligned, marked, back-index
- * consistent, buddy not free, not allocated, not inside a larger free one. */
-static void check_listed_block(const struct buddy *b, unsigned k, uint32_t i, uint64_t rel)
+/* Is the block (order, rel) allocated (alloc bit, or frame state of a
+ * single frame)?  Its chunk may be untouched. */
+static bool block_allocated(const struct buddy *b, unsigned order, uint64_t rel)
 {
+    if (order > 0)
+        return block_bit(b, b->alloc_bits, order, rel);
+    return chunk_ready(b, 0, rel) && fs_get(b, rel) != BUDDY_FS_NONE;
+}
+
+/* Check one free block listed at order k in slot position pos: aligned,
+ * marked, back-index naming pos, buddy not free, not allocated, not
+ * inside a larger free one. */
+static void check_listed_block(const struct buddy *b, unsigned k, uint64_t pos, uint64_t rel)
+{
+    uint32_t i = (uint32_t)pos;
     if (rel >= b->span_npages || (rel & ((UINT64_C(1) << k) - 1)) ||
         !block_bit(b, b->free_bits, k, rel))
         mm_panic("buddy_check: order %u entry %u = rel %#lx bad or not marked",
                  k, i, (unsigned long)rel);
-    check_back_index(b, k, rel, block_hdr(b, rel), "buddy_check");
+    if ((b->indexed_mask >> k) & 1)
+        check_back_index(b, k, rel, "buddy_check");
+    if (((b->indexed_mask >> k) & 1) && b->slot_of[rel >> 1] != pos)
+        mm_panic("buddy_check: order %u block rel %#lx back-index %#lx, listed at %#lx",
+                 k, (unsigned long)rel, (unsigned long)b->slot_of[rel >> 1], (unsigned long)pos);
     if (k < BUDDY_MAX_ORDER && block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
         mm_panic("buddy_check: order %u block rel %#lx and its buddy both free",
                  k, (unsigned long)rel);
-    if (block_bit(b, b->alloc_bits, k, rel))
+    if (block_allocated(b, k, rel))
         mm_panic("buddy_check: order %u block rel %#lx free and allocated", k, (unsigned long)rel);
     for (unsigned j = k + 1; j < BUDDY_NR_ORDERS; j++)
         if (block_bit(b, b->free_bits, j, rel))
@@ -106,23 +143,84 @@ static uint64_t check_order(const struct buddy *b, unsigned k, uint64_t *nlist_b
     bool first = true;
     for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa) {
         struct buddy_list_block *p = list_block(pa);
+        bool kept_empty = first && p->count == 0 && p->next_pa == BUDDY_NO_BLOCK;
         if (pa < b->list_pool_base.raw || pa >= pool_end_pa(b) ||
-            p->magic != BUDDY_LIST_MAGIC || p->order != k || p->count == 0 ||
+            p->magic != BUDDY_LIST_MAGIC || p->order != k || (p->count == 0 && !kept_empty) ||
             p->count > BUDDY_LIST_CAP || (!first && p->count != BUDDY_LIST_CAP))
             mm_panic("buddy_check: bad list block %#lx order %u: magic 0x%x order %u count %u",
                      (unsigned long)pa, k, p->magic, p->order, p->count);
+        uint64_t pos0 = (pa - b->list_pool_base.raw + BUDDY_LIST_HDR) / sizeof(uint32_t);
         for (uint32_t i = 0; i < p->count; i++)
-            check_listed_block(b, k, i, p->entry[i]);
+            check_listed_block(b, k, pos0 + i, p->entry[i]);
         n += p->count;
         (*nlist_blocks)++;
         first = false;
     }
     uint64_t marked = count_marked(b, b->free_bits[k], k);
-    if (n != b->nfree_blocks[k] || marked != n || ((b->nonempty_mask >> k) & 1) != (n != 0))
-        mm_panic("buddy_check: order %u: %lu listed, %lu counted, %lu marked, mask 0x%x",
-                 k, (unsigned long)n, (unsigned long)b->nfree_blocks[k],
-                 (unsigned long)marked, b->nonempty_mask);
+    bool indexed = (b->indexed_mask >> k) & 1;
+    if (n != b->nfree_blocks[k] || marked != n || ((b->nonempty_mask >> k) & 1) != (n != 0) ||
+        (!indexed && n > BUDDY_SCAN_MAX) || (indexed && n <= BUDDY_SCAN_MAX / 2))
+        mm_panic("buddy_check: order %u: %lu listed, %lu counted, %lu marked, mask 0x%x, "
+                 "indexed 0x%x", k, (unsigned long)n, (unsigned long)b->nfree_blocks[k],
+                 (unsigned long)marked, b->nonempty_mask, b->indexed_mask);
     return n;
+}
+
+/* Frames in state CACHED (any CPU) over the ready chunks, eight state
+ * bytes at a time (the cached states are the bytes with the top bit). */
+static uint64_t count_cached_states(const struct buddy *b)
+{
+    const uint64_t top_bits = UINT64_C(0x8080808080808080);
+    uint64_t n = 0;
+    for (uint64_t c = 0; c < nchunks(b->span_npages); c++) {
+        if (!bit_get(b->chunk_ready_bits, c))
+            continue;
+        uint64_t first = c << BUDDY_CHUNK_SHIFT, end = first + (UINT64_C(1) << BUDDY_CHUNK_SHIFT);
+        if (end > b->span_npages)
+            end = b->span_npages;
+        uint64_t rel = first;
+        for (; rel + 8 <= end; rel += 8) {
+            uint64_t w;
+            __builtin_memcpy(&w, b->frame_state + rel, sizeof w);
+            for (w &= top_bits; w; w &= w - 1)
+                n++;
+        }
+        for (; rel < end; rel++)
+            n += (fs_get(b, rel) & BUDDY_FS_CACHED) != 0;
+    }
+    return n;
+}
+
+/* Check every per-CPU cache; returns the frames cached. */
+static uint64_t check_caches(const struct buddy *b)
+{
+    uint64_t cached = 0;
+    for (unsigned cpu = 0; cpu < MM_MAX_CPUS; cpu++) {
+        const struct buddy_pcp *p = &b->pcp[cpu];
+        uint32_t n = __atomic_load_n(&p->count, __ATOMIC_RELAXED);
+        if (n > BUDDY_PCP_CAP)
+            mm_panic("buddy_check: CPU %u cache count %u > %u", cpu, n, BUDDY_PCP_CAP);
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t rel = p->entry[i];
+            bool ok = rel < b->span_npages && chunk_ready(b, 0, rel) &&
+                      fs_get(b, rel) == (BUDDY_FS_CACHED | cpu);
+            for (unsigned j = 0; ok && j < BUDDY_NR_ORDERS; j++)
+                ok = !block_bit(b, b->free_bits, j, rel & ~((UINT64_C(1) << j) - 1));
+            if (!ok)
+                mm_panic("buddy_check: CPU %u cache entry %u: rel %#lx not cached there "
+                         "or inside a free block", cpu, i, (unsigned long)rel);
+            for (uint32_t j = 0; j < i; j++)
+                if (p->entry[j] == rel)
+                    mm_panic("buddy_check: CPU %u cache entries %u and %u both rel %#lx",
+                             cpu, j, i, (unsigned long)rel);
+        }
+        cached += n;
+    }
+    uint64_t states = count_cached_states(b);
+    if (states != cached)
+        mm_panic("buddy_check: %lu frames in caches, %lu frame states say cached",
+                 (unsigned long)cached, (unsigned long)states);
+    return cached;
 }
 
 void buddy_check(struct buddy *b)
@@ -135,7 +233,8 @@ void buddy_check(struct buddy *b)
     uint64_t stacked = 0;
     for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa)
         stacked++;
-    if (free_npages != b->free_npages || free_npages > b->total_npages ||
+    uint64_t cached = check_caches(b);
+    if (free_npages != b->free_npages || free_npages + cached > b->total_npages ||
         blocks_in_lists != b->list_blocks_in_use ||
         blocks_in_lists + stacked != b->list_pool_next ||
         b->list_pool_next > b->list_pool_nblocks)

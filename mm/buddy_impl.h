@@ -1,8 +1,10 @@
 /*
  * mm/buddy_impl.h - private to mm/buddy*.c: the layout of the buddy
- * allocator's metadata (list blocks, free-block back-indexes, the lazy
- * bitmap geometry) and the small helpers that both the allocator
- * (mm/buddy.c) and its invariant checker (mm/buddy_check.c) read it with.
+ * allocator's metadata (list blocks, free-block back-indexes, frame
+ * states, per-CPU caches, the lazy bitmap geometry), the small helpers
+ * that the allocator (mm/buddy.c), its per-CPU caches (mm/buddy_pcp.c)
+ * and its invariant checker (mm/buddy_check.c) read it with, and the
+ * calls between those files.
  *
  * The helpers are static, so that alloc and free compile into the same
  * code as when everything lived in mm/buddy.c: the small ones are inline
@@ -10,7 +12,8 @@
  * there).  The algorithm and the invariants are described in mm/buddy.c.
  *
  * Locking: everything here reads or writes state protected by b->lock;
- * the caller holds it (the public functions take it).
+ * the caller holds it (the public functions take it), except the
+ * frame-state and cache helpers, whose rules are in mm/buddy_pcp.c.
  */
 #ifndef MM_BUDDY_IMPL_H
 #define MM_BUDDY_IMPL_H
@@ -18,7 +21,6 @@
 #include <mm/buddy.h>
 #include <mm/log.h>
 
-#define BUDDY_FREE_MAGIC  0xf4eeb10cu
 /* "No list block": physical address 0 may itself be a list block. */
 #define BUDDY_NO_BLOCK    UINT64_MAX
 #define BUDDY_LIST_MAGIC  0x1157u
@@ -27,7 +29,8 @@
  * ("Free lists" in mm/buddy.c). */
 struct buddy_list_block {
     uint64_t next_pa;        /* next (full) list block of the stack, or BUDDY_NO_BLOCK */
-    uint32_t count;          /* entries used, 1..BUDDY_LIST_CAP while listed */
+    uint32_t count;          /* entries used, 1..BUDDY_LIST_CAP while listed (0: a list's
+                              * last block, kept empty, see "Free lists" in mm/buddy.c) */
     uint16_t magic;
     uint16_t order;
     uint32_t entry[];
@@ -38,12 +41,29 @@ struct buddy_list_block {
 #define BUDDY_LIST_HDR         16u
 #define BUDDY_LIST_CAP  ((uint32_t)((BUDDY_LIST_UNIT_SIZE - BUDDY_LIST_HDR) / sizeof(uint32_t)))
 
-/* The back-index kept in the first bytes of every free block. */
-struct buddy_free_hdr {
-    uint32_t magic;
-    uint32_t order;
-    uint64_t slot_pa;        /* physical address of the list slot naming us */
+/*
+ * Frame states (b->frame_state, one byte per frame of the span, valid in
+ * ready chunks only).  A byte store never disturbs its neighbours, so the
+ * per-CPU paths can check and set a frame's byte without the lock while
+ * other CPUs write the bytes of other frames.
+ */
+#define BUDDY_FS_NONE     0x00u    /* not a single frame handed out: free, or in a larger block */
+#define BUDDY_FS_ALLOC    0x01u    /* handed out by buddy_alloc(b, 1, ..) */
+#define BUDDY_FS_CACHED   0x80u    /* | cpu: in that CPU's cache */
+_Static_assert(MM_MAX_CPUS <= 0x80, "cpu fits the cached state byte");
+
+/* One CPU's cache: a stack of relative frame numbers, entry[count - 1] on
+ * top.  Own line(s), so CPUs never share one. */
+struct buddy_pcp {
+    _Alignas(BUDDY_CACHE_LINE) uint32_t count;
+    uint32_t entry[BUDDY_PCP_CAP];
 };
+_Static_assert(BUDDY_PCP_BATCH <= BUDDY_PCP_CAP, "batch fits the cache");
+
+/* A free list of at most this many blocks keeps no back-indexes; its one
+ * list block is scanned instead ("Free lists" in mm/buddy.c). */
+#define BUDDY_SCAN_MAX  64u
+_Static_assert(BUDDY_SCAN_MAX < BUDDY_LIST_CAP, "a short list is one list block");
 
 /* Orders below this have >= 64 bits per 1 GiB chunk and are zeroed lazily
  * ("Lazy bitmaps" in mm/buddy.c). */
@@ -74,11 +94,6 @@ static inline void bit_clear(uint64_t *w, uint64_t i) { w[i >> 6] &= ~(UINT64_C(
 static inline phys_addr_t rel_to_pa(const struct buddy *b, uint64_t rel)
 {
     return pfn_to_pa(b->base_pfn + rel);
-}
-
-static inline struct buddy_free_hdr *block_hdr(const struct buddy *b, uint64_t rel)
-{
-    return pa_to_ptr(rel_to_pa(b, rel));
 }
 
 static inline struct buddy_list_block *list_block(uint64_t pa) { return pa_to_ptr(PA(pa)); }
@@ -131,27 +146,81 @@ static inline bool block_bit(const struct buddy *b, uint64_t *const *bits,
     return chunk_ready(b, order, rel) && bit_get(bits[order], rel >> order);
 }
 
+/* --------------------------------------------------- frame states */
+
+/* Chunk readiness as seen without the lock: chunk_init_locked publishes a
+ * chunk's zeroed bytes with a release store of its ready word. */
+static inline bool chunk_ready_acquire(const struct buddy *b, uint64_t rel)
+{
+    uint64_t chunk = rel >> BUDDY_CHUNK_SHIFT;
+    uint64_t w = __atomic_load_n(&b->chunk_ready_bits[chunk >> 6], __ATOMIC_ACQUIRE);
+    return (w >> (chunk & 63)) & 1;
+}
+
+static inline unsigned fs_get(const struct buddy *b, uint64_t rel)
+{
+    return __atomic_load_n(&b->frame_state[rel], __ATOMIC_RELAXED);
+}
+
+static inline void fs_set(struct buddy *b, uint64_t rel, unsigned state)
+{
+    __atomic_store_n(&b->frame_state[rel], (uint8_t)state, __ATOMIC_RELAXED);
+}
+
 /* ----------------------------------------------------------- back-index */
 
 /*
- * Panic, naming fn, unless the back-index h of free block rel is consistent:
- * right magic and order, a slot inside the list block reserve (past a
- * header, 4-byte aligned) that holds rel.  Deliberately not `inline`: the
- * compiler then keeps it one out-of-line copy per file, as before the split,
- * instead of pulling it (and its panic call) into alloc and free.  Both
- * including files call it, so it is never unused.
+ * The back-index of a free block: b->slot_of[rel >> 1] is the position of
+ * its list slot, in 4-byte units from the list block reserve's base.  At
+ * most one listed block starts in each aligned frame pair (two free
+ * order-0 buddies would have merged; a larger block starts on an even
+ * frame and covers both), so one entry per pair suffices.
  */
-static void check_back_index(const struct buddy *b, unsigned order, uint64_t rel,
-                             const struct buddy_free_hdr *h, const char *fn)
+static inline uint32_t *slot_ptr(const struct buddy *b, uint64_t pos)
 {
-    uint64_t slot = h->slot_pa;
-    bool slot_ok = slot >= b->list_pool_base.raw && slot < pool_end_pa(b) &&
-                   (slot & (BUDDY_LIST_UNIT_SIZE - 1)) >= BUDDY_LIST_HDR && (slot & 3) == 0;
-    if (h->magic != BUDDY_FREE_MAGIC || h->order != order || !slot_ok ||
-        *(const uint32_t *)pa_to_ptr(PA(slot)) != (uint32_t)rel)
-        mm_panic("%s: corrupt free block pa %#lx order %u: magic 0x%x order %u slot %#lx",
-                 fn, (unsigned long)rel_to_pa(b, rel).raw, order, h->magic, h->order,
-                 (unsigned long)slot);
+    return pa_to_ptr(PA(b->list_pool_base.raw + pos * sizeof(uint32_t)));
 }
+
+/*
+ * Panic, naming fn, unless the back-index of free block (order, rel) is
+ * consistent: a slot inside the list block reserve, past a list block
+ * header, holding rel (buddy_check also matches it with the exact slot).
+ * Kept out of line (one copy per including file that uses it), off the
+ * alloc and free code.
+ */
+__attribute__((noinline, unused))
+static void check_back_index(const struct buddy *b, unsigned order, uint64_t rel, const char *fn)
+{
+    uint64_t pos = b->slot_of[rel >> 1];
+    uint64_t off = pos * sizeof(uint32_t);
+    if (off >= b->list_pool_nblocks * BUDDY_LIST_UNIT_SIZE ||
+        (off & (BUDDY_LIST_UNIT_SIZE - 1)) < BUDDY_LIST_HDR || *slot_ptr(b, pos) != (uint32_t)rel)
+        mm_panic("%s: corrupt back-index of free block pa %#lx order %u: slot %#lx",
+                 fn, (unsigned long)rel_to_pa(b, rel).raw, order, (unsigned long)pos);
+}
+
+/* ------------------------------------------- calls between the files */
+
+/* mm/buddy.c, with b->lock held: pop a block of exactly `order`
+ * (splitting), or -MM_ENOMEM; the caller marks it allocated (alloc bit or
+ * frame state).  Give block (order, rel) back, merging. */
+int buddy_alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out);
+void buddy_free_merge_locked(struct buddy *b, unsigned order, uint64_t rel);
+
+/* mm/buddy.c: the refusal of buddy_free(b, pa, npages) at relative frame
+ * rel that failed its allocated-block check: one log line, the error. */
+int buddy_free_refusal(struct buddy *b, phys_addr_t pa, uint64_t npages, uint64_t rel);
+
+/* mm/buddy_pcp.c: the single-frame paths of buddy_alloc and buddy_free
+ * (the count and the range already checked), and the drain of the calling
+ * CPU's cache with b->lock held and interrupts off. */
+int buddy_pcp_alloc(struct buddy *b, phys_addr_t *pa_out);
+int buddy_pcp_free(struct buddy *b, phys_addr_t pa, uint64_t rel);
+uint64_t buddy_pcp_drain_locked(struct buddy *b, unsigned cpu);
+uint64_t buddy_pcp_cached(const struct buddy *b);
+
+/* mm/buddy_pcp.c: the struct frame_allocator callbacks (buddy_init sets them). */
+int buddy_fa_alloc(struct frame_allocator *fa, phys_addr_t *pa_out);
+void buddy_fa_free(struct frame_allocator *fa, phys_addr_t pa);
 
 #endif

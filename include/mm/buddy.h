@@ -2,13 +2,16 @@
  * mm/buddy.h - the buddy frame allocator (4 KiB .. 1 GiB blocks).
  *
  * Owns all physical RAM that the boot-time bump allocator did not use.  A
- * block of order k is 2^k contiguous frames, aligned to 2^k frames.  Every
- * public call takes the allocator's interrupt-safe spinlock, so one
+ * block of order k is 2^k contiguous frames, aligned to 2^k frames.  Single
+ * frames go through the calling CPU's cache (interrupts off, no lock);
+ * everything else takes the allocator's interrupt-safe spinlock, so one
  * instance can be shared by all CPUs and by interrupt handlers.
  *
  * Counting convention: "total" is the number of frames handed to the
- * buddy minus the frames it keeps for its own metadata (bitmaps and list
- * blocks, carved out at init).  free + used == total at every moment.
+ * buddy minus the frames it keeps for its own metadata (bitmaps, list
+ * blocks, back-indexes, frame states and the per-CPU caches, carved out at
+ * init).  free + used == total at every moment; free includes the frames
+ * sitting in per-CPU caches (struct buddy_usage).
  *
  * See mm/buddy.c for the algorithm and the invariants.
  */
@@ -24,38 +27,66 @@
 #define BUDDY_NR_ORDERS   (BUDDY_MAX_ORDER + 1)
 #define BUDDY_MAX_NPAGES  (UINT64_C(1) << BUDDY_MAX_ORDER)
 
-/* Usage in 4 KiB pages.  free + used == total. */
+/*
+ * Per-CPU caches of single frames (mm/buddy_pcp.c).  Each CPU id
+ * 0 .. MM_MAX_CPUS-1 owns a stack of up to BUDDY_PCP_CAP order-0 frames;
+ * buddy_alloc and buddy_free of one frame use it with interrupts off and
+ * no lock; under the lock, an empty stack is refilled to BUDDY_PCP_CAP
+ * frames and a full one gives back its BUDDY_PCP_BATCH oldest.
+ */
+#define BUDDY_PCP_CAP     64
+#define BUDDY_PCP_BATCH   32
+#define BUDDY_CACHE_LINE  64
+
+/*
+ * Usage in 4 KiB pages.  free + used == total.  free counts every frame a
+ * buddy_alloc can still hand out: those in the free lists and those in a
+ * per-CPU cache; cached_npages says how many of them are cached, so the
+ * free lists hold free - cached (free - cached + cached + used == total).
+ */
 struct buddy_usage {
     uint64_t total_npages;   /* managed frames, metadata excluded */
     uint64_t used_npages;    /* frames currently allocated to callers */
-    uint64_t free_npages;    /* frames in the free lists */
-    uint64_t meta_npages;    /* frames kept for bitmaps and list blocks */
+    uint64_t free_npages;    /* frames in the free lists or a per-CPU cache */
+    uint64_t cached_npages;  /* of free_npages: frames in per-CPU caches */
+    uint64_t meta_npages;    /* frames kept for bitmaps, list blocks, caches */
 };
+
+struct buddy_pcp;
 
 /*
  * The allocator state.  Treat as opaque; it is public only so callers can
- * embed it statically.  The geometry (base_pfn, span_npages, the bitmap
- * pointers, the list block reserve, meta_*, total_npages, ranges) is set by
- * buddy_init and read-only afterwards; everything else, and the memory
- * the bitmaps and list blocks live in, is protected by `lock`.
+ * embed it statically.  It is cache-line aligned: the first line holds the
+ * geometry, set by buddy_init and read-only afterwards (the per-CPU fast
+ * paths read it without the lock); `lock` starts the next line, and every
+ * field from there on, and the memory the bitmaps and list blocks live in,
+ * is protected by it.  Two adjacent instances never share a line.
  */
 struct buddy {
-    mm_spinlock_t lock;
-    struct frame_allocator fa;          /* adapter, see buddy_frame_allocator */
-
+    /* ---- read-only after buddy_init */
     uint64_t base_pfn;                  /* 1 GiB-aligned frame at or below the first range */
     uint64_t span_npages;               /* base_pfn .. end of the last range */
+    uint8_t *frame_state;               /* one byte per frame of the span, see mm/buddy_pcp.c */
+    uint32_t *slot_of;                  /* back-index per frame pair, see "Free lists" */
+    struct buddy_pcp *pcp;              /* MM_MAX_CPUS per-CPU caches */
+    uint64_t *chunk_ready_bits;         /* per 1 GiB chunk: its low-order bits are valid */
+    bool ready;
+
+    /* ---- protected by lock */
+    _Alignas(BUDDY_CACHE_LINE) mm_spinlock_t lock;
+    struct frame_allocator fa;          /* adapter, see buddy_frame_allocator */
 
     /* Per order: one bit per block of that order over the span.  Orders
-     * 0..12 are zeroed lazily per 1 GiB chunk (see mm/buddy.c). */
+     * 0..12 are zeroed lazily per 1 GiB chunk (see mm/buddy.c).  Order 0
+     * has no alloc bits: frame_state says which frames are allocated. */
     uint64_t *free_bits[BUDDY_NR_ORDERS];   /* block is in the free lists */
     uint64_t *alloc_bits[BUDDY_NR_ORDERS];  /* block was handed out whole */
-    uint64_t *chunk_ready_bits;             /* per 1 GiB chunk: its low-order bits are valid */
 
     /* Per order: top list block (partially filled) of the list-block stack. */
     phys_addr_t list_top[BUDDY_NR_ORDERS];  /* all ones = list empty */
     uint64_t nfree_blocks[BUDDY_NR_ORDERS];
     uint32_t nonempty_mask;             /* bit k set iff nfree_blocks[k] != 0 */
+    uint32_t indexed_mask;              /* bit k: order k's list keeps back-indexes */
 
     /* Reserved list blocks (2 KiB, two per frame): a bump index plus a
      * stack of returned blocks. */
@@ -67,10 +98,9 @@ struct buddy {
 
     phys_addr_t meta_start, meta_end;   /* the carved metadata range */
     uint64_t total_npages;              /* managed frames, metadata excluded */
-    uint64_t free_npages;
+    uint64_t free_npages;               /* in the free lists (caches excluded) */
 
     struct mm_area_list ranges;         /* managed ranges (for foreign frees) */
-    bool ready;
 #ifdef MM_STEP_COUNT
     uint64_t steps;                     /* work done, see buddy_steps() */
 #endif
@@ -87,17 +117,23 @@ struct buddy {
  * O(frames).  Returns 0; or, with one log line and *b left as it was:
  * -MM_EINVAL for a malformed or empty list or a span over 16 TiB,
  * -MM_ENOMEM if no single area can hold the metadata.  Metadata: about
- * span / 8 KiB of bitmaps plus one 2 KiB list block per 1016 managed
- * frames plus 20 KiB, rounded up to whole frames; under 0.1% of RAM from
- * 64 MiB up.
+ * span / 8 KiB of bitmaps, 3 bytes per frame of the span (one state byte
+ * per frame, one 32-bit back-index per frame pair), one 2 KiB list block
+ * per 1016 managed frames plus 38 KiB, and MM_MAX_CPUS caches of 320
+ * bytes (20 KiB), rounded up to whole frames: about 0.13% of RAM.
  */
 int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
 
 /*
  * Allocate npages contiguous frames aligned to npages * 4 KiB.
- * npages must be a power of two in 1 .. BUDDY_MAX_NPAGES.
+ * npages must be a power of two in 1 .. BUDDY_MAX_NPAGES.  npages == 1 is
+ * served from the calling CPU's cache (refilled by a batch under the lock
+ * when empty).  A larger request that finds no block drains the calling
+ * CPU's cache into the lists and tries once more.
  * Returns 0 and sets *pa_out, -MM_EINVAL for a bad count (logged), or
  * -MM_ENOMEM when no block is large enough (not logged, state unchanged).
+ * Frames cached on other CPUs are not reached: with free memory almost
+ * gone, buddy_drain_all (or buddy_drain_cpu on each CPU) gives them back.
  */
 int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out);
 
@@ -107,22 +143,48 @@ int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out);
  * -MM_EINVAL (bad count or pa not aligned to npages frames),
  * -MM_EFAULT (pa outside the managed ranges),
  * -MM_ENOENT (not an allocated block of that size: double free, partial
- * free, wrong size).
+ * free, wrong size; a frame sitting in any CPU's cache is not allocated).
+ * npages == 1 goes to the calling CPU's cache (a full cache first gives
+ * BUDDY_PCP_BATCH frames back under the lock).  Two frees of the same
+ * frame racing on two CPUs at the same moment (a caller bug with no
+ * order between them) may both pass; any free ordered after the first is
+ * refused.
  */
 int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages);
 
+/*
+ * Fill *u.  The per-CPU cache counts are read without stopping their
+ * CPUs: exact while no other CPU allocates or frees frames of b, otherwise
+ * each count is of a moment during the call.
+ */
 void buddy_usage(struct buddy *b, struct buddy_usage *u);
 
-/* Number of free blocks of each order (like /proc/buddyinfo). */
+/*
+ * Give every frame in CPU cpu's cache back to the free lists (merging).
+ * cpu must be the calling CPU, or a CPU that runs no buddy call on b
+ * during this one (stopped, idle, or a host thread already joined): the
+ * caches have no lock.  Returns the number of frames given back, or
+ * -MM_EINVAL (logged) for cpu >= MM_MAX_CPUS.
+ */
+int64_t buddy_drain_cpu(struct buddy *b, unsigned cpu);
+
+/* buddy_drain_cpu for every CPU, with the same condition on each; returns
+ * the number of frames given back. */
+uint64_t buddy_drain_all(struct buddy *b);
+
+/* Number of free blocks of each order in the free lists (like
+ * /proc/buddyinfo); frames in per-CPU caches are not counted. */
 void buddy_free_blocks(struct buddy *b, uint64_t counts[BUDDY_NR_ORDERS]);
 
 /* Print one line: free block counts per order and the usage. */
 void buddy_dump(struct buddy *b);
 
 /*
- * Walk every free list and bitmap and verify all invariants; panics with
- * the values on the first inconsistency.  O(free blocks + bitmap size):
- * for tests and debugging only.
+ * Walk every free list, bitmap and per-CPU cache and verify all
+ * invariants; panics with the values on the first inconsistency.
+ * O(free blocks + bitmap size + frames of the touched GiB chunks): for
+ * tests and debugging only.  The caches of other CPUs are read as they
+ * are: call it while no other CPU uses b.
  */
 void buddy_check(struct buddy *b);
 

@@ -6,11 +6,15 @@
  * GiBs, whose chunks stay uninitialised until something below 1 GiB is
  * carved from them; the rest is an operation sequence:
  *   alloc of an order, free of the i-th live block, one of several bad
- *   frees (double, unaligned, partial, wrong size, foreign), and a full
- *   buddy_check.
+ *   frees (double, double on another CPU, unaligned, partial, wrong size,
+ *   foreign), a full buddy_check, a switch to another of FUZZ_CPUS
+ *   simulated CPUs (each with its per-CPU cache of single frames), and a
+ *   drain of one CPU's cache.
  * A model (one byte per frame) checks that blocks never overlap, stay in
  * the ranges, are aligned, that bad frees fail with one log line and no
- * state change, and that freeing everything restores the initial layout.
+ * state change, that the usage is exact after every operation (used is
+ * what the model holds; cached is part of free), and that freeing
+ * everything and draining the caches restores the initial layout.
  */
 #define FUZZ_NAME "fuzz_buddy"
 #include "fuzz_util.h"
@@ -22,11 +26,13 @@
 #define NFRAMES    (SIM_SIZE / PAGE_SIZE)
 #define MAX_LIVE   4096
 #define FUZZ_MAX_ORDER 12
+#define FUZZ_CPUS  4
 
 static struct buddy B;
 static uint8_t frame_state[NFRAMES];          /* 1 = allocated */
 static struct { uint64_t pa; unsigned order; } live[MAX_LIVE];
 static unsigned nlive;
+static uint64_t model_used;                   /* frames the model holds */
 
 static bool in_ranges(uint64_t pa, uint64_t npages)
 {
@@ -37,19 +43,31 @@ static bool in_ranges(uint64_t pa, uint64_t npages)
     return false;
 }
 
-static void snapshot(uint64_t *out /* BUDDY_NR_ORDERS + 2 */)
+#define SNAP_WORDS (BUDDY_NR_ORDERS + 3)
+
+static void snapshot(uint64_t *out /* SNAP_WORDS */)
 {
     struct buddy_usage u;
     buddy_usage(&B, &u);
     buddy_free_blocks(&B, out);
     out[BUDDY_NR_ORDERS] = u.free_npages;
     out[BUDDY_NR_ORDERS + 1] = u.used_npages;
+    out[BUDDY_NR_ORDERS + 2] = u.cached_npages;
+}
+
+static void forget_live(unsigned i)
+{
+    uint64_t npages = UINT64_C(1) << live[i].order;
+    for (uint64_t f = 0; f < npages; f++)
+        frame_state[live[i].pa / PAGE_SIZE + f] = 0;
+    model_used -= npages;
+    live[i] = live[--nlive];
 }
 
 /* A free that must be refused: one log line, nothing changes. */
 static void expect_refused(phys_addr_t pa, uint64_t npages)
 {
-    uint64_t before[BUDDY_NR_ORDERS + 2], after[BUDDY_NR_ORDERS + 2];
+    uint64_t before[SNAP_WORDS], after[SNAP_WORDS];
     snapshot(before);
     unsigned long lines = harness_log_lines;
     int rc = buddy_free(&B, pa, npages);
@@ -64,7 +82,7 @@ static void expect_refused(phys_addr_t pa, uint64_t npages)
 
 static void bad_free(struct reader *r)
 {
-    unsigned kind = next_byte(r) % 5;
+    unsigned kind = next_byte(r) % 6;
     unsigned sel = next_byte(r);
     if (kind == 0) {                       /* anywhere, never allocated */
         uint64_t pfn = ((uint64_t)sel << 6 | next_byte(r)) % (NFRAMES * 2);
@@ -90,14 +108,17 @@ static void bad_free(struct reader *r)
         else if (is_aligned_u64(pa, 2 * PAGE_SIZE))
             expect_refused(PA(pa), 2);
         break;
-    case 4: {                              /* double free */
+    case 4:                                /* double free */
+    case 5: {                              /* ... the second on another CPU */
         int rc = buddy_free(&B, PA(pa), npages);
         if (rc)
             fail("free of a live block failed", pa, (uint64_t)-rc);
-        for (uint64_t f = 0; f < npages; f++)
-            frame_state[pa / PAGE_SIZE + f] = 0;
-        live[i] = live[--nlive];
+        forget_live(i);
+        unsigned cpu = harness_cpu_id;
+        if (kind == 5)
+            harness_cpu_id = (cpu + 1 + sel % (FUZZ_CPUS - 1)) % FUZZ_CPUS;
         expect_refused(PA(pa), npages);
+        harness_cpu_id = cpu;
         break;
     }
     }
@@ -137,13 +158,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (buddy_init(&B, &l) != 0)
         return 0;
 
-    uint64_t initial[BUDDY_NR_ORDERS + 2];
+    uint64_t initial[SNAP_WORDS];
     snapshot(initial);
     memset(frame_state, 0, sizeof frame_state);
     nlive = 0;
+    model_used = 0;
+    harness_cpu_id = 0;
 
     while (r.n) {
-        unsigned op = next_byte(&r) % 8;
+        unsigned op = next_byte(&r) % 10;
         if (op < 4) {
             unsigned order = next_byte(&r) % (FUZZ_MAX_ORDER + 1);
             uint64_t npages = UINT64_C(1) << order;
@@ -160,15 +183,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     fail("overlapping block", pa.raw, f);
                 frame_state[pa.raw / PAGE_SIZE + f] = 1;
             }
+            live[nlive].pa = pa.raw;
+            live[nlive].order = order;
+            nlive++;
+            model_used += npages;
             if (nlive == MAX_LIVE) {
                 if (buddy_free(&B, pa, npages))
                     fail("free failed", pa.raw, npages);
-                for (uint64_t f = 0; f < npages; f++)
-                    frame_state[pa.raw / PAGE_SIZE + f] = 0;
-            } else {
-                live[nlive].pa = pa.raw;
-                live[nlive].order = order;
-                nlive++;
+                forget_live(nlive - 1);
             }
         } else if (op < 6) {
             if (!nlive)
@@ -177,18 +199,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint64_t npages = UINT64_C(1) << live[i].order;
             if (buddy_free(&B, PA(live[i].pa), npages))
                 fail("free of a live block failed", live[i].pa, npages);
-            for (uint64_t f = 0; f < npages; f++)
-                frame_state[live[i].pa / PAGE_SIZE + f] = 0;
-            live[i] = live[--nlive];
+            forget_live(i);
         } else if (op == 6) {
             bad_free(&r);
-        } else {
+        } else if (op == 7) {
             buddy_check(&B);
+        } else if (op == 8) {
+            harness_cpu_id = next_byte(&r) % FUZZ_CPUS;
+        } else {
+            unsigned cpu = next_byte(&r) % FUZZ_CPUS;
+            struct buddy_usage u0, u1;
+            buddy_usage(&B, &u0);
+            int64_t n = buddy_drain_cpu(&B, cpu);
+            buddy_usage(&B, &u1);
+            if (n < 0 || u1.cached_npages + (uint64_t)n != u0.cached_npages ||
+                u1.free_npages != u0.free_npages)
+                fail("drain moved the wrong number of frames", (uint64_t)n, u0.cached_npages);
         }
         struct buddy_usage u;
         buddy_usage(&B, &u);
-        if (u.used_npages + u.free_npages != u.total_npages)
-            fail("usage does not add up", u.used_npages, u.free_npages);
+        if (u.used_npages + u.free_npages != u.total_npages || u.used_npages != model_used ||
+            u.cached_npages > u.free_npages || u.cached_npages > FUZZ_CPUS * BUDDY_PCP_CAP)
+            fail("usage does not add up", u.used_npages, model_used);
     }
 
     while (nlive) {
@@ -197,7 +229,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("final free failed", live[nlive].pa, live[nlive].order);
     }
     buddy_check(&B);
-    uint64_t final[BUDDY_NR_ORDERS + 2];
+    buddy_drain_all(&B);
+    buddy_check(&B);
+    harness_cpu_id = 0;
+    uint64_t final[SNAP_WORDS];
     snapshot(final);
     if (memcmp(initial, final, sizeof initial))
         fail("layout after freeing everything differs from the initial one", 0, 0);

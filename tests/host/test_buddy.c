@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <mm/buddy.h>
 #include <mm/log.h>
+#include "../../mm/buddy_impl.h"       /* white-box: list blocks, frame states */
 
 #define SIM_SIZE (4 * GiB)
 
@@ -48,6 +49,14 @@ static struct snapshot snap(void)
     buddy_usage(&B, &s.u);
     buddy_free_blocks(&B, s.counts);
     return s;
+}
+
+/* The state once every per-CPU cache is back in the free lists: the free
+ * block counts then depend only on which frames are free. */
+static struct snapshot snap_drained(void)
+{
+    buddy_drain_all(&B);
+    return snap();
 }
 
 static bool snap_equal(const struct snapshot *a, const struct snapshot *b)
@@ -162,8 +171,9 @@ static void test_metadata_is_small(void)
         CHECK_EQ(u.total_npages + u.meta_npages, sizes[i] / PAGE_SIZE);
         CHECK_EQ(u.free_npages, u.total_npages);
         CHECK_EQ(u.used_npages, 0);
-        /* under 0.1% of the managed RAM */
-        CHECK(u.meta_npages * 1000 < u.total_npages);
+        /* under 0.25% of the managed RAM (list reserve 2 bytes, back-indexes
+         * 2 bytes and frame states 1 byte per frame, bitmaps, caches) */
+        CHECK(u.meta_npages * 400 < u.total_npages);
         printf("# %llu MiB: metadata %llu KiB (%.3f%%)\n",
                (unsigned long long)(sizes[i] / MiB), (unsigned long long)(u.meta_npages * 4),
                100.0 * (double)u.meta_npages / (double)(sizes[i] / PAGE_SIZE));
@@ -180,14 +190,18 @@ static void test_metadata_is_small(void)
         struct buddy_usage u;
         buddy_usage(&B, &u);
         CHECK_EQ(u.total_npages + u.meta_npages, managed);
-        /* metadata bytes under 0.1% of the managed bytes */
-        CHECK(u.meta_npages * PAGE_SIZE < managed * PAGE_SIZE / 1000);
-        /* list blocks: bulk floor((managed/2 + 1 area) / 508) + 10, two per
-         * frame, the bitmaps right after the last one */
-        uint64_t nblocks = (managed / 2 + 1) / 508 + 10;
+        /* metadata bytes under 0.25% of the managed bytes */
+        CHECK(u.meta_npages * 400 < managed);
+        /* list blocks: bulk floor((managed/2 + 1 area) / 508) + one per
+         * order (see list_reserve_extra), two per
+         * frame, the bitmaps right after the last one, then the caches,
+         * the back-indexes (4 bytes per frame pair) and the frame states
+         * (one byte per frame of the 64 MiB span) */
+        uint64_t nblocks = (managed / 2 + 1) / 508 + BUDDY_NR_ORDERS;
+        uint64_t fixed = nblocks * 2048 + MM_MAX_CPUS * 320 + 3 * (64 * MiB / PAGE_SIZE);
         CHECK_EQ(B.list_pool_nblocks, nblocks);
-        CHECK(u.meta_npages * PAGE_SIZE >= nblocks * 2048 + 8 * KiB);
-        CHECK(u.meta_npages * PAGE_SIZE < nblocks * 2048 + 8 * KiB + 2 * PAGE_SIZE);
+        CHECK(u.meta_npages * PAGE_SIZE >= fixed + 4 * KiB);
+        CHECK(u.meta_npages * PAGE_SIZE < fixed + 8 * KiB + 2 * PAGE_SIZE);
         printf("# %llu KiB managed: metadata %llu KiB (%.3f%%), %llu list blocks\n",
                (unsigned long long)(managed * 4), (unsigned long long)(u.meta_npages * 4),
                100.0 * (double)u.meta_npages / (double)managed,
@@ -214,7 +228,7 @@ static void test_each_order_alloc_free(void)
         CHECK_EQ(u.used_npages, npages);
         CHECK_EQ(u.used_npages + u.free_npages, u.total_npages);
         CHECK_EQ(buddy_free(&B, pa, npages), 0);
-        struct snapshot now = snap();
+        struct snapshot now = snap_drained();
         CHECK(snap_equal(&now, &init));
     }
 
@@ -227,7 +241,7 @@ static void test_each_order_alloc_free(void)
         CHECK_EQ(buddy_free(&B, held[k], UINT64_C(1) << k), 0);
     }
     buddy_check(&B);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
 }
 
@@ -239,17 +253,20 @@ static void test_split_leaves_one_block_per_order(void)
     buddy_free_blocks(&B, before);
     CHECK_EQ(before[BUDDY_MAX_ORDER], 1);     /* the second GiB holds the metadata */
 
+    /* Order 1: a single frame would go through the per-CPU cache, which
+     * takes a whole batch. */
     phys_addr_t pa;
-    REQUIRE(buddy_alloc(&B, 1, &pa) == 0);
+    REQUIRE(buddy_alloc(&B, 2, &pa) == 0);
     buddy_free_blocks(&B, after);
     uint64_t split_from = UINT64_MAX;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+    for (unsigned k = 1; k < BUDDY_NR_ORDERS; k++)
         if (before[k] && after[k] == before[k] - 1 && split_from == UINT64_MAX)
             split_from = k;
     REQUIRE(split_from != UINT64_MAX);
-    for (unsigned k = 0; k < split_from; k++)
+    CHECK_EQ(after[0], before[0]);
+    for (unsigned k = 1; k < split_from; k++)
         CHECK_EQ(after[k], before[k] + 1);
-    CHECK_EQ(buddy_free(&B, pa, 1), 0);
+    CHECK_EQ(buddy_free(&B, pa, 2), 0);
     buddy_free_blocks(&B, after);
     CHECK(memcmp(before, after, sizeof before) == 0);
 }
@@ -277,7 +294,7 @@ static void test_1g_blocks(void)
     CHECK_EQ(buddy_free(&B, extra, 2048), 0);
     for (int i = 0; i < 3; i++)
         CHECK_EQ(buddy_free(&B, pa[i], BUDDY_MAX_NPAGES), 0);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
     buddy_check(&B);
 }
@@ -315,7 +332,7 @@ static void test_exhaustion_and_fragmentation(void)
             pas[i] = PA(UINT64_MAX);
             freed++;
         }
-    struct snapshot frag = snap();
+    struct snapshot frag = snap_drained();
     CHECK_EQ(frag.counts[0], freed);
     for (unsigned k = 1; k < BUDDY_NR_ORDERS; k++)
         CHECK_EQ(frag.counts[k], 0);
@@ -325,7 +342,7 @@ static void test_exhaustion_and_fragmentation(void)
     for (uint64_t i = 0; i < n; i++)
         if (pas[i].raw != UINT64_MAX)
             CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
     buddy_check(&B);
     free(pas);
@@ -334,9 +351,11 @@ static void test_exhaustion_and_fragmentation(void)
 /*
  * The list-block reserve's worst case (see list_reserve_extra in buddy.c):
  * one free block at each of the orders 1..9 (those with 2^(k-1) <= 508
- * entries per 2 KiB list block) plus every other remaining frame free at
- * order 0.  The lists must fit in the reserve (running out panics) and
- * come within one list block of it, and after freeing everything the
+ * entries per 2 KiB list block), an emptied list block kept at each larger
+ * order that had blocks, plus every other remaining frame free at order 0.
+ * The lists must fit in the reserve (running out panics) and come within
+ * one list block of it, counting one for each order never used (a 128 MiB
+ * area has no blocks above order 15), and after freeing everything the
  * layout is the initial one.
  */
 static void test_list_reserve_worst_case(void)
@@ -365,15 +384,18 @@ static void test_list_reserve_worst_case(void)
             pas[i] = PA(UINT64_MAX);
         }
     }
-    struct snapshot worst = snap();
-    uint64_t blocks = 0;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        blocks += (worst.counts[k] + 507) / 508;
+    struct snapshot worst = snap_drained();
+    uint64_t blocks = 0, never_used = 0;
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
+        bool listed = B.list_top[k].raw != UINT64_MAX;
+        blocks += worst.counts[k] ? (worst.counts[k] + 507) / 508 : listed;
+        never_used += !listed;
+    }
     for (unsigned k = 1; k <= 9; k++)
         CHECK_EQ(worst.counts[k], 1);
     CHECK_EQ(B.list_blocks_in_use, blocks);
     CHECK(B.list_blocks_in_use <= B.list_pool_nblocks);
-    CHECK(B.list_blocks_in_use + 1 >= B.list_pool_nblocks);      /* the bound is tight */
+    CHECK(B.list_blocks_in_use + never_used + 1 >= B.list_pool_nblocks);   /* tight */
     printf("# worst case: %llu list blocks in use of %llu reserved\n",
            (unsigned long long)B.list_blocks_in_use, (unsigned long long)B.list_pool_nblocks);
     buddy_check(&B);
@@ -381,7 +403,7 @@ static void test_list_reserve_worst_case(void)
     for (uint64_t i = 0; i < n; i++)
         if (pas[i].raw != UINT64_MAX)
             CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
     free(pas);
 }
@@ -428,7 +450,7 @@ static void test_bad_input_rejected(void)
     /* a free block that was merged into a larger free block */
     EXPECT_REJECTED(buddy_free(&B, PA(big.raw + PAGE_SIZE), 1), -MM_ENOENT);
     buddy_check(&B);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK_EQ(end.u.used_npages, 0);
 }
 
@@ -467,7 +489,7 @@ static void test_odd_ranges_cover_exactly(void)
     CHECK_EQ(n, total);
     for (uint64_t i = n; i-- > 0;)        /* reverse order */
         CHECK_EQ(buddy_free(&B, pas[i], 1), 0);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
     buddy_check(&B);
     free(seen);
@@ -496,7 +518,7 @@ static void test_list_page_at_pa_zero(void)
     while (n--)
         CHECK_EQ(buddy_free(&B, pas[n], 1), 0);
     buddy_check(&B);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
 }
 
@@ -524,31 +546,75 @@ static void test_frame_allocator_adapter(void)
     REQUIRE(fa->free);
     fa->free(fa, a);
     fa->free(fa, b);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
 }
 
+/* Allocate order-1 blocks until one has a free buddy (from a split);
+ * returns the block, *buddy_out its free buddy. */
+static phys_addr_t order1_with_free_buddy(phys_addr_t *buddy_out)
+{
+    for (int i = 0; i < 64; i++) {
+        phys_addr_t a;
+        if (buddy_alloc(&B, 2, &a) != 0)
+            break;
+        phys_addr_t buddy = PA(a.raw ^ (2 * PAGE_SIZE));
+        uint64_t idx = (pa_to_pfn(buddy) - B.base_pfn) >> 1;
+        if ((B.free_bits[1][idx / 64] >> (idx % 64)) & 1) {
+            *buddy_out = buddy;
+            return a;
+        }
+    }
+    return PA(UINT64_MAX);
+}
+
+/* Panics on corrupt free-list metadata, in a short (scanned) list and in a
+ * long (indexed) one; a write into a free block is harmless. */
 static void test_corrupt_free_block_panics(void)
 {
     static const uint64_t r[][2] = { { 1 * MiB, 32 * MiB } };
     REQUIRE(init_ranges(1, r) == 0);
-    /* Allocate frames until one has a free buddy (it came from a split). */
-    phys_addr_t a, buddy;
-    bool found = false;
-    for (int i = 0; i < 64 && !found; i++) {
-        REQUIRE(buddy_alloc(&B, 1, &a) == 0);
-        buddy = PA(a.raw ^ PAGE_SIZE);
-        uint64_t idx = pa_to_pfn(buddy) - B.base_pfn;
-        found = (B.free_bits[0][idx / 64] >> (idx % 64)) & 1;
-    }
-    REQUIRE(found);
-    /* Scribble over the free buddy's back-index (a use after free). */
-    memset(pa_to_ptr(buddy), 0x5a, 16);
+    phys_addr_t buddy, a = order1_with_free_buddy(&buddy);
+    REQUIRE(a.raw != UINT64_MAX);
+    /* A use after free scribbling over the free buddy is harmless: no
+     * metadata lives in free blocks. */
+    memset(pa_to_ptr(buddy), 0x5a, 2 * PAGE_SIZE);
+    buddy_check(&B);
+    /* The order-1 list is short: the buddy's entry in its one list block is
+     * found by a scan; a damaged entry is caught there. */
+    REQUIRE(!((B.indexed_mask >> 1) & 1));
+    struct buddy_list_block *top = pa_to_ptr(B.list_top[1]);
+    uint64_t rel = pa_to_pfn(buddy) - B.base_pfn;
+    for (uint32_t i = 0; i < top->count; i++)
+        if (top->entry[i] == rel)
+            top->entry[i] ^= 0x40;
     harness_quiet = 1;
-    EXPECT_PANIC(buddy_free(&B, a, 1));
+    EXPECT_PANIC(buddy_free(&B, a, 2));
     harness_quiet = 0;
-    CHECK(strstr(harness_panic_msg, "buddy_free: corrupt free block") != NULL);
-    /* The allocator is dead after a panic (its lock is held); start over. */
+    CHECK(strstr(harness_panic_msg, "buddy_free: free block") != NULL &&
+          strstr(harness_panic_msg, "missing from its list") != NULL);
+
+    /* The allocator is dead after a panic (its lock is held); start over,
+     * with 100 free order-1 blocks (every other one of 200 freed): indexed. */
+    REQUIRE(init_ranges(1, r) == 0);
+    static phys_addr_t held[200];
+    for (int i = 0; i < 200; i++)
+        REQUIRE(buddy_alloc(&B, 2, &held[i]) == 0);
+    for (int i = 0; i < 200; i++)
+        if (((pa_to_pfn(held[i]) >> 1) & 1) == 0)
+            REQUIRE(buddy_free(&B, held[i], 2) == 0);
+    REQUIRE((B.indexed_mask >> 1) & 1);
+    buddy_check(&B);
+    phys_addr_t victim = PA(UINT64_MAX);
+    for (int i = 0; i < 200 && victim.raw == UINT64_MAX; i++)
+        if ((pa_to_pfn(held[i]) >> 1) & 1)
+            victim = held[i];                   /* its buddy is free */
+    REQUIRE(victim.raw != UINT64_MAX);
+    B.slot_of[(pa_to_pfn(victim) - B.base_pfn - 2) >> 1] ^= 0x40;
+    harness_quiet = 1;
+    EXPECT_PANIC(buddy_free(&B, victim, 2));
+    harness_quiet = 0;
+    CHECK(strstr(harness_panic_msg, "buddy_free: corrupt back-index") != NULL);
 }
 
 /* ---------------------------------------------------------- random model */
@@ -637,7 +703,7 @@ static void run_random(uint64_t seed, unsigned nops, unsigned max_order)
         REQUIRE(buddy_free(&B, PA(l.pa), UINT64_C(1) << l.order) == 0);
     }
     buddy_check(&B);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
     printf("# %u ops: %u allocs, %u frees, %u double frees, %u ENOMEM, peak %.1f%% used\n",
            nops, nalloc, nfree, ndouble, enomem, 100.0 * (double)peak_used / (double)init.u.total_npages);
@@ -787,7 +853,7 @@ static void test_lazy_chunks_with_garbage(void)
         REQUIRE(buddy_free(&B, PA(l.pa), UINT64_C(1) << l.order) == 0);
     }
     buddy_check(&B);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
     free(state);
     free(live);
@@ -812,9 +878,11 @@ static void test_init_touches_few_bitmap_pages(void)
     printf("# 64 GiB: bitmaps %llu KiB, %llu pages of them touched by init; %u chunks ready\n",
            (unsigned long long)((end - start) / KiB), (unsigned long long)touched, chunks_ready());
     CHECK(end - start > 4 * MiB);                  /* the bitmaps do span 64 GiB */
-    /* One chunk's low-order words are 2 x 32 KiB at order 0 down to 2 x 8 B
-     * at order 12 (at most ~80 pages counting straddles); all: 2049 pages. */
-    CHECK(touched < 96);
+    /* One chunk's low-order words are 32 KiB at order 0 and 2 x 16 KiB at
+     * order 1 down to 2 x 8 B at order 12 (at most ~80 pages counting
+     * straddles), its 256 KiB of frame states (64 pages), the caches (5
+     * pages), one back-index per seeded GiB block (64); all: far more. */
+    CHECK(touched < 96 + 64 + 8 + 64);
     CHECK_EQ(chunks_ready(), 1);
 
     buddy_check(&B);
@@ -868,7 +936,7 @@ static void test_two_threads_share_one_allocator(void)
         pthread_join(t[i], &ret[i]);
     CHECK(ret[0] == NULL && ret[1] == NULL);
     buddy_check(&B);
-    struct snapshot end = snap();
+    struct snapshot end = snap_drained();
     CHECK(snap_equal(&end, &init));
 }
 
