@@ -140,12 +140,20 @@ test-embed: $(LIBMM)
 # The shootdown that skips a CPU needs SMP, so it is the test kernel with
 # INJECT=shootdown_skip (kernel/smp.c) on 2 CPUs; the other two are
 # variants of the single-CPU embedding example (tests/embed/Makefile).
-.PHONY: test-broken-shootdown test-broken-irq test-broken-wx
+.PHONY: test-broken-shootdown test-broken-irq test-broken-wx test-broken-stackoverflow
 test-broken-shootdown:
 	@$(MAKE) --no-print-directory iso INJECT=shootdown_skip
 	@$(QEMU_VARS) SMP=2 EXPECT_NOT_OK=shootdown_reaches_every_cpu \
 	    LOG=$(BUILD)/serial-broken-shootdown.log \
 	    tools/run-qemu.sh test $(BUILD)/kernel-shootdown_skip.iso
+# INJECT=stackoverflow (kernel/main.c) recurses without end on the boot
+# CPU's kernel stack: the boot passes only when the double-fault handler's
+# panic names the overflow and the stack (tools/run-qemu.sh, EXPECT_PANIC).
+test-broken-stackoverflow:
+	@$(MAKE) --no-print-directory iso INJECT=stackoverflow
+	@$(QEMU_VARS) SMP=2 EXPECT_PANIC="double fault: kernel stack overflow: stack 'cpu0' of cpu 0" \
+	    LOG=$(BUILD)/serial-broken-stackoverflow.log \
+	    tools/run-qemu.sh test $(BUILD)/kernel-stackoverflow.iso
 test-broken-irq: $(LIBMM)
 	@$(MAKE) --no-print-directory -C tests/embed
 	@$(QEMU_VARS) EXPECT_NOT_OK=irq_save_restore_nest \
@@ -176,7 +184,11 @@ FUZZ_LONG    ?= 300
 
 $(BUILD)/host/%: tests/host/%.c $(HOST_DEPS)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(HOST_CFLAGS) -o $@ $< $(MM_HOST_SRCS) $(HARNESS_SRCS)
+	$(HOST_CC) $(HOST_CFLAGS) -o $@ $< $(MM_HOST_SRCS) $(HARNESS_SRCS) $(HOST_TEST_LIBS)
+
+# test_cow forces one cross-CPU interleaving by wrapping a library call
+# (test_destroy_races_survivor).
+$(BUILD)/host/test_cow: HOST_TEST_LIBS := -Wl,--wrap=mm_frameref_put
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(HOST_DEPS)
 	@mkdir -p $(dir $@)
@@ -185,7 +197,13 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(HOST_DEPS)
 
 $(BUILD)/bench/%: tests/bench/%.c $(HOST_DEPS)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(BENCH_CFLAGS) -o $@ $< $(MM_HOST_SRCS) $(HARNESS_SRCS) -lm
+	$(HOST_CC) $(BENCH_CFLAGS) -o $@ $< $(MM_HOST_SRCS) $(HARNESS_SRCS) $(BENCH_LIBS) -lm
+
+# bench_kmalloc runs jemalloc and mimalloc next to glibc in one process.
+# libc comes first on the link line so that the process malloc stays
+# glibc's (both libraries export malloc too); see the file's comment.
+$(BUILD)/bench/bench_kmalloc: BENCH_LIBS := -Wl,--no-as-needed -lc -ljemalloc -lmimalloc -ldl
+BENCH_DEPS := /usr/include/jemalloc/jemalloc.h:libjemalloc-dev /usr/include/mimalloc.h:libmimalloc-dev
 
 .PHONY: test-host fuzz fuzz-short bench
 test-host: $(HOST_TESTS)
@@ -197,7 +215,9 @@ fuzz-short: $(FUZZERS)
 fuzz: $(FUZZERS)
 	@tools/run-fuzz.sh $(FUZZ_LONG) $(FUZZERS)
 
-bench: $(BENCHES)
+bench:
+	@tools/install-deps.sh --quiet $(BENCH_DEPS)
+	@$(MAKE) --no-print-directory $(BENCHES)
 	@tools/machine-info.sh
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
@@ -238,6 +258,7 @@ help:
 	@echo "make test-embed boot the embedding example (tests/embed) that links libmm.a"
 	@echo "make test-broken-shootdown|test-broken-irq|test-broken-wx"
 	@echo "                boot deliberately broken glue: mm_conformance must name the fault"
+	@echo "make test-broken-stackoverflow  the double-fault handler must name the overflow"
 	@echo "make fuzz       long libFuzzer runs (FUZZ_LONG=$(FUZZ_LONG) s each)"
 	@echo "make bench      host micro-benchmarks"
 	@echo "make bench-cachesim  cache misses per MMIO-pool step (callgrind)"
@@ -245,4 +266,4 @@ help:
 	@echo "make lib        build/libmm.a;  make install PREFIX=..."
 	@echo "make clean"
 	@echo "Variables: MEM=$(MEM) SMP=$(SMP) CPU=$(CPU) FIRMWARE=bios|uefi ACCEL=tcg|kvm TIMEOUT=$(TIMEOUT)"
-	@echo "           INJECT=fail|panic|triple|hang|shootdown_skip (deliberately broken kernel)"
+	@echo "           INJECT=fail|panic|triple|hang|shootdown_skip|stackoverflow (deliberately broken kernel)"

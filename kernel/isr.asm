@@ -179,6 +179,23 @@ klongjmp:
     popfq
     jmp [rdi + 56]
 
+; void call_on_stack(void (*fn)(void *), void *arg, uint64_t top), kernel/fault.c:
+; call fn(arg) with rsp = top (16-byte aligned), then return on the old
+; stack, which rbp keeps (fn preserves it).  A fault_catch that fires
+; inside fn never comes back here: klongjmp restores the old rsp itself.
+section .text
+global call_on_stack
+call_on_stack:
+    push rbp
+    mov rbp, rsp
+    mov rsp, rdx
+    mov rax, rdi
+    mov rdi, rsi
+    call rax
+    mov rsp, rbp
+    pop rbp
+    ret
+
 ; void user_resume(const struct trap_frame *tf, void *tss_rsp0), kernel/user.h:
 ; return to ring 3 with every register of *tf (a forked child's first
 ; return from fork) through the exit path of isr_common.  TSS.RSP0 becomes

@@ -29,6 +29,9 @@ extern bool platform_log_as_ktap;
 /* main.c: the parameters given to mm_init. */
 struct mm_boot_params;
 const struct mm_boot_params *kernel_boot_params(void);
+/* What mm_init reported (the kstack suite compares the direct map with it). */
+struct mm_init_report;
+const struct mm_init_report *kernel_init_report(void);
 
 /* QEMU isa-debug-exit: QEMU exits with status (code << 1) | 1. */
 #define QEMU_EXIT_PORT  0xf4

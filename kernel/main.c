@@ -2,9 +2,19 @@
  * main.c - the test kernel's kmain: bring up the console, the boot CPU's
  * descriptor tables, the system-call entry for user processes and the
  * memory subsystem (mm_init, with the image's sections from linker.ld),
- * start the other CPUs, mask the legacy PICs, enable interrupts, run the
- * self-tests (ktest.c) and report the result to QEMU through the
- * isa-debug-exit port.  Everything here runs once, on the boot CPU.
+ * move off the boot stack onto a kernel stack with guard pages, start the
+ * other CPUs, mask the legacy PICs, enable interrupts, run the self-tests
+ * (ktest.c) and report the result to QEMU through the isa-debug-exit
+ * port.  Everything here runs once, on the boot CPU.
+ *
+ * Stacks.  entry.asm starts kmain on a 32 KiB stack in .bss, with nothing
+ * below it to catch an overflow.  As soon as mm_init has set up the
+ * kernel-stack range, kmain allocates the stack "cpu0" there
+ * (mm_kstack_alloc: unmapped guard pages below and above) and continues
+ * on it for good; the .bss stack is never used again.  An overflow of a
+ * kernel stack then faults in the guard, the page fault cannot push its
+ * frame and becomes a double fault, which runs on its own IST stack
+ * (cpu.c) and names the stack (trap.c).
  */
 #include "kernel.h"
 #include "io.h"
@@ -14,16 +24,29 @@
 #include "trap.h"
 #include "user.h"
 #include <mm/init.h>
+#include <mm/kstack.h>
 #include <mm/log.h>
 #include <mm/multiboot2.h>
 #include <mm/pat.h>
 
+/* The boot CPU's kernel stack ("cpu0"; the APs' are as large, smp.c). */
+#define CPU_KSTACK_SIZE (32 * KiB)
+
 static struct mm_boot_params boot_params;
+static struct mm_init_report init_report;
+static struct mm_kstack boot_cpu_stack;
 
 /* What memory_init gave mm_init (the conformance suite checks it). */
 const struct mm_boot_params *kernel_boot_params(void)
 {
     return &boot_params;
+}
+
+/* What mm_init reported (the kstack suite compares the direct map's
+ * page counts with it). */
+const struct mm_init_report *kernel_init_report(void)
+{
+    return &init_report;
 }
 
 static void memory_init(uint64_t mbi_pa)
@@ -41,7 +64,7 @@ static void memory_init(uint64_t mbi_pa)
         (uint64_t)(__bss_end - __data_start), PTE_KERNEL_RW };
     p->nsections = 3;
     p->low_identity_map = true;
-    mm_init(p, NULL);
+    mm_init(p, &init_report);
     /* The PAT: write-combining for framebuffers (include/mm/pat.h).  Each
      * AP programs its own in ap_main, before it runs anything else. */
     if (mm_pat_init_cpu() != 0)
@@ -53,10 +76,31 @@ static void memory_init(uint64_t mbi_pa)
  * of failure: build with `make test-kernel INJECT=fail|panic|triple|hang`.
  * INJECT=shootdown_skip breaks the TLB-shootdown glue instead (smp.c) and
  * runs only the conformance suite, which must report it (make test does).
+ * INJECT=stackoverflow recurses without end on the boot CPU's kernel
+ * stack: the kernel must end in the double-fault handler's panic naming
+ * a kernel stack overflow of "cpu0" (make test-broken-stackoverflow).
  */
+#if defined(KTEST_INJECT_stackoverflow)
+/* Each call keeps a 256-byte frame alive across the next call (no tail
+ * call), so the stack only grows.  The depth test never ends the
+ * recursion in practice; it tells the compiler that it could. */
+static __attribute__((noinline)) uint64_t recurse(volatile uint8_t *caller, uint64_t depth)
+{
+    volatile uint8_t frame[256];
+    frame[0] = (uint8_t)(caller[0] + 1);
+    if (depth == UINT64_MAX)
+        return frame[0];
+    return recurse(frame, depth + 1) + frame[0];
+}
+#endif
+
 static void inject_failure(void)
 {
-#if defined(KTEST_INJECT_panic)
+#if defined(KTEST_INJECT_stackoverflow)
+    printk("kmain: injecting a kernel stack overflow (INJECT=stackoverflow)\n");
+    volatile uint8_t start = 0;
+    printk("kmain: recursion ended?! (%lu)\n", (unsigned long)recurse(&start, 0));
+#elif defined(KTEST_INJECT_panic)
     panic("kmain: injected panic (INJECT=panic)");
 #elif defined(KTEST_INJECT_triple)
     printk("kmain: injecting a triple fault (INJECT=triple)\n");
@@ -96,6 +140,23 @@ static void pic_disable(void)
     irq_register(0x2f, pic_spurious);
 }
 
+/*
+ * Continue on a new stack: rsp = top (16-byte aligned), rbp = 0 so that a
+ * backtrace ends here, then call fn, which never returns.  Nothing of the
+ * old stack is used again.
+ */
+static _Noreturn void run_on_stack(uint64_t top, void (*fn)(void))
+{
+    __asm__ volatile("movq %0, %%rsp\n\t"
+                     "xorl %%ebp, %%ebp\n\t"
+                     "callq *%1\n\t"
+                     "ud2"
+                     : : "r"(top), "r"(fn) : "memory");
+    __builtin_unreachable();
+}
+
+static _Noreturn void kmain_on_kstack(void);
+
 void kmain(uint32_t magic, uint64_t mbi_pa)
 {
     console_init();
@@ -108,6 +169,17 @@ void kmain(uint32_t magic, uint64_t mbi_pa)
 
     write_cr4(read_cr4() | CR4_PGE);
     memory_init(mbi_pa);
+    /* Interrupts are still off, which mm_kstack_alloc's contract rules
+     * out; it is safe here because no other CPU runs yet, so nobody can
+     * hold the kernel mapper lock or wait for our shootdown. */
+    if (mm_kstack_alloc(CPU_KSTACK_SIZE, 0, "cpu0", &boot_cpu_stack) != 0)
+        panic("kmain: no kernel stack for cpu 0");
+    run_on_stack(boot_cpu_stack.top.raw, kmain_on_kstack);
+}
+
+/* The rest of kmain, on the boot CPU's kernel stack "cpu0". */
+static _Noreturn void kmain_on_kstack(void)
+{
     smp_init();      /* starts the APs, then removes the low identity map */
     /*
      * Interrupts on from here: a CPU waiting for the kernel mapper lock

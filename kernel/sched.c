@@ -1,13 +1,29 @@
 /*
  * sched.c - the cooperative round-robin scheduler of the test kernel (see
- * sched.h): process blocks, context switches, fork, wait, exit, yield.
+ * sched.h): processes and their kernel stacks, context switches, fork,
+ * wait, exit, yield.
  *
- * Process block.  Each process of a scheduler lives in one naturally
- * aligned block of PROC_BLOCK_PAGES frames from the buddy: struct
- * user_process at the bottom, a canary word after it, and the process's
- * kernel stack growing down from the top of the block.  TSS.RSP0 points
- * at that top while the process is in ring 3, so its system calls and
+ * Process and kernel stack.  Each process of a scheduler is a struct
+ * user_process in one frame from the buddy, and runs on the kernel stack
+ * of its slot in the scheduler's table: PROC_STACK_SIZE from
+ * mm_kstack_alloc (mm/kstack.h), named "proc slot N", with unmapped
+ * guard pages below and above, so an overflow faults (and the
+ * double-fault handler names the stack) instead of running into the
+ * process or a neighbour.  A slot's stack is taken when a process first
+ * needs the slot and kept for the next process of that slot until
+ * sched_run ends, which gives them all back: a fork then costs no
+ * mapping and no TLB shootdown for its stack.  TSS.RSP0 points at the
+ * stack's top while the process is in ring 3, so its system calls and
  * exceptions run on its own stack and can be suspended there.
+ *
+ * Interrupts.  mm_kstack_alloc and mm_kstack_free take the kernel mapper
+ * lock, and the free waits for a TLB shootdown; a CPU that waits for that
+ * lock with interrupts off could never acknowledge the holder's
+ * shootdown IPI.  Stacks are therefore taken only in sched_spawn (kernel
+ * context) and sched_fork (a system call, which runs with interrupts on
+ * as ring 3 did), and given back only by sched_spawn's failure path and
+ * at the end of sched_run (whose caller has interrupts on).
+ * slot_stack_get/put check it and panic otherwise.
  *
  * Switching.  sched_run's loop saves its context in s->ctx (ksetjmp) and
  * jumps to the chosen process's p->ctx (klongjmp); a process switches
@@ -20,9 +36,10 @@
  * the parent's registers and rax = 0 (user_resume).
  *
  * Lifetime.  An ended process becomes a zombie; the loop destroys its
- * address space at once (it is no longer loaded) and frees the block when
- * the parent reaps it in wait, or at once when it has no parent.  A
- * parent that ends first leaves its children orphans.
+ * address space at once (it is no longer loaded) and frees its frame
+ * (the slot keeps the stack) when the parent reaps it in wait, or at once
+ * when it has no parent.  A parent that ends first leaves its children
+ * orphans.
  *
  * Locking: none.  A scheduler and its processes are touched only by the
  * CPU in sched_run; pids come from one atomic counter.
@@ -34,25 +51,20 @@
 #include <mm/buddy.h>
 #include <mm/cow.h>
 #include <mm/init.h>
+#include <mm/kstack.h>
 #include <mm/log.h>
 
-#define PROC_BLOCK_PAGES 4
-#define PROC_BLOCK_SIZE  (PROC_BLOCK_PAGES * PAGE_SIZE)
-#define PROC_CANARY      UINT64_C(0x57ac4ca9a2ee5eed)
+#define PROC_STACK_SIZE  (16 * KiB)
 
-_Static_assert(sizeof(struct user_process) + 8 <= PROC_BLOCK_SIZE / 4,
-               "a process leaves most of its block to the kernel stack");
+_Static_assert(sizeof(struct user_process) <= PAGE_SIZE, "a process fits one frame");
 
 static long next_pid;
 
-static uint64_t *proc_canary(struct user_process *p)
+static bool irqs_enabled(void)
 {
-    return (uint64_t *)((uint8_t *)p + align_up_u64(sizeof(*p), 8));
-}
-
-static uint64_t proc_stack_top(struct user_process *p)
-{
-    return (uint64_t)(uintptr_t)p + PROC_BLOCK_SIZE;
+    uint64_t flags;
+    __asm__ volatile("pushfq; popq %0" : "=r"(flags));
+    return (flags & RFLAGS_IF) != 0;
 }
 
 /* A free slot of s, or SCHED_MAX_PROCS. */
@@ -72,25 +84,61 @@ static unsigned slot_of(struct sched *s, struct user_process *p)
     panic("slot_of: process %ld is not in the scheduler of cpu %u", p->pid, s->cpu);
 }
 
-/* A zeroed process block, or NULL (no frames). */
-static struct user_process *proc_block_alloc(void)
+static uint64_t proc_stack_top(struct user_process *p)
+{
+    struct sched *s = p->sched;
+    return s->stacks[slot_of(s, p)].top.raw;
+}
+
+/*
+ * Give `slot` of s its kernel stack unless it has one (see the top).
+ * 0, or -MM_ENOMEM (logged by mm_kstack_alloc).  Interrupts must be on.
+ */
+static int slot_stack_get(struct sched *s, unsigned slot)
+{
+    char name[MM_KSTACK_NAME_LEN];
+    if (s->stacks[slot].size)
+        return 0;
+    if (!irqs_enabled())
+        panic("slot_stack_get: interrupts off: mm_kstack_alloc could deadlock on a shootdown");
+    mm_snprintf(name, sizeof(name), "proc slot %u", slot);
+    return mm_kstack_alloc(PROC_STACK_SIZE, MM_KSTACK_NO_CPU, name, &s->stacks[slot]);
+}
+
+/* Give back the stack of `slot` (nobody runs on it).  Interrupts on. */
+static void slot_stack_put(struct sched *s, unsigned slot)
+{
+    if (!irqs_enabled())
+        panic("slot_stack_put: interrupts off: mm_kstack_free could deadlock on a shootdown");
+    int rc = mm_kstack_free(&s->stacks[slot]);
+    if (rc != 0)
+        panic("slot_stack_put: freeing the stack of slot %u on cpu %u failed: %s", slot,
+              s->cpu, mm_strerror(rc));
+}
+
+/* A zeroed process frame for `slot` of s, whose stack is ready; NULL
+ * when there is no frame or no stack (the stack, if made, stays). */
+static struct user_process *proc_alloc(struct sched *s, unsigned slot)
 {
     phys_addr_t pa;
-    if (buddy_alloc(mm_buddy(), PROC_BLOCK_PAGES, &pa) != 0)
+    if (slot_stack_get(s, slot) != 0 || buddy_alloc(mm_buddy(), 1, &pa) != 0)
         return NULL;
     struct user_process *p = pa_to_ptr(pa);
     memset(p, 0, sizeof(*p));
     return p;
 }
 
-/* Free p's block and its slot; its address space is already destroyed. */
+static void proc_frame_free(struct user_process *p)
+{
+    MM_BUG_ON(buddy_free(mm_buddy(), direct_ptr_to_pa(p), 1) != 0);
+}
+
+/* Free p and its slot (the slot keeps its stack); its address space is
+ * already destroyed. */
 static void proc_free(struct sched *s, struct user_process *p)
 {
-    if (*proc_canary(p) != PROC_CANARY)
-        panic("proc_free: kernel stack of pid %ld ran into its process (canary %#lx)", p->pid,
-              (unsigned long)*proc_canary(p));
     s->procs[slot_of(s, p)] = NULL;
-    MM_BUG_ON(buddy_free(mm_buddy(), direct_ptr_to_pa(p), PROC_BLOCK_PAGES) != 0);
+    proc_frame_free(p);
 }
 
 /* A new process's first run, on its empty kernel stack (see the top). */
@@ -109,12 +157,11 @@ static _Noreturn void proc_first_run(void)
  * stack pointer as after a call (rsp + 8 16-aligned), interrupts off. */
 static long proc_start(struct sched *s, unsigned slot, struct user_process *p)
 {
-    uint64_t *top = (uint64_t *)(uintptr_t)proc_stack_top(p);
+    uint64_t *top = (uint64_t *)(uintptr_t)s->stacks[slot].top.raw;
     top[-1] = 0;                               /* the return address nobody uses */
     p->ctx = (struct kjmp_buf){ .rsp = (uint64_t)(uintptr_t)&top[-1],
                                 .rip = (uint64_t)(uintptr_t)proc_first_run,
                                 .rflags = 0x2 };
-    *proc_canary(p) = PROC_CANARY;
     p->sched = s;
     p->state = PROC_RUNNABLE;
     p->pid = __atomic_add_fetch(&next_pid, 1, __ATOMIC_RELAXED);
@@ -130,11 +177,15 @@ struct user_process *sched_spawn(struct sched *s, struct frame_allocator *fa, ui
         mm_printf("sched_spawn: all %u process slots are taken\n", SCHED_MAX_PROCS);
         return NULL;
     }
-    struct user_process *p = proc_block_alloc();
-    if (!p)
-        return NULL;
-    if (user_process_create_fa(p, fa) != 0) {
-        MM_BUG_ON(buddy_free(mm_buddy(), direct_ptr_to_pa(p), PROC_BLOCK_PAGES) != 0);
+    bool had_stack = s->stacks[slot].size != 0;
+    struct user_process *p = proc_alloc(s, slot);
+    if (p && user_process_create_fa(p, fa) != 0) {
+        proc_frame_free(p);
+        p = NULL;
+    }
+    if (!p) {
+        if (!had_stack && s->stacks[slot].size)
+            slot_stack_put(s, slot);       /* sched_run may never run to give it back */
         return NULL;
     }
     p->mode = mode;
@@ -151,12 +202,12 @@ long sched_fork(struct user_process *p, const struct trap_frame *tf)
     unsigned slot = free_slot(s);
     if (slot == SCHED_MAX_PROCS)
         return -MM_EBUSY;
-    struct user_process *c = proc_block_alloc();
+    struct user_process *c = proc_alloc(s, slot);
     if (!c)
         return -MM_ENOMEM;
     int rc = mm_as_clone(&c->as, &p->as, p->as.fa);
     if (rc) {
-        MM_BUG_ON(buddy_free(mm_buddy(), direct_ptr_to_pa(c), PROC_BLOCK_PAGES) != 0);
+        proc_frame_free(c);
         return rc;
     }
     c->entry = p->entry;
@@ -169,12 +220,14 @@ long sched_fork(struct user_process *p, const struct trap_frame *tf)
 }
 
 /* Save p's context and run the scheduler loop; returns when p is next
- * chosen. */
+ * chosen, with interrupts as they were (the context is saved with them
+ * off, and sched_wait may go on to free a child's stack). */
 static void switch_out(struct user_process *p)
 {
-    __asm__ volatile("cli");
+    unsigned long flags = cpu_irq_save();
     if (ksetjmp(&p->ctx) == 0)
         klongjmp(&p->sched->ctx, 1);
+    cpu_irq_restore(flags);
 }
 
 void sched_yield(struct user_process *p)
@@ -277,4 +330,8 @@ void sched_run(struct sched *s)
         if (p->state == PROC_ZOMBIE)
             proc_bury(s, p);
     }
+    /* Every process has ended: give back the slots' stacks. */
+    for (unsigned slot = 0; slot < SCHED_MAX_PROCS; slot++)
+        if (s->stacks[slot].size)
+            slot_stack_put(s, slot);
 }

@@ -15,6 +15,7 @@
 #define KERNEL_SCHED_H
 
 #include <stdint.h>
+#include <mm/kstack.h>
 #include "trap.h"
 #include "user.h"
 
@@ -22,6 +23,9 @@
 
 struct sched {
     struct user_process *procs[SCHED_MAX_PROCS];   /* NULL: free slot */
+    /* The kernel stack of slot i (size 0: none yet), kept across the
+     * slot's processes until sched_run ends (kernel/sched.c). */
+    struct mm_kstack stacks[SCHED_MAX_PROCS];
     unsigned next;                  /* where the round-robin search starts */
     struct kjmp_buf ctx;            /* the loop in sched_run, while a process runs */
     unsigned cpu;                   /* where sched_run ran */
@@ -33,14 +37,15 @@ struct sched {
  * Create the root process of s from the embedded program, its address
  * space's frames from fa, to start at _start(mode, arg) when sched_run
  * runs.  The caller may map more pages into it before.  Returns the
- * process (s must be zeroed before the first spawn) or NULL: no frames,
- * or the table is full (logged).
+ * process (s must be zeroed before the first spawn) or NULL: no frames
+ * or no kernel stack, or the table is full (logged).  Interrupts on (it
+ * takes a kernel stack: kernel/sched.c, "Interrupts").
  */
 struct user_process *sched_spawn(struct sched *s, struct frame_allocator *fa, uint64_t mode,
                                  uint64_t arg);
 
-/* Run s's processes on this CPU until all have ended.  Interrupts on,
- * no process of this CPU running. */
+/* Run s's processes on this CPU until all have ended, then give back
+ * the kernel stacks of s.  Interrupts on, no process of this CPU running. */
 void sched_run(struct sched *s);
 
 /*

@@ -4,9 +4,16 @@
  *
  * Bring-up: the CPUs come from the ACPI MADT; the local APIC is reached
  * through ioremap.  The trampoline (boot/trampoline.asm) is copied to
- * TRAMPOLINE_PA; each AP in turn gets INIT-SIPI-SIPI, a stack from the
- * buddy allocator and its dense cpu index, and reports in from ap_main().
- * When all are up the low identity map is removed.
+ * TRAMPOLINE_PA; each AP in turn gets INIT-SIPI-SIPI, a kernel stack
+ * with guard pages named "cpuN" (mm_kstack_alloc) and its dense cpu
+ * index, and reports in from ap_main().  The trampoline loads the kernel
+ * table into CR3 before it turns paging on and only then, in 64-bit mode,
+ * loads that stack's top into rsp, so the stack (in the kernel half, not
+ * identity-mapped) is reachable from the AP's first push.  The stacks are
+ * taken with interrupts still off (kmain enables them after smp_init):
+ * no other CPU takes the kernel mapper lock during bring-up (the APs that
+ * are up only wait in ap_idle), so nobody can wait for us with a
+ * shootdown.  When all are up the low identity map is removed.
  *
  * Cross-CPU calls: each CPU has a mailbox.  smp_post(cpu, fn, arg) fills
  * the target's mailbox and wakes it with an IPI; idle APs sleep in
@@ -34,12 +41,13 @@
 #include "trap.h"
 #include <mm/arch.h>
 #include <mm/init.h>
+#include <mm/kstack.h>
 #include <mm/log.h>
 #include <mm/paging.h>
 #include <mm/pat.h>
 
 #define TRAMPOLINE_PA   0x8000u     /* the same value as in boot/trampoline.asm */
-#define AP_STACK_PAGES  4u          /* 16 KiB */
+#define AP_STACK_SIZE   (32 * KiB)  /* as the boot CPU's (main.c) */
 
 #define LAPIC_ID        0x020
 #define LAPIC_VERSION   0x030
@@ -351,19 +359,21 @@ static bool trampoline_page_usable(uint64_t pa, uint64_t size)
 
 static bool start_ap(unsigned cpu, uint32_t apic_id)
 {
-    phys_addr_t stack_pa;
-    if (buddy_alloc(mm_buddy(), AP_STACK_PAGES, &stack_pa) != 0) {
-        printk("smp: no memory for the stack of cpu %u\n", cpu);
+    struct mm_kstack stack;
+    char name[MM_KSTACK_NAME_LEN];
+    mm_snprintf(name, sizeof(name), "cpu%u", cpu);
+    if (mm_kstack_alloc(AP_STACK_SIZE, cpu, name, &stack) != 0) {
+        printk("smp: no kernel stack for cpu %u\n", cpu);
         return false;
     }
     percpu_area[cpu].apic_id = apic_id;
     uint8_t *tramp = pa_to_ptr(PA(TRAMPOLINE_PA));
     uint64_t *cr3 = (uint64_t *)(tramp + ((const char *)&ap_tramp_cr3 - ap_trampoline_start));
-    uint64_t *stack = (uint64_t *)(tramp + ((const char *)&ap_tramp_stack - ap_trampoline_start));
+    uint64_t *rsp = (uint64_t *)(tramp + ((const char *)&ap_tramp_stack - ap_trampoline_start));
     uint64_t *entry = (uint64_t *)(tramp + ((const char *)&ap_tramp_entry - ap_trampoline_start));
     uint64_t *idx = (uint64_t *)(tramp + ((const char *)&ap_tramp_cpu - ap_trampoline_start));
     *cr3 = arch_read_cr3().raw;
-    *stack = (uint64_t)pa_to_ptr(stack_pa) + AP_STACK_PAGES * PAGE_SIZE;
+    *rsp = stack.top.raw;
     *entry = (uint64_t)ap_main;
     *idx = cpu;
     ap_reported = 0;
@@ -391,7 +401,7 @@ static bool start_ap(unsigned cpu, uint32_t apic_id)
          */
         lapic_send(apic_id, 0x4500);
         printk("smp: cpu %u (APIC id %u) did not start; parked with INIT, "
-               "its 16 KiB stack is not reused\n", cpu, apic_id);
+               "its kernel stack '%s' is not reused\n", cpu, apic_id, name);
         return false;
     }
     return true;

@@ -340,11 +340,15 @@ static int map_zeroed_locked(struct mm_as *as, virt_addr_t va, uint64_t bits)
     phys_addr_t pa;
     if (pt_translate(&m, va, &t) == 0)
         return -MM_EEXIST;
-    int err = mm_cow_table_unshare_locked(as, va);
-    if (err)
-        return err;
+    /* The frame first: once the table is unshared, a failure could no
+     * longer leave everything as it was. */
     if (frame_alloc(as->fa, &pa) != 0)
         return -MM_ENOMEM;
+    int err = mm_cow_table_unshare_locked(as, va);
+    if (err) {
+        as->fa->free(as->fa, pa);
+        return err;
+    }
     __builtin_memset(pa_to_ptr(pa), 0, PAGE_SIZE);
     err = map_locked(as, va, pa, bits | PTE_AS_OWNED);
     if (err)

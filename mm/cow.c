@@ -112,7 +112,12 @@ static int plan_pd(struct clone_ctx *c, phys_addr_t pd, uint64_t va)
     c->uppers++;
     for (unsigned i = 0; i < PT_ENTRIES; i++) {
         uint64_t e, eva;
-        if (entry_at(pd, PT_LEVEL_PD, i, va, &e, &eva) && (e & PTE_HUGE)) {
+        if (!entry_at(pd, PT_LEVEL_PD, i, va, &e, &eva))
+            continue;
+        /* A huge leaf, or a read-only level-2 entry that is not a shared
+         * table's: mm_as makes neither, and sharing the table under the
+         * latter would let the parent edit it in place. */
+        if ((e & PTE_HUGE) || !(e & (PTE_WRITE | PTE_AS_COW))) {
             c->huge_va = eva;
             return -MM_EINVAL;
         }
@@ -197,7 +202,7 @@ static void share_pd(struct clone_ctx *c, phys_addr_t ppd, phys_addr_t cpd, uint
         uint64_t e = __atomic_load_n(&pw[i], __ATOMIC_RELAXED);
         if (!(e & PTE_PRESENT))
             continue;
-        if (e & PTE_WRITE) {
+        if (e & PTE_WRITE) {        /* else already shared (plan_pd refused the rest) */
             while (!__atomic_compare_exchange_n(&pw[i], &e, (e & ~PTE_WRITE) | PTE_AS_COW,
                                                 false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                 ;

@@ -49,10 +49,12 @@
  * moment counts the same frames.  A sharer drops its count only after its
  * flush and after its stores, so the one that sees count 1 (or frees the
  * table at 0) sees them all and no CPU walks the old table any more.
- * The flush after repointing is one page: invlpg (and a CR3 load) drops
- * every paging-structure cache entry, so no CPU of as walks the old table
- * afterwards; its TLB may keep leaves of the old table, which map the
- * same frames with no more permission than the copy gives.
+ * The flush after repointing is one page: invlpg drops the
+ * paging-structure cache entries used to translate that address (SDM
+ * vol. 3, 4.10.4.1: Intel drops them all, AMD at least those), among them
+ * the level-2 entry of its 2 MiB region, so no CPU of as walks the old
+ * table afterwards; its TLB may keep leaves of the old table, which map
+ * the same frames with no more permission than the copy gives.
  *
  * Locking: as->lock only; see above for the shared table.  Order as in
  * mm/aspace.c: as->lock, then the count lock, then the frame allocator.
@@ -156,8 +158,10 @@ static int unshare_copy_locked(struct mm_as *as, virt_addr_t va, uint64_t *w, ui
     write_protect_leaves(old);
     /* (An accessed bit an MMU set in this level-2 entry meanwhile may be
      * lost: nothing reads it in an entry that points at a table.) */
+    /* Release: the copy and its write-protection are visible before the
+     * entry that makes them reachable with write access. */
     __atomic_store_n(w, fresh.raw | (e & ~PTE_ADDR_MASK & ~PTE_AS_COW) | PTE_WRITE,
-                     __ATOMIC_RELAXED);
+                     __ATOMIC_RELEASE);
     struct pt_flush tok PT_FLUSH_SCOPED = PT_FLUSH_INIT;
     pt_flush_set(&tok, &as->cpus, PT_FLUSH_ONE_PAGE, va, 1);
     pt_flush(&tok);
@@ -187,7 +191,13 @@ int mm_cow_table_unshare_locked(struct mm_as *as, virt_addr_t va)
 uint64_t mm_cow_table_release(struct mm_as *as, uint64_t pde)
 {
     phys_addr_t pt = PA(pde & PTE_ADDR_MASK);
-    if (mm_cow_table_entry_shared(pde) && mm_frameref_put(pt) != 0)
-        return owned_leaves(pt);        /* still used by the others */
+    if (!mm_cow_table_entry_shared(pde))
+        return free_table(as->fa, pt);
+    /* Count before the put: once this count is gone, another sharer may
+     * take the table over (count 1: write access back, then unmap) or
+     * free it, while this CPU would still be reading it. */
+    uint64_t owned = owned_leaves(pt);
+    if (mm_frameref_put(pt) != 0)
+        return owned;                   /* still used by the others */
     return free_table(as->fa, pt);
 }

@@ -3,7 +3,9 @@
 # are missing.  Uses apt-get directly as root, sudo otherwise, and prints
 # the exact command when neither is possible.  --quiet: say nothing when
 # everything is already there.  Further arguments command-or-file:package
-# add what one target alone needs (make bench-cachesim: valgrind:valgrind).
+# add what one target alone needs (make bench-cachesim: valgrind:valgrind;
+# make bench: the jemalloc and mimalloc headers, libjemalloc-dev and
+# libmimalloc-dev, for bench_kmalloc).
 set -e
 quiet=0
 if [ "${1:-}" = "--quiet" ]; then

@@ -9,7 +9,10 @@
 #   mode: the log must say "smp: N CPUs online", else the boot fails even
 #   if the kernel reported success), EXPECT_NOT_OK (test mode, a case name:
 #   a deliberately broken kernel; the test passes only if the log has
-#   "not ok <n> <name>" and the kernel reported failure)
+#   "not ok <n> <name>" and the kernel reported failure), EXPECT_PANIC
+#   (test mode, an extended regular expression: a kernel that must end in a
+#   panic; the test passes only if a "KERNEL PANIC" line of the log matches
+#   it and QEMU exited with the panic status, 37)
 # In test mode the console marker lines of the mm_conformance suite
 # (include/mm/conformance.h, check 7) must all arrive intact.
 set -u
@@ -111,16 +114,29 @@ check_console_markers() {
 verdict=""
 console_damage=""
 [ -f "$LOG" ] && console_damage=$(LC_ALL=C check_console_markers)
-# A deliberately broken kernel: its expected failure must be in the log.
-if [ -n "${EXPECT_NOT_OK:-}" ]; then
-    if [ -f "$LOG" ] && grep -Eq "^[[:space:]]*not ok [0-9]+ ${EXPECT_NOT_OK}([[:space:]]|\$)" "$LOG" &&
-       [ "$status" = 35 ]; then
-        echo "PASS: broken kernel ($desc) reported 'not ok ... $EXPECT_NOT_OK' as expected in ${secs}s; log: $LOG"
+# A deliberately broken kernel passes only when its expected failure is in
+# the log and QEMU exited with the matching status.
+#   broken_verdict FOUND WANT_STATUS WHAT  (FOUND: 1 if the log shows it)
+broken_verdict() {
+    if [ "$1" = 1 ] && [ "$status" = "$2" ]; then
+        echo "PASS: broken kernel ($desc) showed $3 as expected in ${secs}s; log: $LOG"
         exit 0
     fi
-    echo "FAIL: broken kernel ($desc): expected 'not ok <n> $EXPECT_NOT_OK' and QEMU status 35, got status $status; log: $LOG"
+    echo "FAIL: broken kernel ($desc): expected $3 and QEMU status $2, got status $status; log: $LOG"
     [ -f "$LOG" ] && tail -n 15 "$LOG" | sed 's/\r$//' | sed 's/^/  > /'
     exit 1
+}
+if [ -n "${EXPECT_NOT_OK:-}" ]; then
+    found=0
+    [ -f "$LOG" ] && grep -Eq "^[[:space:]]*not ok [0-9]+ ${EXPECT_NOT_OK}([[:space:]]|\$)" "$LOG" &&
+        found=1
+    broken_verdict $found 35 "'not ok <n> $EXPECT_NOT_OK'"
+fi
+if [ -n "${EXPECT_PANIC:-}" ]; then
+    found=0
+    [ -f "$LOG" ] && tr -d '\r' < "$LOG" | grep -a 'KERNEL PANIC' | grep -Eq -- "$EXPECT_PANIC" &&
+        found=1
+    broken_verdict $found 37 "a 'KERNEL PANIC' line matching '$EXPECT_PANIC'"
 fi
 # Success must also be visible in the log: no failed case, and every CPU
 # that was asked for online (an AP that never starts makes the SMP cases

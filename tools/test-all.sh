@@ -55,6 +55,10 @@ fi
 # names the fault with its own "not ok" line (Makefile, test-broken-*).
 step "broken glue: shootdown skips a CPU (test kernel, SMP=2)" \
     $MAKE --no-print-directory -s test-broken-shootdown
+# A kernel stack overflow must end in the double-fault handler's panic
+# naming the overflow and the stack, not in a triple fault.
+step "broken kernel: stack overflow names the stack (test kernel, SMP=2)" \
+    $MAKE --no-print-directory -s test-broken-stackoverflow
 if [ -f tests/embed/Makefile ]; then
     step "broken glue: irq_restore leaves IF off (embed, Path A)" \
         $MAKE --no-print-directory -s test-broken-irq

@@ -154,7 +154,10 @@ int mm_as_protect(struct mm_as *as, virt_addr_t va, unsigned prot);
  * WRITE (also for a COW page: logically writable), EXEC, USER as mapped,
  * SHARED, WX_OK with WRITE|EXEC, so it can be passed back to
  * mm_as_protect), or -MM_ENOENT / -MM_EINVAL.  Both outputs may be
- * NULL. */
+ * NULL.  WRITE is the logical permission: after a fork the page may sit
+ * under a level-1 table still shared with another address space
+ * (mm/cow_table.c), so never write to *pa_out yourself; kernel writes go
+ * through mm_copy_to_user. */
 int mm_as_translate(struct mm_as *as, virt_addr_t va, phys_addr_t *pa_out, unsigned *prot_out);
 
 /*

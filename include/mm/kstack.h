@@ -29,7 +29,11 @@
  * Locking.  mm_kstack_alloc/free take the registry lock (a spinlock,
  * interrupts off, held only to pick, fill or clear a slot) and otherwise
  * follow mm/vmalloc.h: call them with interrupts enabled, never from an
- * interrupt handler, not holding the kernel mapper lock.
+ * interrupt handler, not holding the kernel mapper lock.  (They take the
+ * kernel mapper lock, whose holder may wait for this CPU to answer a
+ * shootdown.  Early in boot, while no other CPU can take that lock, for
+ * example for each CPU's own stack during bring-up, interrupts may be
+ * off.)
  * mm_kstack_lookup takes no lock and may be called anywhere.
  */
 #ifndef MM_KSTACK_H

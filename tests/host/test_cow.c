@@ -121,17 +121,19 @@ static int unshare(struct mm_as *as, uint64_t va)
 static int uwrite(struct mm_as *as, uint64_t va, uint8_t byte)
 {
     int r = 0;
-    uint64_t e = leaf_of(as, va);
-    if (!(e & PTE_PRESENT))
+    if (!(leaf_of(as, va) & PTE_PRESENT))
         return -1;
     if (!mmu_writable(as, va)) {
         r = mm_cow_fault(as, VA(va), WFAULT);
         if (r != MM_COW_REUSED && r != MM_COW_COPIED)
             return r == MM_COW_NOT_COW ? -1 : r;
-        e = leaf_of(as, va);
         if (!mmu_writable(as, va))
             return -1;
     }
+    /* The leaf read once the page is writable, as an MMU would: read
+     * before, it could still name the frame another thread of as has just
+     * copied away from. */
+    uint64_t e = leaf_of(as, va);
     ((uint8_t *)pa_to_ptr(PA(e & PTE_ADDR_MASK)))[va & (PAGE_SIZE - 1)] = byte;
     return r;
 }
@@ -1082,6 +1084,65 @@ static void test_concurrent_faults(void)
     CHECK_EQ(tfa.bad_frees, 0);
 }
 
+/*
+ * A sharer's destroy and the survivor's edits, interleaved at the worst
+ * point: the survivor (on another CPU, in a real kernel) runs right after
+ * the destroying sharer has put its count of the table, takes the table
+ * over at count 1 and unmaps every page, which frees it.  The destroy must
+ * have counted the table's pages before its put: afterwards the table may
+ * be changed or freed, and mm_as_destroy's accounting check would panic.
+ * The interleaving is forced through the link: this program is linked
+ * with --wrap=mm_frameref_put (Makefile), so every put of the library
+ * comes here first.
+ */
+uint32_t __real_mm_frameref_put(phys_addr_t pa);
+static phys_addr_t put_hook_pa;
+static void (*put_hook)(void);
+
+uint32_t __wrap_mm_frameref_put(phys_addr_t pa)
+{
+    uint32_t left = __real_mm_frameref_put(pa);
+    if (put_hook != NULL && pa.raw == put_hook_pa.raw) {
+        void (*fn)(void) = put_hook;
+        put_hook = NULL;
+        fn();
+    }
+    return left;
+}
+
+static struct mm_as race_p, race_c;
+
+static void survivor_unmaps_all(void)
+{
+    CHECK_EQ(mm_frameref_count(put_hook_pa), 1);
+    CHECK_EQ(mm_as_unmap(&race_p, VA(0x1000)), 0);
+    CHECK_EQ(mm_as_unmap(&race_p, VA(0x2000)), 0);   /* empties and frees the table */
+}
+
+static void test_destroy_races_survivor(void)
+{
+    uint64_t base = setup();
+    REQUIRE(mm_as_create(&race_p, &tfa.fa) == 0);
+    REQUIRE(mm_as_map_zeroed(&race_p, VA(0x1000), RW) == 0);
+    REQUIRE(mm_as_map_zeroed(&race_p, VA(0x2000), RW) == 0);
+    REQUIRE(mm_as_clone(&race_c, &race_p, &tfa.fa) == 0);
+    put_hook_pa = pt_of(&race_c, 0x1000);
+    put_hook = survivor_unmaps_all;
+    int rc = -1;
+    jmp_buf jb;
+    harness_panic_jmp = &jb;
+    if (setjmp(jb) == 0)
+        rc = mm_as_destroy(&race_c);
+    else
+        fprintf(stderr, "  panic: %s\n", harness_panic_msg);
+    harness_panic_jmp = NULL;
+    CHECK_EQ(rc, 0);
+    CHECK(put_hook == NULL);            /* the interleaving happened */
+    CHECK_EQ(mm_as_destroy(&race_p), 0);
+    CHECK_EQ(tfa.bad_frees, 0);
+    CHECK_EQ(tfa.outstanding, base);
+}
+
 int main(void)
 {
     harness_quiet = 0;
@@ -1107,5 +1168,6 @@ int main(void)
     RUN(test_unshare_enomem);
     RUN(test_destroy_sharer_in_use);
     RUN(test_concurrent_faults);
+    RUN(test_destroy_races_survivor);
     return harness_finish();
 }
