@@ -5,11 +5,15 @@
 ; TRAMPOLINE_PA >> 12.  The AP starts here in real mode with CS =
 ; TRAMPOLINE_PA >> 4, IP = 0.  It loads a small GDT, turns on PAE,
 ; EFER.LME + EFER.NXE and then PE + PG + WP in one step with the kernel page
-; table in CR3, far-jumps to 64-bit code, and jumps to the kernel's
-; ap_entry64(cpu_index) on its own stack.  Because paging is on while it
-; still runs at TRAMPOLINE_PA, the kernel table must identity-map this page
-; (the temporary low identity map of mm init).  The blob never writes to
+; table in CR3, far-jumps to 64-bit code, and jumps on its own stack to
+; the kernel's ap_entry64 (kernel/entry.asm), which clears the frame
+; pointer and calls the C entry the boot CPU wrote in tr_entry (ap_main)
+; with the cpu index.  Because paging is on while it still runs at
+; TRAMPOLINE_PA, the kernel table must identity-map this page (the
+; temporary low identity map of mm init).  The blob never writes to
 ; itself, so that mapping can be read+execute only.
+
+extern ap_entry64
 
 TRAMPOLINE_PA equ 0x8000        ; the same value as TRAMPOLINE_PA in kernel/smp.c
 
@@ -44,8 +48,8 @@ tr_long:
     mov ss, ax
     mov rsp, [TRAMPOLINE_PA + tr_stack - ap_trampoline_start]
     mov rdi, [TRAMPOLINE_PA + tr_cpu - ap_trampoline_start]
-    mov rax, [TRAMPOLINE_PA + tr_entry - ap_trampoline_start]
-    push 0                               ; fake return address: aligned call frame
+    mov rdx, [TRAMPOLINE_PA + tr_entry - ap_trampoline_start]
+    mov rax, ap_entry64                  ; kernel/entry.asm: rbp = 0, call rdx
     jmp rax
 
 align 8

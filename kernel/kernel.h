@@ -33,6 +33,11 @@ const struct mm_boot_params *kernel_boot_params(void);
 struct mm_init_report;
 const struct mm_init_report *kernel_init_report(void);
 
+/* memreport.c: the "mm-picture:" boot-log lines for tools/memory-svg.py
+ * (format in memreport.c).  when: "boot" or "end". */
+void memreport_print_phys(const struct mm_boot_params *p, const struct mm_init_report *r);
+void memreport_print_buddy(const char *when);
+
 /* QEMU isa-debug-exit: QEMU exits with status (code << 1) | 1. */
 #define QEMU_EXIT_PORT  0xf4
 #define QEMU_EXIT_PASS  0x10    /* status 33 */

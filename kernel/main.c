@@ -5,7 +5,9 @@
  * move off the boot stack onto a kernel stack with guard pages, start the
  * other CPUs, mask the legacy PICs, enable interrupts, run the self-tests
  * (ktest.c) and report the result to QEMU through the isa-debug-exit
- * port.  Everything here runs once, on the boot CPU.
+ * port.  After mm_init and after the self-tests it prints the lines the
+ * picture of memory needs (memreport.c).  Everything here runs once, on
+ * the boot CPU.
  *
  * Stacks.  entry.asm starts kmain on a 32 KiB stack in .bss, with nothing
  * below it to catch an overflow.  As soon as mm_init has set up the
@@ -65,6 +67,8 @@ static void memory_init(uint64_t mbi_pa)
     p->nsections = 3;
     p->low_identity_map = true;
     mm_init(p, &init_report);
+    memreport_print_phys(p, &init_report);
+    memreport_print_buddy("boot");
     /* The PAT: write-combining for framebuffers (include/mm/pat.h).  Each
      * AP programs its own in ap_main, before it runs anything else. */
     if (mm_pat_init_cpu() != 0)
@@ -140,20 +144,10 @@ static void pic_disable(void)
     irq_register(0x2f, pic_spurious);
 }
 
-/*
- * Continue on a new stack: rsp = top (16-byte aligned), rbp = 0 so that a
- * backtrace ends here, then call fn, which never returns.  Nothing of the
- * old stack is used again.
- */
-static _Noreturn void run_on_stack(uint64_t top, void (*fn)(void))
-{
-    __asm__ volatile("movq %0, %%rsp\n\t"
-                     "xorl %%ebp, %%ebp\n\t"
-                     "callq *%1\n\t"
-                     "ud2"
-                     : : "r"(top), "r"(fn) : "memory");
-    __builtin_unreachable();
-}
+/* kernel/entry.asm: continue on a new stack (rsp = top, 16-byte aligned,
+ * rbp = 0, a frame a backtrace ends at) by calling fn, which never
+ * returns.  Nothing of the old stack is used again. */
+_Noreturn void stack_switch_call(uint64_t top, void (*fn)(void));
 
 static _Noreturn void kmain_on_kstack(void);
 
@@ -174,7 +168,7 @@ void kmain(uint32_t magic, uint64_t mbi_pa)
      * hold the kernel mapper lock or wait for our shootdown. */
     if (mm_kstack_alloc(CPU_KSTACK_SIZE, 0, "cpu0", &boot_cpu_stack) != 0)
         panic("kmain: no kernel stack for cpu 0");
-    run_on_stack(boot_cpu_stack.top.raw, kmain_on_kstack);
+    stack_switch_call(boot_cpu_stack.top.raw, kmain_on_kstack);
 }
 
 /* The rest of kmain, on the boot CPU's kernel stack "cpu0". */
@@ -190,6 +184,11 @@ static _Noreturn void kmain_on_kstack(void)
     inject_failure();
 
     int failed = ktest_run_all();
+    /* For the picture of memory (tools/memory-svg.py): the buddy and the
+     * kernel table as the self-tests left them. */
+    memreport_print_buddy("end");
+    printk("mm-picture: page table at the end of boot follows\n");
+    mm_dump_kernel_table();
     if (failed) {
         printk("mm-kernel: %d test case(s) FAILED\n", failed);
         qemu_exit(QEMU_EXIT_FAIL);

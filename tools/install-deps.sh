@@ -27,6 +27,9 @@ mformat:mtools
 qemu-system-x86_64:qemu-system-x86
 /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf
 gdb:gdb
+prove:perl
+python3:python3
+pkg-config:pkg-config
 $*
 "
 missing=""

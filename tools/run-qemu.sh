@@ -51,7 +51,11 @@ args+=(${EXTRA:-})
 
 case "$mode" in
 run)
-    qemu-system-x86_64 "${args[@]}" -display none -serial mon:stdio
+    # The console on this terminal, and a copy of it in $LOG for the
+    # picture of memory (make run draws build/memory.svg from it).
+    rm -f "$LOG"
+    qemu-system-x86_64 "${args[@]}" -display none \
+        -chardev "stdio,id=con,mux=on,logfile=$LOG" -serial chardev:con -mon chardev=con
     status=$?
     case $status in
         33) echo "run-qemu: the kernel reported success (QEMU status 33)"; exit 0 ;;
