@@ -29,7 +29,8 @@ struct mm_cache kmalloc_caches[KMALLOC_NR_CLASSES];
 static const uint16_t class_size[KMALLOC_NR_CLASSES] = {
     8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
 };
-static uint8_t class_of[KMALLOC_MAX_CLASS / 8 + 1];   /* by (size + 7) >> 3 */
+/* The class of each size, by (size + 7) >> 3; all NULL until set up. */
+static struct mm_cache *class_of[KMALLOC_MAX_CLASS / 8 + 1];
 
 #define KMALLOC_SLAB_MASK (~((PAGE_SIZE << KMALLOC_SLAB_ORDER) - 1))
 #define BIG_MIN_SLOTS     (PAGE_SIZE / sizeof(uint64_t))
@@ -62,13 +63,8 @@ void kmalloc_init(unsigned flags)
     for (unsigned q = 0; q <= KMALLOC_MAX_CLASS / 8; q++) {
         while (class_size[cls] < q * 8)
             cls++;
-        class_of[q] = (uint8_t)cls;
+        class_of[q] = &kmalloc_caches[cls];
     }
-}
-
-static bool is_kmalloc_cache(const struct mm_cache *c)
-{
-    return (uintptr_t)c - (uintptr_t)kmalloc_caches < sizeof kmalloc_caches;
 }
 
 /* ------------------------------------------------------ the big table */
@@ -231,6 +227,8 @@ void kmalloc_reset(void)
 {
     for (unsigned i = 0; i < KMALLOC_NR_CLASSES; i++)
         kmalloc_caches[i].magic = 0;
+    for (unsigned q = 0; q <= KMALLOC_MAX_CLASS / 8; q++)
+        class_of[q] = NULL;
     big.slots = NULL;
     big.nslots = big.count = big.npages = 0;
 }
@@ -249,7 +247,7 @@ static void *kmalloc_slow(size_t size, unsigned flags)
         return NULL;
     if (size > KMALLOC_MAX_CLASS)
         return kmalloc_big(size, flags);
-    struct mm_cache *c = &kmalloc_caches[class_of[(size + 7) >> 3]];
+    struct mm_cache *c = class_of[(size + 7) >> 3];
     uint8_t *p = slab_alloc_fast(c);
     if (p != NULL && (flags & MM_KM_ZERO))
         for (uint32_t i = 0; i < c->size; i++)
@@ -259,8 +257,10 @@ static void *kmalloc_slow(size_t size, unsigned flags)
 
 void *kmalloc(size_t size, unsigned flags)
 {
-    if (__builtin_expect(size - 1 < KMALLOC_MAX_CLASS && flags == 0 && heap.ready, 1))
-        return slab_alloc_fast(&kmalloc_caches[class_of[(size + 7) >> 3]]);
+    struct mm_cache *c;
+    if (__builtin_expect(size - 1 < KMALLOC_MAX_CLASS && flags == 0 &&
+                         (c = class_of[(size + 7) >> 3]) != NULL, 1))
+        return slab_alloc_fast(c);
     return kmalloc_slow(size, flags);
 }
 
@@ -269,33 +269,43 @@ void *kzalloc(size_t size, unsigned flags)
     return kmalloc_slow(size, flags | MM_KM_ZERO);
 }
 
+/* kfree of anything but a kmalloc object's start: a big allocation, or
+ * one log line.  Out of line, so kfree's fast path stays small. */
+static __attribute__((noinline)) void kfree_other(const void *p)
+{
+    struct slab *s = slab_header(KMALLOC_SLAB_MASK, p);
+    if (s != NULL && s->kmalloc)
+        mm_printf("kfree: %p is inside a kmalloc slab but not an object's start\n", p);
+    else if (s != NULL && s->cache->slab_mask == KMALLOC_SLAB_MASK)
+        mm_printf("kfree: %p belongs to cache '%s', not to kmalloc\n", p, s->cache->name);
+    else if (!heap.ready || !is_aligned_u64((uintptr_t)p, PAGE_SIZE) || kfree_big(p) != 0)
+        mm_printf("kfree: %p is not a live kmalloc pointer\n", p);
+}
+
 void kfree(const void *p)
 {
     if (p == NULL)
         return;
-    struct slab *s;
+    struct slab *s = slab_header(KMALLOC_SLAB_MASK, p);
     uint32_t idx;
-    int err = slab_locate(KMALLOC_SLAB_MASK, p, &s, &idx);
-    if (__builtin_expect(err == 0 && is_kmalloc_cache(s->cache), 1)) {
+    if (__builtin_expect(s != NULL && s->kmalloc && (idx = slab_index(s, p)) < s->nobjs, 1))
         slab_free_located(s->cache, s, idx, (void *)(uintptr_t)p, "kfree");
-        return;
-    }
-    if (err == 0)
-        mm_printf("kfree: %p belongs to cache '%s', not to kmalloc\n", p, s->cache->name);
-    else if (err == -MM_EINVAL)
-        mm_printf("kfree: %p is inside a kmalloc slab but not an object's start\n", p);
-    else if (!heap.ready || !is_aligned_u64((uintptr_t)p, PAGE_SIZE) || kfree_big(p) != 0)
-        mm_printf("kfree: %p is not a live kmalloc pointer\n", p);
+    else
+        kfree_other(p);
 }
 
 size_t kmalloc_usable_size(const void *p)
 {
     if (p == NULL || !heap.ready)
         return 0;
-    struct slab *s;
-    uint32_t idx;
-    if (slab_locate(KMALLOC_SLAB_MASK, p, &s, &idx) == 0)
-        return is_kmalloc_cache(s->cache) && obj_state(s, idx) == OBJ_OUT ? s->cache->size : 0;
+    struct slab *s = slab_header(KMALLOC_SLAB_MASK, p);
+    if (s != NULL && s->cache->slab_mask == KMALLOC_SLAB_MASK) {
+        uint32_t idx = slab_index(s, p);
+        void *obj = (void *)(uintptr_t)p;
+        bool live = s->kmalloc && idx < s->nobjs && obj_state(s, idx) == OBJ_AWAY &&
+                    *obj_tag_word(s, obj) != free_tag(obj);
+        return live ? s->cache->size : 0;
+    }
     if (!is_aligned_u64((uintptr_t)p, PAGE_SIZE))
         return 0;
     return big_npages_of(p) * PAGE_SIZE;

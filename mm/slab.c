@@ -6,50 +6,62 @@
  * that holds at least eight objects with at most an eighth wasted (every
  * kmalloc class uses 32 KiB slabs, so kfree finds a slab from the pointer
  * alone).  A slab starts with its header (struct slab in
- * mm/slab_impl.h): magic, owning cache, list links, a free list threaded
- * through the free objects' link words, and one state byte per object.
- * Objects follow at first_off, every stride bytes.  The header of any
- * object is at the start of the slab-aligned block holding its physical
- * address (slab_of); its index is (offset * recip) >> 32, exact for every
- * multiple of stride below 4 GiB, so nothing divides.
+ * mm/slab_impl.h): magic, owning cache and a copy of the geometry the
+ * look-up needs (read-only once made), then list links, a free list
+ * threaded through the free objects' link words and one state byte per
+ * object (written under the cache's lock only).  Objects follow at
+ * first_off, every stride bytes.  The header of any object is at the
+ * start of the slab-aligned block holding its physical address
+ * (slab_of); slab_index turns an address into an index with one multiply
+ * by the inverse of the stride's odd part and a rotation, and the same
+ * number says whether the address is an object's start at all.
  *
  * Where a free object sits.  In its slab's free list; in the cache's
  * depot (a bounded stack of pointers shared by all CPUs); or in one CPU's
- * array (a stack of up to 2 * batch pointers).  A handed-out object is in
- * none of them.
+ * array (a stack of up to 2 * batch pointers, batch 128 for objects up to
+ * 256 bytes).  A handed-out object is in none of them.
  *
  * Fast path.  mm_cache_alloc pops from the calling CPU's array and
  * mm_cache_free pushes onto it, with interrupts off and plain loads and
- * stores: the array belongs to that CPU alone.  An empty array is refilled
- * with a batch (from the depot, then the slabs' free lists, then a new
- * slab) and a full one gives its oldest batch to the depot (or, when the
- * depot is full, to the slabs), under the cache's lock
- * (mm/slab_refill.c).  A CPU gets its array from the internal array cache
- * the first time it needs one; until then its pointer is the shared empty
- * placeholder slab_cpu_none, whose limit 0 sends both paths to the slow
- * path.  The two internal caches (cache structures, arrays) have no
- * arrays: they always take the lock.
+ * stores: the array belongs to that CPU alone.  Besides the array they
+ * write only the object's own link word (below), never the slab header,
+ * so CPUs using neighbouring objects of one slab share no written line
+ * but the objects'.  An empty array is refilled with a batch under the
+ * cache's lock (the depot's newest batch in one run, then runs off slab
+ * free lists, then a new slab) and a full one gives its oldest batch to
+ * the depot in one run (the part that does not fit goes to the slabs,
+ * each slab relisted once) (mm/slab_refill.c).  A CPU gets its array
+ * from the internal array cache the first time it needs one; until then
+ * its pointer is the shared empty placeholder slab_cpu_none, whose limit
+ * 0 sends both paths to the slow path.  The two internal caches (cache
+ * structures, arrays) have no arrays: they always take the lock.
  *
- * Double frees.  state[i] is OBJ_OUT exactly while object i is handed out.
- * Alloc sets it (finding OBJ_FREE there is a broken invariant: an object
- * handed out twice panics); free checks it is OBJ_OUT, else -MM_ENOENT,
- * and clears it before the object enters any stack, so a second free is
- * refused also while the object waits in a per-CPU array or the depot.
- * Each byte is written only by the one CPU that owns the object at that
- * moment (the allocator while handing it out, the caller while freeing
- * it); bytes are separate memory locations, so neighbours never
- * interfere and no atomic read-modify-write is needed.  Only two frees of
- * one object racing on two CPUs can both pass the check.
+ * Double frees.  A free object is marked in one of two ways.  On its
+ * slab's free list: state[i] == OBJ_FREE (set and cleared under the
+ * lock, when objects move between the free list and the stacks).  In a
+ * stack (a per-CPU array or the depot): state[i] == OBJ_AWAY and its link
+ * word holds its free tag, address ^ heap.secret (a per-boot value from
+ * the cycle counter), written by the free and cleared by the alloc that
+ * hands it out.  Free refuses (-MM_ENOENT) an object that is OBJ_FREE or
+ * carries its tag; it only reads the header.  The link word is the
+ * object's first word, or, for caches with a constructor or in debug
+ * mode, a word after the object (and after its red zone).  What this
+ * catches and what it cannot is stated in include/mm/slab.h.  In debug
+ * mode the alloc also checks the tag (past the red zone only the heap
+ * writes it): an object handed out twice panics there.  Only two frees
+ * of one object racing on two CPUs, or a double free racing with the
+ * object's move to its slab, can both pass.
  *
- * Foreign pointers.  slab_locate reads a header only when its frame lies
+ * Foreign pointers.  slab_header reads a header only when its frame lies
  * in the RAM the buddy manages (always mapped in the direct map), then
  * requires the magic (SLAB_MAGIC ^ header address; cleared before a slab
- * goes back to the buddy), a slab size equal to the one assumed (a small
- * slab may start where a 32 KiB kmalloc block would), the owning cache,
- * and an exact object start.  A page of caller data that forges a header
- * at its own address could pass; nothing else can.  A bad pointer freed
- * while another CPU gives its slab back may read a header as it is
- * cleared: bad input racing with a shrink is not guaranteed to be caught.
+ * goes back to the buddy); the caller then requires the owning cache (for
+ * kfree, a kmalloc slab; a small slab may start where a 32 KiB kmalloc
+ * block would) and an exact object start.  A page of caller data that
+ * forges a header at its own address could pass; nothing else can.  A
+ * bad pointer freed while another CPU gives its slab back may read a
+ * header as it is cleared: bad input racing with a shrink is not
+ * guaranteed to be caught.
  *
  * Empty slabs.  A slab whose objects are all on its free list is empty; a
  * cache keeps SLAB_KEEP_EMPTY of them and gives the rest back at once;
@@ -62,14 +74,16 @@
  * mm/slab_debug.c red zones, poisoning, statistics and the dump;
  * mm/kmalloc.c the size classes and big allocations.
  *
- * Locking.  A cache's lock protects its slab lists, every header field
- * but state[], its counters and its depot.  c->cpu[n] and the array it
+ * Locking.  A cache's lock protects its slab lists, the header fields
+ * after the geometry, state[], its counters and its depot.  c->cpu[n] and the array it
  * points to belong to CPU n (interrupts off) or to a drain whose caller
  * vouches that CPU n is quiet.  heap.lock protects the registry.  Order:
  * heap.lock -> a cache's lock -> the internal caches' locks -> the big
  * table's lock -> the buddy's lock.  Constructors run without any lock.
  */
 #include "slab_impl.h"
+
+#include <mm/arch.h>
 
 struct heap heap;
 struct slab_cpu slab_cpu_none;      /* count 0, limit 0: never written */
@@ -85,11 +99,6 @@ bool heap_ram_contains_slow(uint64_t pa)
         if (pa - r->area[i].start.raw < mm_area_size(&r->area[i]))
             return true;
     return false;
-}
-
-static const char *locate_reason(int err)
-{
-    return err == -MM_EFAULT ? "no slab holds it" : "not the start of an object";
 }
 
 /* ---------------------------------------------------------- fast paths */
@@ -109,20 +118,51 @@ int mm_cache_free(struct mm_cache *c, void *obj)
         mm_printf("mm_cache_free: bad call (cache %p, object %p)\n", (void *)c, obj);
         return -MM_EINVAL;
     }
-    struct slab *s;
-    uint32_t idx;
-    int err = slab_locate(c->slab_mask, obj, &s, &idx);
+    struct slab *s = slab_header(c->slab_mask, obj);
+    uint32_t idx = 0;
+    int err = 0;
+    if (__builtin_expect(s == NULL, 0))
+        err = -MM_EFAULT;
+    else if (__builtin_expect(s->cache != c, 0))
+        err = s->cache->slab_mask == c->slab_mask ? -MM_EINVAL : -MM_EFAULT;
+    else if (__builtin_expect((idx = slab_index(s, obj)) >= s->nobjs, 0))
+        err = -MM_EINVAL;
     if (__builtin_expect(err != 0, 0)) {
-        mm_printf("mm_cache_free: %p is not an object of cache '%s': %s\n", obj,
-                  c->name, locate_reason(err));
+        if (err == -MM_EINVAL && s->cache != c)
+            mm_printf("mm_cache_free: %p belongs to cache '%s', not '%s'\n", obj,
+                      s->cache->name, c->name);
+        else
+            mm_printf("mm_cache_free: %p is not an object of cache '%s': %s\n", obj,
+                      c->name, err == -MM_EFAULT ? "no slab holds it"
+                                                 : "not the start of an object");
         return err;
     }
-    if (__builtin_expect(s->cache != c, 0)) {
-        mm_printf("mm_cache_free: %p belongs to cache '%s', not '%s'\n", obj,
-                  s->cache->name, c->name);
-        return -MM_EINVAL;
-    }
     return slab_free_located(c, s, idx, obj, "mm_cache_free");
+}
+
+/*
+ * The out-of-line part of a free (slab_free_located): refuse an object
+ * that is not handed out (-MM_ENOENT, one line), or in debug mode one
+ * whose red zone is damaged (-MM_EFAULT, reported); else poison it (debug
+ * mode), tag it and push it.
+ */
+int slab_free_checked(struct mm_cache *c, struct slab *s, uint32_t idx, void *obj,
+                      const char *fn)
+{
+    uint64_t *tagp = obj_tag_word(s, obj), tag = free_tag(obj);
+    if (obj_state(s, idx) != OBJ_AWAY || *tagp == tag) {
+        mm_printf("%s: %p in cache '%s' is not allocated (double free?)\n", fn, obj,
+                  c->name);
+        return -MM_ENOENT;
+    }
+    if (c->flags & MM_CACHE_DEBUG) {
+        if (slab_debug_check(c, obj, false, fn) != 0)
+            return -MM_EFAULT;
+        slab_debug_poison(c, obj);
+    }
+    *tagp = tag;
+    slab_push(c, obj);
+    return 0;
 }
 
 /* ------------------------------------------------------------ geometry */
@@ -137,6 +177,18 @@ static uint32_t objs_per_slab(uint64_t bytes, uint32_t stride, uint32_t align,
         n--;
     *first_off = (uint32_t)align_up_u64(hdr + n, align);
     return (uint32_t)n;
+}
+
+/* The inverse of odd m modulo 2^32 (Newton's iteration: each step
+ * doubles the correct low bits, m * m == 1 mod 8 gives the first 3). */
+static uint32_t odd_inverse(uint32_t m)
+{
+    uint32_t x = m;
+    for (int i = 0; i < 4; i++)
+        x *= 2u - m * x;
+    if (m * x != 1u)
+        mm_panic("odd_inverse: no inverse of %u", m);
+    return x;
 }
 
 /* Object layout: stride and where a free object keeps its link word. */
@@ -187,9 +239,11 @@ int cache_setup(struct mm_cache *c, const char *name, size_t size, size_t align,
     c->slab_mask = ~((PAGE_SIZE << o) - 1);
     c->nobjs = n;
     c->first_off = first_off;
-    c->recip = (UINT64_C(1) << 32) / c->stride + 1;
-    c->batch = c->stride <= 256 ? 32 : c->stride <= 1024 ? 16 : c->stride <= 4096 ? 8 : 4;
-    c->depot_cap = 4 * c->batch > SLAB_DEPOT_CAP ? SLAB_DEPOT_CAP : 4 * c->batch;
+    c->shift = (uint32_t)__builtin_ctz(c->stride);
+    c->inv = odd_inverse(c->stride >> c->shift);
+    c->batch = c->stride <= 256 ? SLAB_CPU_CAP / 2 : c->stride <= 1024 ? 32
+             : c->stride <= 4096 ? 8 : 4;
+    c->depot_cap = 8 * c->batch > SLAB_DEPOT_CAP ? SLAB_DEPOT_CAP : 8 * c->batch;
     unsigned i = 0;
     for (; name[i] != '\0' && i + 1 < MM_CACHE_NAME_MAX; i++)
         c->name[i] = name[i];
@@ -332,6 +386,8 @@ int mm_heap_init_flags(struct buddy *b, unsigned flags)
     heap.ram_lo = b->ranges.area[0].start.raw;
     heap.ram_span = b->ranges.area[b->ranges.count - 1].end.raw - heap.ram_lo;
     heap.ram_one_range = b->ranges.count == 1;
+    heap.secret = (arch_read_tsc() * UINT64_C(0x9e3779b97f4a7c15)) ^
+                  ((uint64_t)(uintptr_t)&heap << 16) ^ UINT64_C(0x5a1bf7ee7a65eed5);
     heap.lock = (mm_spinlock_t)MM_SPINLOCK_INIT;
     heap.caches = NULL;
     if (cache_setup(&heap.cache_cache, "cache-cache", sizeof(struct mm_cache),

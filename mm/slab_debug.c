@@ -9,7 +9,9 @@
  * their constructed state, so only the red zone is checked).
  * Checks: on free the red zone; on alloc the red zone and the poison (a
  * write after free).  The first byte that differs is reported in one log
- * line and kept as the last report.
+ * line and kept as the last report.  The link word doubles as the free
+ * tag (mm/slab.c, "Double frees"); past the red zone, it is checked
+ * exactly on every debug alloc.
  *
  * Statistics read a cache's counters under its lock and the per-CPU
  * counts without one: a snapshot, exact when the heap is quiet.
@@ -81,6 +83,32 @@ int slab_debug_check(const struct mm_cache *c, const void *obj, bool poisoned,
             return -MM_EFAULT;
         }
     return 0;
+}
+
+/*
+ * mm_cache_alloc of a debug cache: an object from this CPU's array (or a
+ * refill) whose red zone and poison are checked (damage is reported and
+ * repaired), then its tag word, which lies past the red zone where only
+ * the heap writes: a free object without its tag was handed out twice, a
+ * broken invariant.  The tag is cleared.  NULL when out of memory.
+ */
+void *slab_debug_alloc(struct mm_cache *c)
+{
+    unsigned long flags = mm_platform_irq_save();
+    unsigned cpu = mm_platform_cpu_id();
+    struct slab_cpu *pc = c->cpu[cpu];
+    void *obj = pc->count != 0 ? pc->objs[--pc->count] : slab_alloc_slow(c, cpu);
+    mm_platform_irq_restore(flags);
+    if (obj == NULL)
+        return NULL;
+    uint64_t *tagp = (uint64_t *)(void *)obj_link(c, obj);
+    if (slab_debug_check(c, obj, c->ctor == NULL, "mm_cache_alloc") != 0)
+        slab_debug_init_object(c, obj);
+    else if (*tagp != free_tag(obj))
+        mm_panic("mm_cache_alloc: cache '%s' object %p handed out twice (tag word %#lx)",
+                 c->name, obj, (unsigned long)*tagp);
+    *tagp = 0;
+    return obj;
 }
 
 bool mm_slab_last_report(struct mm_slab_report *r)

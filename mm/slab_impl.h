@@ -16,8 +16,8 @@
 #include <mm/slab.h>
 #include <mm/spinlock.h>
 
-#define SLAB_CPU_CAP     64u        /* object slots in a per-CPU array */
-#define SLAB_DEPOT_CAP   128u       /* object slots in a cache's depot */
+#define SLAB_CPU_CAP     256u       /* object slots in a per-CPU array (2 * the largest batch) */
+#define SLAB_DEPOT_CAP   1024u      /* object slots in a cache's depot (8 batches of 128) */
 #define SLAB_KEEP_EMPTY  2u         /* empty slabs a cache keeps (hysteresis) */
 #define SLAB_MAX_ORDER   6u         /* largest slab: 256 KiB */
 #define SLAB_MIN_OBJS    8u         /* a slab holds at least this many if it can */
@@ -31,9 +31,10 @@
 #define SLAB_RED     0xbbu          /* red-zone bytes (debug) */
 #define SLAB_RED_MIN 8u             /* red-zone bytes after every object (debug) */
 
-/* Object states, one byte per object in its slab's header. */
-#define OBJ_FREE 0u                 /* in the slab's free list, a depot or a per-CPU array */
-#define OBJ_OUT  1u                 /* handed out to a caller */
+/* Object states, one byte per object in its slab's header, written only
+ * under the cache's lock (see "Double frees" in mm/slab.c). */
+#define OBJ_FREE 0u                 /* on its slab's free list */
+#define OBJ_AWAY 1u                 /* handed out, or in a per-CPU array or the depot */
 
 /* Cache flags beyond the public MM_CACHE_DEBUG. */
 #define CACHE_PERCPU  0x100u        /* has per-CPU arrays (all but the internal caches) */
@@ -57,19 +58,27 @@ struct slab_list { struct slab *head; };
 /*
  * The header at the start of every slab (a naturally aligned buddy block
  * of 2^order frames).  magic is SLAB_MAGIC ^ the header's own address, so
- * a copy of a header elsewhere does not pass.  Everything but state[] is
- * protected by cache->lock; state[i] is written only by whoever owns
- * object i at that moment (see "Double frees" in mm/slab.c).
+ * a copy of a header elsewhere does not pass.  The first group is written
+ * when the slab is made and only read after that (by every CPU's look-up,
+ * so it never bounces); the second group and state[] are protected by
+ * cache->lock and written only on the slow paths.
  */
 struct slab {
     uint64_t magic;
     struct mm_cache *cache;
-    struct slab *prev, *next;       /* in one of the cache's three lists */
-    void *free;                     /* free list through the objects' link words */
-    uint32_t nfree;                 /* objects on that list */
+    uint32_t first_off;             /* offset of object 0 */
+    uint32_t inv;                   /* inverse of stride's odd part, mod 2^32 */
+    uint32_t nobjs;
+    uint32_t tag_off;               /* offset of a free object's tag word */
+    uint8_t shift;                  /* stride = (odd part) << shift */
+    uint8_t kmalloc;                /* a slab of a kmalloc class */
+
     uint16_t list;                  /* which list: SLAB_ON_* */
     uint16_t owner;                 /* CPU id + 1 that refills from it, 0 = none */
-    uint8_t state[];                /* OBJ_FREE / OBJ_OUT per object */
+    uint32_t nfree;                 /* objects on the free list */
+    struct slab *prev, *next;       /* in one of the cache's three lists */
+    void *free;                     /* free list through the objects' link words */
+    uint8_t state[];                /* OBJ_FREE / OBJ_AWAY per object */
 };
 
 enum { SLAB_ON_PARTIAL, SLAB_ON_FULL, SLAB_ON_EMPTY };
@@ -82,9 +91,10 @@ struct mm_cache {
     uint32_t stride;                /* bytes from one object to the next */
     uint32_t first_off;             /* offset of object 0 in its slab */
     uint32_t nobjs;                 /* objects per slab */
-    uint64_t recip;                 /* 2^32 / stride + 1: index without division */
+    uint32_t inv;                   /* copied to every slab, see struct slab */
+    uint32_t shift;
     uint32_t flags;                 /* MM_CACHE_DEBUG | CACHE_* */
-    uint32_t link_off;              /* offset of a free object's link word */
+    uint32_t link_off;              /* offset of a free object's link and tag word */
     struct slab_cpu *cpu[MM_MAX_CPUS];  /* written only by that CPU (or a drain) */
     void (*ctor)(void *obj);
     uint32_t align;
@@ -110,6 +120,7 @@ struct heap {
     struct buddy *buddy;
     bool ready;
     bool ram_one_range;             /* the buddy has a single RAM range */
+    uint64_t secret;                /* per-boot key of the free tags */
     uint64_t ram_lo, ram_span;      /* from its first range's start to its last one's end */
     mm_spinlock_t lock;             /* the registry (caches list) */
     struct mm_cache *caches;        /* user caches and kmalloc classes */
@@ -136,12 +147,20 @@ static inline uint8_t *obj_at(const struct mm_cache *c, struct slab *s, uint32_t
     return (uint8_t *)s + c->first_off + (uint64_t)i * c->stride;
 }
 
-/* Index of an object known to start exactly at an object boundary. */
-static inline uint32_t obj_index(const struct mm_cache *c, const struct slab *s,
-                                 const void *obj)
+/*
+ * Index of obj in slab s, or a number >= s->nobjs when obj is not the
+ * start of an object of s (before the first, inside one, past the last).
+ * With stride = m << k (m odd) and inv * m == 1 mod 2^32: an offset that
+ * is a multiple of stride, times inv, rotated right by k, is the
+ * quotient; any other offset (below 2^32) comes out above
+ * (2^32 - 1) / stride, which is more than nobjs.  One multiply, no
+ * division, no second check.
+ */
+static inline uint32_t slab_index(const struct slab *s, const void *obj)
 {
-    uint64_t off = (uint64_t)((uintptr_t)obj - (uintptr_t)s - c->first_off);
-    return (uint32_t)((off * c->recip) >> 32);
+    uint32_t off = (uint32_t)((uintptr_t)obj - (uintptr_t)s) - s->first_off;
+    uint32_t q = off * s->inv;
+    return (q >> s->shift) | (q << ((32u - s->shift) & 31u));
 }
 
 static inline uint8_t obj_state(const struct slab *s, uint32_t i)
@@ -159,11 +178,26 @@ static inline void **obj_link(const struct mm_cache *c, void *obj)
     return (void **)((uint8_t *)obj + c->link_off);
 }
 
+/* The tag a free object in a stack carries in its link word: its
+ * address under the per-boot secret (not a pointer a caller would
+ * store, and not predictable without the secret). */
+static inline uint64_t free_tag(const void *obj)
+{
+    return (uint64_t)(uintptr_t)obj ^ heap.secret;
+}
+
+static inline uint64_t *obj_tag_word(const struct slab *s, void *obj)
+{
+    return (uint64_t *)(void *)((uint8_t *)obj + s->tag_off);
+}
+
 /* mm/slab.c */
 bool heap_ram_contains_slow(uint64_t pa);
 void slab_registry_add(struct mm_cache *c);
 int cache_setup(struct mm_cache *c, const char *name, size_t size, size_t align,
                 void (*ctor)(void *), unsigned flags, unsigned order);
+int slab_free_checked(struct mm_cache *c, struct slab *s, uint32_t idx, void *obj,
+                      const char *fn);
 
 /* mm/slab_refill.c: the slow paths, called with interrupts off */
 void *slab_alloc_slow(struct mm_cache *c, unsigned cpu);
@@ -186,6 +220,7 @@ void slab_debug_init_object(const struct mm_cache *c, void *obj);
 int slab_debug_check(const struct mm_cache *c, const void *obj, bool poisoned,
                      const char *fn);
 void slab_debug_poison(const struct mm_cache *c, void *obj);
+void *slab_debug_alloc(struct mm_cache *c);
 
 /* ------------------------------------------------- inline fast paths */
 
@@ -199,57 +234,26 @@ static inline bool heap_ram_contains(uint64_t pa)
 }
 
 /*
- * Find the slab and index of obj, assuming slabs of ~mask + 1 bytes.
- * Returns 0, -MM_EFAULT (no slab of that size there: outside RAM, no
- * valid header, or the header of a slab of another size)
- * or -MM_EINVAL (inside a slab but not at an object's start).  Reads only
- * mapped RAM; changes nothing.  The cache is the caller's to check.
+ * The slab header at the start of obj's block, assuming slabs of
+ * ~mask + 1 bytes, or NULL: outside RAM or no valid header there.  The
+ * header may be of a slab of another size (a small slab starting where a
+ * bigger block would): the caller checks the cache.  Reads only mapped
+ * RAM; changes nothing.
  */
-static inline int slab_locate(uint64_t mask, const void *obj, struct slab **sp, uint32_t *idxp)
+static inline struct slab *slab_header(uint64_t mask, const void *obj)
 {
     uint64_t base_pa = ((uint64_t)(uintptr_t)obj - mm_direct_map_offset) & mask;
     if (!heap_ram_contains(base_pa))
-        return -MM_EFAULT;
+        return NULL;
     struct slab *s = pa_to_ptr(PA(base_pa));
-    if (s->magic != (SLAB_MAGIC ^ (uint64_t)(uintptr_t)s))
-        return -MM_EFAULT;
-    const struct mm_cache *c = s->cache;
-    if (c->slab_mask != mask)               /* a slab of another size starts there */
-        return -MM_EFAULT;
-    uint64_t off = (uint64_t)((uintptr_t)obj - (uintptr_t)s) - c->first_off;
-    if (off >= (uint64_t)c->nobjs * c->stride)     /* also obj < first object */
-        return -MM_EINVAL;
-    uint32_t idx = (uint32_t)((off * c->recip) >> 32);
-    if ((uint64_t)idx * c->stride != off)
-        return -MM_EINVAL;
-    *sp = s;
-    *idxp = idx;
-    return 0;
+    return s->magic == (SLAB_MAGIC ^ (uint64_t)(uintptr_t)s) ? s : NULL;
 }
 
-/*
- * Free obj, object idx of slab s of cache c, already located.  Refuses
- * (one line, nothing changed) an object that is not handed out
- * (-MM_ENOENT) or, in debug mode, whose red zone is damaged (-MM_EFAULT).
- */
-static inline int slab_free_located(struct mm_cache *c, struct slab *s, uint32_t idx, void *obj,
-                                    const char *fn)
+/* Push the free, tagged obj onto this CPU's array of c (or give the
+ * array's oldest batch to the depot first). */
+static inline void slab_push(struct mm_cache *c, void *obj)
 {
     unsigned long flags = mm_platform_irq_save();
-    if (__builtin_expect(obj_state(s, idx) != OBJ_OUT, 0)) {
-        mm_platform_irq_restore(flags);
-        mm_printf("%s: %p in cache '%s' is not allocated (double free?)\n", fn, obj,
-                  c->name);
-        return -MM_ENOENT;
-    }
-    if (__builtin_expect(c->flags & MM_CACHE_DEBUG, 0)) {
-        if (slab_debug_check(c, obj, false, fn) != 0) {
-            mm_platform_irq_restore(flags);
-            return -MM_EFAULT;
-        }
-        slab_debug_poison(c, obj);
-    }
-    obj_set_state(s, idx, OBJ_FREE);
     unsigned cpu = mm_platform_cpu_id();
     struct slab_cpu *pc = c->cpu[cpu];
     if (__builtin_expect(pc->count < pc->limit, 1))
@@ -257,29 +261,46 @@ static inline int slab_free_located(struct mm_cache *c, struct slab *s, uint32_t
     else
         slab_free_slow(c, cpu, obj);
     mm_platform_irq_restore(flags);
+}
+
+/*
+ * Free obj, object idx of slab s of cache c, already located.  Refuses
+ * (one line, nothing changed) an object that is not handed out
+ * (-MM_ENOENT: on its slab's free list, or carrying its free tag) or, in
+ * debug mode, whose red zone is damaged (-MM_EFAULT).  The checks run
+ * before interrupts go off: the object is the caller's until it is
+ * pushed.  Writes only the object's tag word and this CPU's array; the
+ * refusals and debug mode are out of line (slab_free_checked).
+ */
+static inline int slab_free_located(struct mm_cache *c, struct slab *s, uint32_t idx, void *obj,
+                                    const char *fn)
+{
+    uint64_t *tagp = obj_tag_word(s, obj), tag = free_tag(obj);
+    if (__builtin_expect(obj_state(s, idx) != OBJ_AWAY || *tagp == tag ||
+                         (c->flags & MM_CACHE_DEBUG), 0))
+        return slab_free_checked(c, s, idx, obj, fn);
+    *tagp = tag;
+    slab_push(c, obj);
     return 0;
 }
 
-/* mm_cache_alloc for a cache known to be valid. */
+/* mm_cache_alloc for a cache known to be valid.  The object's tag word
+ * is cleared, so a free of it is accepted; debug mode (out of line)
+ * checks it first. */
 static inline void *slab_alloc_fast(struct mm_cache *c)
 {
+    if (__builtin_expect(c->flags & MM_CACHE_DEBUG, 0))
+        return slab_debug_alloc(c);
     unsigned long flags = mm_platform_irq_save();
     unsigned cpu = mm_platform_cpu_id();
     struct slab_cpu *pc = c->cpu[cpu];
     void *obj;
     if (__builtin_expect(pc->count != 0, 1))
         obj = pc->objs[--pc->count];
-    else if ((obj = slab_alloc_slow(c, cpu)) == NULL)
-        goto out;
-    struct slab *s = slab_of(c, obj);
-    uint32_t idx = obj_index(c, s, obj);
-    if (__builtin_expect(obj_state(s, idx) != OBJ_FREE, 0))
-        mm_panic("mm_cache_alloc: cache '%s' object %p handed out twice", c->name, obj);
-    obj_set_state(s, idx, OBJ_OUT);
-    if (__builtin_expect(c->flags & MM_CACHE_DEBUG, 0) &&
-        slab_debug_check(c, obj, c->ctor == NULL, "mm_cache_alloc") != 0)
-        slab_debug_init_object(c, obj);     /* reported; repair and go on */
-out:
+    else
+        obj = slab_alloc_slow(c, cpu);
+    if (__builtin_expect(obj != NULL, 1))
+        *obj_link(c, obj) = NULL;
     mm_platform_irq_restore(flags);
     return obj;
 }

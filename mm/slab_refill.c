@@ -11,17 +11,21 @@
  * live = nslabs * nobjs - nfree - depot - per-CPU arrays.
  *
  * A refill moves one batch into a CPU's empty array: the depot's newest
- * objects first (still warm in some cache), then the free list of the
- * slab the CPU owns, then of a slab nobody owns (which it then owns),
- * then a new slab, made without the lock (the buddy call and the
- * constructors run unlocked) and added under it.  Ownership keeps the
+ * objects first (still warm in some cache, copied in one run), then the
+ * free list of the slab the CPU owns, then of a slab nobody owns (which
+ * it then owns), then a new slab, made without the lock (the buddy call
+ * and the constructors run unlocked) and added under it.  Objects taken
+ * off a free list are marked OBJ_AWAY and tagged (mm/slab.c, "Double
+ * frees"); each slab is relisted once per run.  Ownership keeps the
  * objects that two CPUs recycle on their fast paths in different slabs,
- * so their state bytes (written on every alloc and free) never share a
- * cache line; it costs at most one partly used slab per CPU and cache.
+ * so the objects they write stay apart; it costs at most one partly used
+ * slab per CPU and cache.
  * Invariant: s->owner == n + 1 iff c->cpu[n]->slab == s, both changed
  * under the lock; a slab that goes back to the buddy first loses its
- * owner (slab_detach_locked), a drained array its slab (slab_disown).  A full array gives its
- * oldest batch to the depot, or to the slabs when the depot is full.
+ * owner (slab_detach_locked), a drained array its slab (slab_disown).
+ * A full array gives its oldest batch to the depot in one run, the part
+ * that does not fit to the slabs (slab_put_locked: each slab relisted
+ * once per run of its objects).
  * Slabs that become empty beyond SLAB_KEEP_EMPTY are unlinked under the
  * lock and given to the buddy after it is dropped.
  *
@@ -80,6 +84,12 @@ static struct slab *slab_new(struct mm_cache *c)
         return NULL;
     struct slab *s = pa_to_ptr(pa);
     s->cache = c;
+    s->first_off = c->first_off;
+    s->inv = c->inv;
+    s->shift = (uint8_t)c->shift;
+    s->nobjs = c->nobjs;
+    s->tag_off = c->link_off;
+    s->kmalloc = (c->flags & CACHE_KMALLOC) != 0;
     s->prev = s->next = NULL;
     s->list = SLAB_ON_EMPTY;
     s->owner = 0;
@@ -146,18 +156,25 @@ static uint64_t slab_release(struct mm_cache *c, struct slab *list)
 
 /* ------------------------------------------------- objects and free lists */
 
-/* One object off the free list of s (not empty). */
-static void *slab_pop_locked(struct mm_cache *c, struct slab *s)
+/* Up to n objects off the free list of s into out[], each marked away
+ * and tagged (it goes to a stack); s is relisted once.  Returns how many. */
+static uint32_t slab_pop_locked(struct mm_cache *c, struct slab *s, void **out, uint32_t n)
 {
     MM_ASSERT_LOCKED(&c->lock);
-    void *obj = s->free;
-    MM_BUG_ON(obj == NULL || s->nfree == 0);
-    MM_BUG_ON(obj_state(s, obj_index(c, s, obj)) != OBJ_FREE);
-    s->free = *obj_link(c, obj);
-    s->nfree--;
-    c->nfree--;
+    uint32_t k = 0;
+    for (; k < n && s->nfree != 0; k++) {
+        void *obj = s->free;
+        uint32_t idx = slab_index(s, obj);
+        MM_BUG_ON(idx >= s->nobjs || obj_state(s, idx) != OBJ_FREE);
+        s->free = *obj_link(c, obj);
+        obj_set_state(s, idx, OBJ_AWAY);
+        *obj_tag_word(s, obj) = free_tag(obj);
+        out[k] = obj;
+        s->nfree--;
+    }
+    c->nfree -= k;
     slab_relist_locked(c, s);
-    return obj;
+    return k;
 }
 
 /* One object off the free lists (PARTIAL first), or NULL. */
@@ -166,7 +183,10 @@ static void *slab_take_locked(struct mm_cache *c)
     struct slab *s = c->lists[SLAB_ON_PARTIAL].head;
     if (s == NULL)
         s = c->lists[SLAB_ON_EMPTY].head;
-    return s != NULL ? slab_pop_locked(c, s) : NULL;
+    void *obj = NULL;
+    if (s != NULL)
+        slab_pop_locked(c, s, &obj, 1);
+    return obj;
 }
 
 /* The first slab of list l that nobody owns and has free objects.  At
@@ -212,21 +232,53 @@ static void slab_disown(struct mm_cache *c, struct slab_cpu *pc)
     mm_spin_unlock_irqrestore(&c->lock, flags);
 }
 
-/* obj (free, from a stack) back on its slab's free list; an empty slab
- * beyond the ones kept is detached onto *release. */
-static void slab_put_locked(struct mm_cache *c, void *obj, struct slab **release)
+/* Relist s after objects came back to it; an empty slab beyond the ones
+ * kept is detached onto *release. */
+static void slab_settle_locked(struct mm_cache *c, struct slab *s, struct slab **release)
 {
     MM_ASSERT_LOCKED(&c->lock);
-    struct slab *s = slab_of(c, obj);
-    MM_BUG_ON(s->magic != (SLAB_MAGIC ^ (uint64_t)(uintptr_t)s) || s->cache != c);
-    MM_BUG_ON(obj_state(s, obj_index(c, s, obj)) != OBJ_FREE || s->nfree >= c->nobjs);
-    *obj_link(c, obj) = s->free;
-    s->free = obj;
-    s->nfree++;
-    c->nfree++;
     slab_relist_locked(c, s);
     if (s->list == SLAB_ON_EMPTY && c->nempty > SLAB_KEEP_EMPTY)
         slab_detach_locked(c, s, release);
+}
+
+/*
+ * objs[0 .. n) (free, from stacks) back on their slabs' free lists; each
+ * slab is relisted once per run of its objects.  An object found already
+ * on its free list was pushed twice (a double free the tag missed
+ * because the caller wrote into the freed object): it is dropped with a
+ * log line, which also makes the count of live objects right again.
+ */
+static void slab_put_locked(struct mm_cache *c, void *const *objs, uint32_t n,
+                            struct slab **release)
+{
+    MM_ASSERT_LOCKED(&c->lock);
+    struct slab *cur = NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        void *obj = objs[i];
+        struct slab *s = slab_of(c, obj);
+        if (s != cur) {
+            if (cur != NULL)
+                slab_settle_locked(c, cur, release);
+            cur = s;
+        }
+        MM_BUG_ON(s->magic != (SLAB_MAGIC ^ (uint64_t)(uintptr_t)s) || s->cache != c);
+        uint32_t idx = slab_index(s, obj);
+        MM_BUG_ON(idx >= s->nobjs);
+        if (obj_state(s, idx) != OBJ_AWAY) {
+            mm_printf("slab_put: %p of cache '%s' was freed twice (written after the "
+                      "first free); dropped\n", obj, c->name);
+            continue;
+        }
+        MM_BUG_ON(s->nfree >= c->nobjs);
+        obj_set_state(s, idx, OBJ_FREE);
+        *obj_link(c, obj) = s->free;
+        s->free = obj;
+        s->nfree++;
+        c->nfree++;
+    }
+    if (cur != NULL)
+        slab_settle_locked(c, cur, release);
 }
 
 /* For the internal caches (no arrays): one object, locking each time. */
@@ -250,7 +302,7 @@ static void slab_put_one(struct mm_cache *c, void *obj)
 {
     struct slab *release = NULL;
     unsigned long flags = mm_spin_lock_irqsave(&c->lock);
-    slab_put_locked(c, obj, &release);
+    slab_put_locked(c, &obj, 1, &release);
     mm_spin_unlock_irqrestore(&c->lock, flags);
     slab_release(c, release);
 }
@@ -269,9 +321,10 @@ static struct slab_cpu *slab_cpu_new(struct mm_cache *c)
     return pc;
 }
 
-/* Fill the empty array pc of CPU cpu with up to one batch.  Without a
- * new slab from the buddy, any slab will do.  False when nothing is left
- * and the buddy has no block. */
+/* Fill the empty array pc of CPU cpu with up to one batch: a whole run
+ * of the depot, then runs off slab free lists.  Without a new slab from
+ * the buddy, any slab will do.  False when nothing is left and the buddy
+ * has no block. */
 static bool slab_refill(struct mm_cache *c, struct slab_cpu *pc, unsigned cpu)
 {
     struct slab *fresh = NULL;
@@ -280,14 +333,17 @@ static bool slab_refill(struct mm_cache *c, struct slab_cpu *pc, unsigned cpu)
         unsigned long flags = mm_spin_lock_irqsave(&c->lock);
         if (fresh != NULL)
             slab_add_locked(c, fresh);
-        while (pc->count < c->batch && c->depot_n > 0)
-            pc->objs[pc->count++] = c->depot[--c->depot_n];
+        uint32_t n = c->batch < c->depot_n ? c->batch : c->depot_n;
+        c->depot_n -= n;
+        for (uint32_t i = 0; i < n; i++)
+            pc->objs[pc->count++] = c->depot[c->depot_n + i];
         struct slab *s;
         while (pc->count < c->batch && (s = slab_owned_locked(c, pc, cpu)) != NULL)
-            pc->objs[pc->count++] = slab_pop_locked(c, s);
-        void *obj;
-        while (any && pc->count < c->batch && (obj = slab_take_locked(c)) != NULL)
-            pc->objs[pc->count++] = obj;
+            pc->count += slab_pop_locked(c, s, pc->objs + pc->count, c->batch - pc->count);
+        while (any && pc->count < c->batch &&
+               ((s = c->lists[SLAB_ON_PARTIAL].head) != NULL ||
+                (s = c->lists[SLAB_ON_EMPTY].head) != NULL))
+            pc->count += slab_pop_locked(c, s, pc->objs + pc->count, c->batch - pc->count);
         mm_spin_unlock_irqrestore(&c->lock, flags);
         if (pc->count != 0 || any)
             return pc->count != 0;
@@ -296,18 +352,17 @@ static bool slab_refill(struct mm_cache *c, struct slab_cpu *pc, unsigned cpu)
     }
 }
 
-/* Move pc->objs[0 .. n) to the depot, or to the slabs when it is full;
- * the rest of the array slides down.  Returns the frames given back. */
+/* Move pc->objs[0 .. n) to the depot as one run, the part that does not
+ * fit to the slabs; the rest of the array slides down.  Returns the
+ * frames given back. */
 static uint64_t slab_flush(struct mm_cache *c, struct slab_cpu *pc, uint32_t n)
 {
     struct slab *release = NULL;
     unsigned long flags = mm_spin_lock_irqsave(&c->lock);
-    for (uint32_t i = 0; i < n; i++) {
-        if (c->depot_n < c->depot_cap)
-            c->depot[c->depot_n++] = pc->objs[i];
-        else
-            slab_put_locked(c, pc->objs[i], &release);
-    }
+    uint32_t room = c->depot_cap - c->depot_n, k = n < room ? n : room;
+    for (uint32_t i = 0; i < k; i++)
+        c->depot[c->depot_n++] = pc->objs[i];
+    slab_put_locked(c, pc->objs + k, n - k, &release);
     mm_spin_unlock_irqrestore(&c->lock, flags);
     for (uint32_t i = n; i < pc->count; i++)
         pc->objs[i - n] = pc->objs[i];
@@ -374,8 +429,8 @@ uint64_t slab_release_idle(struct mm_cache *c)
 {
     struct slab *release = NULL;
     unsigned long flags = mm_spin_lock_irqsave(&c->lock);
-    while (c->depot_n > 0)
-        slab_put_locked(c, c->depot[--c->depot_n], &release);
+    slab_put_locked(c, c->depot, c->depot_n, &release);
+    c->depot_n = 0;
     while (c->nempty > 0)
         slab_detach_locked(c, c->lists[SLAB_ON_EMPTY].head, &release);
     mm_spin_unlock_irqrestore(&c->lock, flags);

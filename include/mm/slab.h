@@ -14,6 +14,33 @@
  * pointer no slab holds; the wrong cache; an interior pointer) returns a
  * negative MM_E* code with one log line and changes nothing.
  *
+ * Double-free detection, precisely.  A free object is marked either by a
+ * state byte in its slab's header (while it is on the slab's free list)
+ * or by a free tag in its link word (while it waits in a per-CPU array or
+ * the depot): the object's address mixed with a per-boot secret.  The
+ * link word is the object's first 8 bytes, or for a cache with a
+ * constructor or in debug mode a word after the object (after the red
+ * zone), which callers never write.  So:
+ *  - every double free is refused, wherever the object waits, as long as
+ *    nobody wrote into the freed object's link word in between;
+ *  - caches with a constructor, caches in debug mode: always, since the
+ *    link word lies outside the object (short of an overflow past it);
+ *  - other caches and kmalloc: a use-after-free write into the first 8
+ *    bytes of an object waiting in an array or the depot, followed by a
+ *    second free, is not caught at once: the object is pushed twice.  If
+ *    it reaches its slab before being handed out, the second copy is
+ *    dropped there with a log line; if not, it can be handed out twice.
+ *    Debug mode (which also poisons freed objects) closes that hole;
+ *  - a live object whose first word happens to equal its free tag is
+ *    refused as a double free: that needs the secret (a 2^-64 chance for
+ *    any value not derived from it);
+ *  - two frees of one object racing on two CPUs, or a double free racing
+ *    with the object's move back to its slab on another CPU, may both
+ *    pass (catching that needs an atomic read-modify-write);
+ *  - an alloc clears the link word (a caller sees 0 in the first 8 bytes
+ *    of a new object of a cache without constructor) and, in debug mode,
+ *    checks the tag first: an object handed out twice panics there.
+ *
  * Debug mode: MM_CACHE_DEBUG per cache (mm_cache_create_flags), for the
  * kmalloc classes mm_heap_init_flags(b, MM_CACHE_DEBUG), for every cache
  * the build flag -DMM_SLAB_DEBUG.  Each object then has a red zone after
@@ -90,8 +117,8 @@ void *mm_cache_alloc(struct mm_cache *c);
  * another cache, obj points inside an object), -MM_EFAULT (no slab holds
  * obj, or in debug mode its red zone was overwritten: the report names
  * the first bad byte, and the object stays allocated), -MM_ENOENT (obj is
- * not allocated: a double free).  A double free racing with itself on two
- * CPUs at once is not guaranteed to be caught (that needs an atomic).
+ * not allocated: a double free; see "Double-free detection" above for
+ * its limits).
  */
 int mm_cache_free(struct mm_cache *c, void *obj);
 

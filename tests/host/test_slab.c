@@ -4,14 +4,18 @@
  * layout and alignment, constructors, destroy refused while objects
  * live, shrink and the empty-slab hysteresis, every kind of bad free
  * (one log line, nothing changed), the debug red zone and poison
- * reports, statistics and the dump, a random model per cache, and a
+ * reports, statistics and the dump, a random model per cache, a
  * multi-threaded stress on simulated CPUs that frees on another CPU than
- * it allocated on, ending with exact frame accounting.
+ * it allocated on, ending with exact frame accounting; double frees
+ * refused wherever the object waits (array, depot, other CPU, slab) and
+ * the documented hole of the free tag; fast paths that write no slab
+ * header; the index test at every byte of a slab.
  */
 #define _GNU_SOURCE
 #include "harness.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <mm/buddy.h>
 #include <mm/log.h>
 #include <mm/slab.h>
@@ -568,6 +572,191 @@ static void test_threads_free_on_other_cpu(void)
     heap_down();
 }
 
+
+/* ------------------------------------------------ double frees, fast path */
+
+/* Free x a second time wherever it waits: this CPU's array, the depot
+ * (after a full array's batch went there), another CPU, its slab. */
+static void double_free_everywhere(struct mm_cache *c)
+{
+    snap_a = c;
+    enum { N = 600 };                       /* more than an array holds */
+    static uint8_t *v[N];
+    for (unsigned i = 0; i < N; i++)
+        REQUIRE((v[i] = mm_cache_alloc(c)) != NULL);
+    uintptr_t slab_mask = ~(uintptr_t)(stats(c).slab_bytes - 1);
+    unsigned keep = 1;                      /* keeps v[0]'s slab alive over the shrink */
+    while (keep < N && ((uintptr_t)v[keep] & slab_mask) != ((uintptr_t)v[0] & slab_mask))
+        keep++;
+    REQUIRE(keep < N);
+    CHECK_EQ(mm_cache_free(c, v[0]), 0);
+    REFUSED(mm_cache_free(c, v[0]), -MM_ENOENT);        /* in this CPU's array */
+    for (unsigned i = 1; i < N; i++)                    /* v[0] moves to the depot */
+        if (i != keep)
+            CHECK_EQ(mm_cache_free(c, v[i]), 0);
+    REFUSED(mm_cache_free(c, v[0]), -MM_ENOENT);
+    REFUSED(mm_cache_free(c, v[N - 1]), -MM_ENOENT);    /* still in the array */
+    harness_cpu_id = 5;
+    REFUSED(mm_cache_free(c, v[0]), -MM_ENOENT);        /* from another CPU */
+    harness_cpu_id = 0;
+    mm_cache_shrink(c);                                 /* back on its slab */
+    REFUSED(mm_cache_free(c, v[0]), -MM_ENOENT);
+    CHECK_EQ(mm_cache_free(c, v[keep]), 0);
+    CHECK_EQ(stats(c).live, 0);
+    snap_a = NULL;
+}
+
+static void test_double_free_refused_in_every_stack(void)
+{
+    heap_up();
+    struct mm_cache *plain = mm_cache_create("plain-48", 48, 0, NULL);
+    struct mm_cache *ctor = mm_cache_create("ctor-40", 40, 0, ctor_fill);
+    struct mm_cache *dbg = mm_cache_create_flags("debug-64", 64, 0, NULL, MM_CACHE_DEBUG);
+    REQUIRE(plain != NULL && ctor != NULL && dbg != NULL);
+    double_free_everywhere(plain);
+    double_free_everywhere(ctor);
+    double_free_everywhere(dbg);
+
+    /* With a constructor the tag lies past the object: a write into the
+     * freed object does not hide the second free. */
+    uint8_t *x = mm_cache_alloc(ctor);
+    REQUIRE(x != NULL);
+    CHECK_EQ(mm_cache_free(ctor, x), 0);
+    memset(x, 0x77, 40);                                /* use after free */
+    snap_a = ctor;
+    REFUSED(mm_cache_free(ctor, x), -MM_ENOENT);
+    snap_a = NULL;
+    memset(x, 0xc7, 40);                                /* constructed state again */
+
+    /* A new object's link word is clear, so its first free passes even if
+     * the caller never writes it. */
+    uint64_t *y = mm_cache_alloc(plain);
+    REQUIRE(y != NULL);
+    CHECK_EQ(y[0], 0);
+    CHECK_EQ(mm_cache_free(plain, y), 0);
+    CHECK_EQ(mm_cache_destroy(plain), 0);
+    CHECK_EQ(mm_cache_destroy(ctor), 0);
+    CHECK_EQ(mm_cache_destroy(dbg), 0);
+    mm_heap_shrink();
+    CHECK_EQ(frames_out(), 0);
+    heap_down();
+}
+
+/* The documented hole: a write into a freed object's first word, then a
+ * second free, pushes it twice.  Back on its slab the copy is dropped
+ * with one line and the counts come out exact. */
+static void test_tag_overwritten_then_freed_twice_dropped_on_slab(void)
+{
+    heap_up();
+    struct mm_cache *c = mm_cache_create("plain-64", 64, 0, NULL);
+    REQUIRE(c != NULL);
+    uint64_t *x = mm_cache_alloc(c), *y = mm_cache_alloc(c);
+    REQUIRE(x != NULL && y != NULL);
+    CHECK_EQ(mm_cache_free(c, x), 0);
+    x[0] = 0x1234;                                      /* use after free */
+    CHECK_EQ(mm_cache_free(c, x), 0);                   /* not caught: pushed twice */
+    CHECK_EQ(stats(c).live, 0);                         /* one too few */
+    unsigned long lines = harness_log_lines;
+    harness_quiet = 1;
+    mm_cache_shrink(c);
+    harness_quiet = 0;
+    CHECK_EQ(harness_log_lines, lines + 1);             /* the copy dropped */
+    CHECK_EQ(stats(c).live, 1);                         /* y: exact again */
+    CHECK_EQ(mm_cache_free(c, y), 0);
+    CHECK_EQ(mm_cache_destroy(c), 0);
+    mm_heap_shrink();
+    CHECK_EQ(frames_out(), 0);
+    heap_down();
+}
+
+/* The fast paths write no slab header (no line shared between CPUs
+ * using neighbouring objects of one slab): with warm arrays on two CPUs,
+ * alloc/free pairs, also freeing on the other CPU, run with the header's
+ * page read-only (objects of 4 KiB, so the header has its page alone).
+ * A write there faults. */
+static void test_fast_paths_leave_the_header_alone(void)
+{
+    heap_up();
+    struct mm_cache *c = mm_cache_create("page-objects", 4096, 4096, NULL);
+    REQUIRE(c != NULL);
+    void *w0 = mm_cache_alloc(c), *w1 = mm_cache_alloc(c);   /* CPU 0's array: a batch */
+    REQUIRE(w0 != NULL && w1 != NULL);
+    harness_cpu_id = 1;
+    CHECK_EQ(mm_cache_free(c, w1), 0);                  /* CPU 1's array exists */
+    void *w2 = mm_cache_alloc(c);
+    REQUIRE(w2 == w1);
+    CHECK_EQ(mm_cache_free(c, w2), 0);
+    harness_cpu_id = 0;
+    uint8_t *hdr = (uint8_t *)((uintptr_t)w0 & ~(uintptr_t)(stats(c).slab_bytes - 1));
+    REQUIRE(mprotect(hdr, PAGE_SIZE, PROT_READ) == 0);
+    for (unsigned i = 0; i < 3; i++) {
+        void *a = mm_cache_alloc(c), *b = mm_cache_alloc(c);
+        REQUIRE(a != NULL && b != NULL);
+        harness_cpu_id = 1;
+        CHECK_EQ(mm_cache_free(c, b), 0);               /* freed on another CPU */
+        harness_quiet = 1;
+        CHECK_EQ(mm_cache_free(c, b), -MM_ENOENT);      /* refused without a write */
+        harness_quiet = 0;
+        harness_cpu_id = 0;
+        CHECK_EQ(mm_cache_free(c, a), 0);
+    }
+    REQUIRE(mprotect(hdr, PAGE_SIZE, PROT_READ | PROT_WRITE) == 0);
+    CHECK_EQ(mm_cache_free(c, w0), 0);
+    mm_heap_drain_cpu(1);
+    CHECK_EQ(mm_cache_destroy(c), 0);
+    mm_heap_shrink();
+    CHECK_EQ(frames_out(), 0);
+    heap_down();
+}
+
+/* Every byte address of a full slab that is not an object's start is
+ * refused as interior (-MM_EINVAL); every start is accepted: the
+ * one-multiply index test against strides with odd parts 1, 3, 5, 7, 25
+ * and a large one. */
+static void test_every_offset_of_a_slab(void)
+{
+    static const size_t sizes[] = { 8, 24, 40, 56, 200, 1536, 9000 };
+    heap_up();
+    for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        struct mm_cache *c = mm_cache_create("offsets", sizes[k], 0, NULL);
+        REQUIRE(c != NULL);
+        struct mm_cache_stats st = stats(c);
+        uint64_t n = st.objs_per_slab;
+        uint8_t **v = calloc(2 * n, sizeof *v);
+        REQUIRE(v != NULL);
+        for (uint64_t i = 0; i < 2 * n; i++)            /* one slab full, at least */
+            REQUIRE((v[i] = mm_cache_alloc(c)) != NULL);
+        uint8_t *base = (uint8_t *)((uintptr_t)v[0] & ~(uintptr_t)(st.slab_bytes - 1));
+        uint8_t *start = NULL;
+        uint64_t in_slab = 0;
+        for (uint64_t i = 0; i < 2 * n; i++)
+            if (v[i] >= base && v[i] < base + st.slab_bytes) {
+                in_slab++;
+                if (start == NULL || v[i] < start)
+                    start = v[i];
+            }
+        CHECK_EQ(in_slab, n);
+        uint64_t wrong = 0;
+        harness_quiet = 1;
+        for (uint64_t off = 0; off < st.slab_bytes; off++) {
+            uint8_t *p = base + off;
+            bool is_start = p >= start && (uint64_t)(p - start) % st.stride == 0 &&
+                            (uint64_t)(p - start) / st.stride < n;
+            if (!is_start && mm_cache_free(c, p) != -MM_EINVAL)
+                wrong++;
+        }
+        harness_quiet = 0;
+        CHECK_EQ(wrong, 0);
+        for (uint64_t i = 0; i < 2 * n; i++)
+            CHECK_EQ(mm_cache_free(c, v[i]), 0);
+        free(v);
+        CHECK_EQ(mm_cache_destroy(c), 0);
+    }
+    mm_heap_shrink();
+    CHECK_EQ(frames_out(), 0);
+    heap_down();
+}
+
 int main(void)
 {
     RUN(test_alloc_free_distinct_and_frames_back);
@@ -581,5 +770,9 @@ int main(void)
     RUN(test_stats_usage_and_dump);
     RUN(test_random_model_per_cache);
     RUN(test_threads_free_on_other_cpu);
+    RUN(test_double_free_refused_in_every_stack);
+    RUN(test_tag_overwritten_then_freed_twice_dropped_on_slab);
+    RUN(test_fast_paths_leave_the_header_alone);
+    RUN(test_every_offset_of_a_slab);
     return harness_finish();
 }

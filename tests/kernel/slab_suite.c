@@ -235,6 +235,15 @@ static void case_bad_input(struct ktest *t)
     KEXPECT_EQ(t, mm_cache_free(a, &on_stack), -MM_EFAULT);  /* no slab holds it */
     KEXPECT_EQ(t, mm_cache_free(a, x), 0);
     KEXPECT_EQ(t, mm_cache_free(a, x), -MM_ENOENT);     /* double free, x cached here */
+    enum { MANY = 600 };            /* more than a per-CPU array holds */
+    static uint8_t *many[MANY];
+    unsigned got = 0;
+    while (got < MANY && (many[got] = mm_cache_alloc(a)) != NULL)
+        got++;
+    KEXPECT_EQ(t, got, MANY);       /* x is handed out again (many[0]) ... */
+    for (unsigned i = 0; i < got; i++)
+        KEXPECT_EQ(t, mm_cache_free(a, many[i]), 0);
+    KEXPECT_EQ(t, mm_cache_free(a, x), -MM_ENOENT);     /* ... and now waits in the depot */
     struct mm_cache_stats st;
     KASSERT(t, mm_cache_stats(a, &st) == 0);
     KEXPECT_EQ(t, st.live, 1);                          /* y only */
