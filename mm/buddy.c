@@ -13,9 +13,16 @@
  * below).  Single frames pass through per-CPU caches first
  * (mm/buddy_pcp.c); to this file a cached frame is an allocated one.
  *
+ * Zones.  Each order has two free lists: blocks at or above 4 GiB (high)
+ * and below (low).  buddy_alloc takes the smallest high block that fits
+ * and only then a low one, so memory below 4 GiB stays free for devices
+ * (buddy_alloc_below in mm/buddy_dma.c).  A 1 GiB request gets its own
+ * inlined copy of the alloc and free paths with the order a constant (no
+ * split or merge loop, the shifts folded).
+ *
  * Invariants (buddy_check in mm/buddy_check.c verifies them).
  *  - free_bits[k] (one bit per block of order k over the span) is set iff
- *    that block is in the free list of order k.  It is authoritative: a
+ *    that block is in a free list of order k.  It is authoritative: a
  *    back-index is read only when the bit says the block is free, and is
  *    cross-checked (a mismatch is a broken invariant and panics).
  *  - alloc_bits[k] (k >= 1) is set iff that exact block was returned by
@@ -24,6 +31,9 @@
  *    partial free, wrong size, never handed out, sitting in a per-CPU
  *    cache) before touching anything.
  *  - No free block has a free buddy: fully coalesced, from init on.
+ *  - A listed block is in the list of its zone; nonempty_mask[z] has the
+ *    bit of every non-empty list of zone z (stale bits allowed, see
+ *    first_nonempty in mm/buddy_impl.h).
  *  - List blocks come only from a reserve carved at init for the worst
  *    case: a push never allocates, a free cannot fail, and after everything
  *    is freed the block layout is exactly the initial one.
@@ -37,6 +47,7 @@
  *
  * Files.  This one: init, alloc and free.  mm/buddy_pcp.c: the per-CPU
  * caches of single frames and the frame-allocator adapter.
+ * mm/buddy_dma.c: blocks below a physical limit and DMA buffers.
  * mm/buddy_check.c: the usage, the invariant checker, the per-order counts
  * and the dump.  mm/buddy_impl.h: the metadata layout and the inline
  * helpers they share.
@@ -113,7 +124,8 @@ static inline void chunk_prepare(struct buddy *b, unsigned order, uint64_t rel)
 /* block_bit without the chunk check, for the fast paths: a chunk never
  * becomes unready, a block below 1 GiB and its buddies share a chunk, and
  * each operation settles its chunk at its start (buddy_free through the
- * alloc bit, buddy_alloc_locked and the seeding loop through chunk_prepare). */
+ * alloc bit, the allocating paths and the seeding loop through
+ * chunk_prepare in split_down or directly). */
 static inline bool ready_bit(uint64_t *const *bits, unsigned order, uint64_t rel)
 {
     return bit_get(bits[order], rel >> order);
@@ -135,8 +147,8 @@ static inline void ready_bit_clear(uint64_t *const *bits, unsigned order, uint64
  * taken from the buddy itself); emptied ones go to a private stack, reused
  * by any order.  list_reserve_extra gives the worst-case size.
  * The reserve and free-list helpers (pool_*, list_*, chunk_prepare) need
- * b->lock but run only inside buddy_alloc_locked, buddy_free_merge_locked and
- * init_seed_locked, which assert it: they are not *_locked functions, so
+ * b->lock but run only inside alloc_core_locked, the buddy_*_locked calls
+ * and init_seed_locked, which assert it: they are not *_locked functions, so
  * the split and merge loops do not repeat the check once per order. */
 
 static uint64_t pool_take(struct buddy *b, unsigned order)
@@ -169,9 +181,13 @@ static void pool_put(struct buddy *b, uint64_t pa)
 /* ---------------------------------------------------------- free lists */
 
 /*
- * Free lists.  The list of each order is a stack of list blocks: 2 KiB
- * half-pages of the reserve holding a 16-byte header and up to 508 block
- * numbers (32-bit frame numbers relative to the span base).  Only the top
+ * Free lists.  Each order has two lists, one per zone (BUDDY_HIGH for
+ * blocks at or above 4 GiB, BUDDY_LOW below; see mm/buddy.h): a block's
+ * zone follows from its address, and a block, its buddy and its halves
+ * share it, as 4 GiB is 1 GiB aligned.  Each list is a stack of list
+ * blocks: 2 KiB half-pages of the reserve holding a 16-byte header and
+ * up to 508 block numbers (32-bit frame numbers relative to the span
+ * base).  Only the top
  * list block is partly filled; an emptied top block that is the list's
  * last stays (empty) on the list, so a list that keeps reaching zero, like
  * the 1 GiB list, does not take and return a block each time.
@@ -192,9 +208,9 @@ static void pool_put(struct buddy *b, uint64_t pa)
  * O(1), and neither way touches the memory of the free blocks themselves.
  */
 
-static inline bool list_indexed(const struct buddy *b, unsigned order)
+static inline bool list_indexed(const struct buddy *b, unsigned z, unsigned order)
 {
-    return (b->indexed_mask >> order) & 1;
+    return (b->indexed_mask[z] >> order) & 1;
 }
 
 /* Position (see slot_ptr) of entry i of the list block at top_pa. */
@@ -203,84 +219,95 @@ static inline uint32_t slot_pos(const struct buddy *b, uint64_t top_pa, uint32_t
     return (uint32_t)((top_pa - b->list_pool_base.raw + BUDDY_LIST_HDR) / sizeof(uint32_t) + i);
 }
 
-/* The list of `order` (one list block) grew past BUDDY_SCAN_MAX: write
+/* The list (z, order) (one list block) grew past BUDDY_SCAN_MAX: write
  * the back-indexes of its entries and mark it indexed. */
 __attribute__((noinline))
-static void list_index(struct buddy *b, unsigned order)
+static void list_index(struct buddy *b, unsigned z, unsigned order)
 {
-    uint64_t top_pa = b->list_top[order].raw;
+    uint64_t top_pa = b->list[z][order].top.raw;
     struct buddy_list_block *top = list_block(top_pa);
     MM_BUG_ON(top->next_pa != BUDDY_NO_BLOCK);
     for (uint32_t i = 0; i < top->count; i++)
         b->slot_of[top->entry[i] >> 1] = slot_pos(b, top_pa, i);
     BUDDY_STEP(b, top->count / 16 + 1);     /* cache lines of entries */
-    b->indexed_mask |= 1u << order;
+    b->indexed_mask[z] |= 1u << order;
 }
 
-/* Make block (rel, order) free: list it, set its bit, index it if its list is. */
+/* The list (z, order) needs a new top list block (it is full or has none). */
+__attribute__((noinline))
+static struct buddy_list_block *list_grow(struct buddy *b, unsigned z, unsigned order)
+{
+    struct buddy_list_head *h = &b->list[z][order];
+    uint64_t new_pa = pool_take(b, order);
+    struct buddy_list_block *blk = list_block(new_pa);
+    blk->next_pa = h->top.raw;
+    blk->count = 0;
+    blk->magic = BUDDY_LIST_MAGIC;
+    blk->order = (uint8_t)order;
+    blk->zone = (uint8_t)z;
+    h->top = PA(new_pa);
+    return blk;
+}
+
+/* Make block (rel, order) free: list it in its zone's list, set its bit,
+ * index it if its list is. */
 __attribute__((always_inline))
 static inline void list_push(struct buddy *b, unsigned order, uint64_t rel)
 {
-    uint64_t top_pa = b->list_top[order].raw;
+    unsigned z = zone_of(b, rel);
+    struct buddy_list_head *h = &b->list[z][order];
+    uint64_t top_pa = h->top.raw;
     struct buddy_list_block *top = top_pa != BUDDY_NO_BLOCK ? list_block(top_pa) : NULL;
-    if (!top || top->count == BUDDY_LIST_CAP) {
-        uint64_t new_pa = pool_take(b, order);
-        struct buddy_list_block *blk = list_block(new_pa);
-        blk->next_pa = top_pa;
-        blk->count = 0;
-        blk->magic = BUDDY_LIST_MAGIC;
-        blk->order = (uint16_t)order;
-        b->list_top[order] = PA(new_pa);
-        top_pa = new_pa;
-        top = blk;
+    if (__builtin_expect(!top || top->count == BUDDY_LIST_CAP, 0)) {
+        top = list_grow(b, z, order);
+        top_pa = h->top.raw;
     }
 
     uint32_t slot = top->count++;
     BUDDY_STEP(b, 1);                       /* the top list block */
     top->entry[slot] = (uint32_t)rel;
     ready_bit_set(b->free_bits, order, rel);
-    b->free_npages += UINT64_C(1) << order;
-    uint64_t n = b->nfree_blocks[order]++;
-    if (n == 0)
-        b->nonempty_mask |= 1u << order;
-    if (list_indexed(b, order))
+    uint64_t n = h->nfree++;
+    if (n == 0 && !((b->nonempty_mask[z] >> order) & 1))
+        b->nonempty_mask[z] |= 1u << order;     /* see first_nonempty */
+    if (list_indexed(b, z, order))
         b->slot_of[rel >> 1] = slot_pos(b, top_pa, slot);
-    else if (n + 1 > BUDDY_SCAN_MAX)
-        list_index(b, order);
+    else if (__builtin_expect(n + 1 > BUDDY_SCAN_MAX, 0))
+        list_index(b, z, order);
 }
 
 /* Bookkeeping common to pop and remove, after the entry left its slot. */
 __attribute__((always_inline))
-static inline void list_account_removal(struct buddy *b, unsigned order, uint64_t rel,
-                                 struct buddy_list_block *top, uint64_t top_pa)
+static inline void list_account_removal(struct buddy *b, unsigned z, unsigned order,
+                                        uint64_t rel, struct buddy_list_block *top,
+                                        uint64_t top_pa)
 {
+    struct buddy_list_head *h = &b->list[z][order];
     if (top->count == 0 && top->next_pa != BUDDY_NO_BLOCK) {
-        b->list_top[order] = PA(top->next_pa);
+        h->top = PA(top->next_pa);
         pool_put(b, top_pa);
     }
     /* The stale back-index stays: the clear bit says it is meaningless. */
     ready_bit_clear(b->free_bits, order, rel);
-    if (--b->nfree_blocks[order] == 0)
-        b->nonempty_mask &= ~(1u << order);
-    if (list_indexed(b, order) && b->nfree_blocks[order] <= BUDDY_SCAN_MAX / 2)
-        b->indexed_mask &= ~(1u << order);
-    b->free_npages -= UINT64_C(1) << order;
+    h->nfree--;                             /* an emptied list keeps its mask bit */
+    if (list_indexed(b, z, order) && h->nfree <= BUDDY_SCAN_MAX / 2)
+        b->indexed_mask[z] &= ~(1u << order);
 }
 
-/* Take the most recently pushed block of `order` off its list. */
+/* Take the most recently pushed block off the list (z, order). */
 __attribute__((always_inline))
-static inline uint64_t list_pop(struct buddy *b, unsigned order)
+static inline uint64_t list_pop(struct buddy *b, unsigned z, unsigned order)
 {
-    uint64_t top_pa = b->list_top[order].raw;   /* non-empty: nonempty_mask said so */
+    uint64_t top_pa = b->list[z][order].top.raw;   /* non-empty: first_nonempty said so */
     struct buddy_list_block *top = list_block(top_pa);
     BUDDY_STEP(b, 1);                       /* the top list block */
     uint64_t rel = top->entry[--top->count];
     if (!ready_bit(b->free_bits, order, rel))
-        mm_panic("buddy_alloc: listed block pa %#lx order %u not marked free",
-                 (unsigned long)rel_to_pa(b, rel).raw, order);
-    if (list_indexed(b, order))
+        mm_panic("buddy_alloc: listed block pa %#lx order %u zone %u not marked free",
+                 (unsigned long)rel_to_pa(b, rel).raw, order, z);
+    if (list_indexed(b, z, order))
         check_back_index(b, order, rel, "buddy_alloc");
-    list_account_removal(b, order, rel, top, top_pa);
+    list_account_removal(b, z, order, rel, top, top_pa);
     return rel;
 }
 
@@ -293,18 +320,19 @@ static uint32_t *list_scan(struct buddy *b, struct buddy_list_block *top, unsign
     for (uint32_t i = 0; i < top->count; i++)
         if (top->entry[i] == (uint32_t)rel)
             return &top->entry[i];
-    mm_panic("buddy_free: free block pa %#lx order %u missing from its list (%u entries)",
+    mm_panic("buddy: free block pa %#lx order %u missing from its list (%u entries)",
              (unsigned long)rel_to_pa(b, rel).raw, order, top->count);
 }
 
 /* Remove free block (rel, order) from the middle of its list in O(1). */
 static inline void list_remove(struct buddy *b, unsigned order, uint64_t rel)
 {
-    uint64_t top_pa = b->list_top[order].raw;
+    unsigned z = zone_of(b, rel);
+    uint64_t top_pa = b->list[z][order].top.raw;
     struct buddy_list_block *top = list_block(top_pa);
     uint32_t *last = &top->entry[top->count - 1];
     BUDDY_STEP(b, 1);                       /* the top list block */
-    if (list_indexed(b, order)) {
+    if (list_indexed(b, z, order)) {
         check_back_index(b, order, rel, "buddy_free");
         uint32_t pos = b->slot_of[rel >> 1];
         uint32_t *slot = slot_ptr(b, pos);
@@ -319,25 +347,16 @@ static inline void list_remove(struct buddy *b, unsigned order, uint64_t rel)
         *slot = *last;
     }
     top->count--;
-    list_account_removal(b, order, rel, top, top_pa);
+    list_account_removal(b, z, order, rel, top, top_pa);
 }
 
 /* ------------------------------------------------------- core of alloc/free */
 
-/* Pop a block of exactly `order`, splitting a larger one if needed.  The
- * caller marks it (alloc bit, or frame state for a single frame).  Inline
- * in buddy_alloc; buddy_alloc_locked is the copy for mm/buddy_pcp.c. */
+/* Split free block (k, rel), already off its list, down to `order`: its
+ * upper halves go to the lists of orders k-1 .. order. */
 __attribute__((always_inline))
-static inline int alloc_core_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
+static inline void split_down(struct buddy *b, unsigned k, unsigned order, uint64_t rel)
 {
-    MM_ASSERT_LOCKED(&b->lock);
-    uint32_t avail = b->nonempty_mask >> order;
-    BUDDY_STEP(b, 1);                       /* the order search: one mask */
-    if (!avail)
-        return -MM_ENOMEM;
-
-    unsigned k = order + (unsigned)__builtin_ctz(avail);
-    uint64_t rel = list_pop(b, k);
     if (k >= BUDDY_LAZY_ORDERS)        /* a listed lazy-order block has a ready chunk */
         chunk_prepare(b, order, rel);
     while (k > order) {
@@ -345,6 +364,28 @@ static inline int alloc_core_locked(struct buddy *b, unsigned order, uint64_t *r
         BUDDY_STEP(b, 1);
         list_push(b, k, rel + (UINT64_C(1) << k));
     }
+}
+
+/* Pop a block of exactly `order`, splitting a larger one if needed: from
+ * the high lists while they have one of at least `order`, else from the
+ * low ones.  The caller marks it (alloc bit, or frame state for a single
+ * frame).  Inline in buddy_alloc; buddy_alloc_zone_locked serves one zone
+ * for mm/buddy_pcp.c and mm/buddy_dma.c. */
+__attribute__((always_inline))
+static inline int alloc_core_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
+{
+    MM_ASSERT_LOCKED(&b->lock);
+    unsigned z = BUDDY_HIGH;
+    unsigned k = first_nonempty(b, BUDDY_HIGH, order);
+    BUDDY_STEP(b, 1);                       /* the order search: two masks */
+    if (k == BUDDY_NR_ORDERS) {
+        z = BUDDY_LOW;
+        k = first_nonempty(b, BUDDY_LOW, order);
+        if (k == BUDDY_NR_ORDERS)
+            return -MM_ENOMEM;
+    }
+    uint64_t rel = list_pop(b, z, k);
+    split_down(b, k, order, rel);
     *rel_out = rel;
     return 0;
 }
@@ -368,31 +409,31 @@ static inline void free_core_locked(struct buddy *b, unsigned order, uint64_t re
     list_push(b, order, rel);
 }
 
-int buddy_alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
-{
-    return alloc_core_locked(b, order, rel_out);
-}
-
 void buddy_free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
 {
     free_core_locked(b, order, rel);
 }
 
-/* Is [pa, pa + npages frames) inside one managed range?  O(log areas). */
-static bool in_managed_ranges(const struct buddy *b, uint64_t pa, uint64_t npages)
+void buddy_take_locked(struct buddy *b, unsigned k, uint64_t rel, unsigned order)
 {
-    unsigned lo = 0, hi = b->ranges.count;
-    while (lo < hi) {                       /* first area with end > pa */
-        unsigned mid = (lo + hi) / 2;
-        if (b->ranges.area[mid].end.raw <= pa)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == b->ranges.count)
-        return false;
-    const struct mm_area *a = &b->ranges.area[lo];
-    return a->start.raw <= pa && pa + npages * PAGE_SIZE <= a->end.raw;
+    MM_ASSERT_LOCKED(&b->lock);
+    if (!block_bit(b, b->free_bits, k, rel))
+        mm_panic("buddy_take_locked: block rel %#lx order %u is not free", (unsigned long)rel, k);
+    list_remove(b, k, rel);
+    split_down(b, k, order, rel);
+}
+
+int buddy_alloc_zone_locked(struct buddy *b, unsigned z, unsigned order, uint64_t *rel_out)
+{
+    MM_ASSERT_LOCKED(&b->lock);
+    unsigned k = first_nonempty(b, z, order);
+    BUDDY_STEP(b, 1);
+    if (k == BUDDY_NR_ORDERS)
+        return -MM_ENOMEM;
+    uint64_t rel = list_pop(b, z, k);
+    split_down(b, k, order, rel);
+    *rel_out = rel;
+    return 0;
 }
 
 /* ------------------------------------------------------------ public API */
@@ -405,18 +446,12 @@ static bool order_of_npages(uint64_t npages, unsigned *order_out)
     return true;
 }
 
-int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out)
+/* buddy_alloc of a block of `order` >= 1 under the lock.  Inline twice:
+ * with the top order as a constant (no split, the shifts folded: the
+ * 1 GiB path) and with any order. */
+__attribute__((always_inline))
+static inline int alloc_block(struct buddy *b, unsigned order, phys_addr_t *pa_out)
 {
-    unsigned order;
-    if (!order_of_npages(npages, &order)) {
-        mm_printf("buddy_alloc: bad count %lu (want a power of two 1..%lu)\n",
-                  (unsigned long)npages, (unsigned long)BUDDY_MAX_NPAGES);
-        return -MM_EINVAL;
-    }
-    MM_BUG_ON(!b->ready);
-    if (order == 0)
-        return buddy_pcp_alloc(b, pa_out);
-
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     uint64_t rel;
     int err;
@@ -436,46 +471,27 @@ int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out)
     return 0;
 }
 
-/* The one log line of a refused buddy_free; returns err. */
-static int free_refused(phys_addr_t pa, uint64_t npages, const char *why, int err)
-{
-    mm_printf("buddy_free: pa %#lx npages %lu: %s\n", (unsigned long)pa.raw,
-              (unsigned long)npages, why);
-    return err;
-}
-
-int buddy_free_refusal(struct buddy *b, phys_addr_t pa, uint64_t npages, uint64_t rel)
-{
-    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
-    bool managed = in_managed_ranges(b, pa.raw, npages);
-    unsigned state = npages == 1 && chunk_ready(b, 0, rel) ? fs_get(b, rel) : BUDDY_FS_NONE;
-    mm_spin_unlock_irqrestore(&b->lock, flags);
-    if (!managed)
-        return free_refused(pa, npages, "outside the managed ranges", -MM_EFAULT);
-    if (state & BUDDY_FS_CACHED) {
-        mm_printf("buddy_free: pa %#lx npages 1: double free (the frame is in CPU %u's cache)\n",
-                  (unsigned long)pa.raw, state & ~BUDDY_FS_CACHED);
-        return -MM_ENOENT;
-    }
-    return free_refused(pa, npages, "not an allocated block (double free or wrong size)",
-                        -MM_ENOENT);
-}
-
-int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
+int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out)
 {
     unsigned order;
-    if (!order_of_npages(npages, &order))
-        return free_refused(pa, npages, "bad count (want a power of two)", -MM_EINVAL);
-    if (!is_aligned_u64(pa.raw, npages * PAGE_SIZE))
-        return free_refused(pa, npages, "pa not aligned to npages frames", -MM_EINVAL);
-    uint64_t pfn = pa_to_pfn(pa);
-    if (pfn < b->base_pfn || pfn - b->base_pfn >= b->span_npages)
-        return free_refused(pa, npages, "outside the managed span", -MM_EFAULT);
-    uint64_t rel = pfn - b->base_pfn;
+    if (!order_of_npages(npages, &order)) {
+        mm_printf("buddy_alloc: bad count %lu (want a power of two 1..%lu)\n",
+                  (unsigned long)npages, (unsigned long)BUDDY_MAX_NPAGES);
+        return -MM_EINVAL;
+    }
     MM_BUG_ON(!b->ready);
     if (order == 0)
-        return buddy_pcp_free(b, pa, rel);
+        return buddy_pcp_alloc(b, pa_out);
+    if (order == BUDDY_MAX_ORDER)
+        return alloc_block(b, BUDDY_MAX_ORDER, pa_out);
+    return alloc_block(b, order, pa_out);
+}
 
+/* buddy_free of block (order >= 1, rel), checked but for its alloc bit.
+ * Inline twice, like alloc_block: the top order (no merge) and any. */
+__attribute__((always_inline))
+static inline int free_block(struct buddy *b, phys_addr_t pa, unsigned order, uint64_t rel)
+{
     /* The large bitmaps of the low orders: start the two words the free
      * reads first on their way while the lock is taken (the bitmap
      * pointers are read-only after init; a prefetch reads nothing). */
@@ -486,12 +502,32 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     if (__builtin_expect(!block_bit(b, b->alloc_bits, order, rel), 0)) {
         mm_spin_unlock_irqrestore(&b->lock, flags);
-        return buddy_free_refusal(b, pa, npages, rel);
+        return buddy_free_refusal(b, pa, UINT64_C(1) << order, rel);
     }
     ready_bit_clear(b->alloc_bits, order, rel);     /* set, so its chunk is ready */
     free_core_locked(b, order, rel);
     mm_spin_unlock_irqrestore(&b->lock, flags);
     return 0;
+}
+
+int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
+{
+    unsigned order;
+    if (!order_of_npages(npages, &order))
+        return buddy_free_refused(pa, npages, "bad count (want a power of two)", -MM_EINVAL);
+    if (!is_aligned_u64(pa.raw, npages * PAGE_SIZE))
+        return buddy_free_refused(pa, npages, "pa not aligned to npages frames", -MM_EINVAL);
+    uint64_t pfn = pa_to_pfn(pa);
+    if (pfn < b->base_pfn || pfn - b->base_pfn >= b->span_npages)
+        return buddy_free_refused(pa, npages, "outside the managed span", -MM_EFAULT);
+    uint64_t rel = pfn - b->base_pfn;
+    MM_BUG_ON(!b->ready);
+    if (order == 0)
+        return buddy_pcp_free(b, pa, rel);
+
+    if (order == BUDDY_MAX_ORDER)
+        return free_block(b, pa, BUDDY_MAX_ORDER, rel);
+    return free_block(b, pa, order, rel);
 }
 
 /* ----------------------------------------------------------------- init */
@@ -508,19 +544,23 @@ uint64_t buddy_steps(struct buddy *b)
 
 /*
  * List blocks needed beyond floor(X / C), X = managed/2 + areas, C = 508
- * entries per list block.  With n_k free blocks of order k, the list of
- * order k uses ceil(n_k / C) list blocks, or one kept empty when n_k == 0
- * ("Free lists"): at most n_k / C + 1.  Of every aligned pair of frames at
+ * entries per list block.  With n free blocks in it, a list (one per
+ * order and zone) uses ceil(n / C) list blocks, or one kept empty when
+ * n == 0 ("Free lists"): at most n / C + 1.  With n_k free blocks of order
+ * k (both zones), order k's two lists use at most n_k / C + 2.  Of every aligned pair of frames at
  * most one starts a free order-0 block (two free buddies would merge), and
  * pairs inside larger free blocks start none, so n_0 <= (managed - F)/2 +
  * areas with F = sum_{k>=1} n_k 2^k.  Hence sum_k n_k / C <= X/C + sum_{k>=1}
  * n_k (1 - 2^(k-1)) / C <= X/C, and the lists use at most X/C + one block
- * per order: floor(X/C) + BUDDY_NR_ORDERS (the count is an integer), in
- * all about managed / 2032 bytes plus 38 KiB.
+ * per list that can be used: floor(X/C) + BUDDY_NR_ORDERS per zone the
+ * span reaches (the count is an integer), in all about managed / 2032
+ * bytes plus 38 KiB, or 76 KiB for a span on both sides of 4 GiB.
  */
-static uint64_t list_reserve_extra(void)
+static uint64_t list_reserve_extra(uint64_t base_pfn, uint64_t span_npages)
 {
-    return BUDDY_NR_ORDERS;
+    uint64_t low_pfn = BUDDY_LOW_LIMIT / PAGE_SIZE;
+    bool both = base_pfn < low_pfn && base_pfn + span_npages > low_pfn;
+    return (both ? BUDDY_NR_ZONES : 1) * BUDDY_NR_ORDERS;     /* lists that can be used */
 }
 
 /* Bytes of the metadata after the bitmaps: the per-CPU caches (cache-line
@@ -592,7 +632,8 @@ static int plan_metadata(const struct mm_area_list *l, struct buddy_plan *plan)
     for (unsigned i = 0; i < l->count; i++)
         plan->managed_npages += mm_area_size(&l->area[i]) / PAGE_SIZE;
     uint64_t max_free_blocks = plan->managed_npages / 2 + l->count;
-    plan->list_nblocks = max_free_blocks / BUDDY_LIST_CAP + list_reserve_extra();
+    plan->list_nblocks = max_free_blocks / BUDDY_LIST_CAP +
+                         list_reserve_extra(plan->base_pfn, plan->span_npages);
     uint64_t meta_bytes = plan->list_nblocks * BUDDY_LIST_UNIT_SIZE + bitmap_nwords * 8 +
                           tail_meta_bytes(plan->span_npages);
     plan->meta_npages = (meta_bytes + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -625,8 +666,13 @@ static void init_geometry(struct buddy *b, const struct mm_area_list *l,
     b->fa.alloc = buddy_fa_alloc;
     b->fa.free = buddy_fa_free;
     b->list_pool_free = PA(BUDDY_NO_BLOCK);
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        b->list_top[k] = PA(BUDDY_NO_BLOCK);
+    uint64_t low_pfn = BUDDY_LOW_LIMIT / PAGE_SIZE;
+    b->high_rel = low_pfn <= plan->base_pfn ? 0 :
+                  low_pfn - plan->base_pfn < plan->span_npages ? low_pfn - plan->base_pfn :
+                  plan->span_npages;
+    for (unsigned z = 0; z < BUDDY_NR_ZONES; z++)
+        for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+            b->list[z][k].top = PA(BUDDY_NO_BLOCK);
 
     b->ranges = *l;
     struct mm_area *carved = &b->ranges.area[plan->carve];

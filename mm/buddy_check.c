@@ -1,8 +1,9 @@
 /*
  * mm/buddy_check.c - inspection of the buddy allocator: the usage, the
- * invariant checker (buddy_check), the per-order free block counts and
- * the one-line dump.  The allocator itself is mm/buddy.c; the metadata layout read here
- * is in mm/buddy_impl.h.
+ * invariant checker (buddy_check), the per-order free block counts, the
+ * one-line dump, and the diagnosis of a refused free (its log line).  The
+ * allocator itself is mm/buddy.c; the metadata layout read here is in
+ * mm/buddy_impl.h.
  *
  * Algorithm.  buddy_check walks every free list from its top list block
  * and checks each listed block against the bitmaps, its frame state and,
@@ -26,7 +27,8 @@
  * under it.  The per-CPU caches have no lock: buddy_check reads them as
  * they are, so it needs the other CPUs to leave b alone meanwhile.
  * buddy_dump goes through the public calls, two lock holds, so its counts
- * and its usage may be a moment apart.
+ * and its usage may be a moment apart.  buddy_free_refusal takes b->lock
+ * (called without it) to read the ranges and the frame state.
  */
 #include "buddy_impl.h"
 
@@ -35,12 +37,12 @@
 void buddy_usage(struct buddy *b, struct buddy_usage *u)
 {
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
-    uint64_t cached = buddy_pcp_cached(b);
-    if (cached > b->total_npages - b->free_npages)
-        cached = b->total_npages - b->free_npages;  /* counts read moments apart */
+    uint64_t cached = buddy_pcp_cached(b), listed = lists_free_npages(b);
+    if (cached > b->total_npages - listed)
+        cached = b->total_npages - listed;          /* counts read moments apart */
     u->total_npages = b->total_npages;
     u->cached_npages = cached;
-    u->free_npages = b->free_npages + cached;
+    u->free_npages = listed + cached;
     u->used_npages = b->total_npages - u->free_npages;
     u->meta_npages = (b->meta_end.raw - b->meta_start.raw) / PAGE_SIZE;
     mm_spin_unlock_irqrestore(&b->lock, flags);
@@ -51,7 +53,7 @@ void buddy_free_blocks(struct buddy *b, uint64_t counts[BUDDY_NR_ORDERS])
 {
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        counts[k] = b->nfree_blocks[k];
+        counts[k] = b->list[BUDDY_HIGH][k].nfree + b->list[BUDDY_LOW][k].nfree;
     mm_spin_unlock_irqrestore(&b->lock, flags);
 }
 
@@ -69,6 +71,49 @@ void buddy_dump(struct buddy *b)
     mm_printf("%s; free %lu / %lu pages (%lu in per-CPU caches), meta %lu\n", line,
               (unsigned long)u.free_npages, (unsigned long)u.total_npages,
               (unsigned long)u.cached_npages, (unsigned long)u.meta_npages);
+}
+
+/* ------------------------------------------------- refused frees */
+
+/* Is [pa, pa + npages frames) inside one managed range?  O(log areas). */
+static bool in_managed_ranges(const struct buddy *b, uint64_t pa, uint64_t npages)
+{
+    unsigned lo = 0, hi = b->ranges.count;
+    while (lo < hi) {                       /* first area with end > pa */
+        unsigned mid = (lo + hi) / 2;
+        if (b->ranges.area[mid].end.raw <= pa)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == b->ranges.count)
+        return false;
+    const struct mm_area *a = &b->ranges.area[lo];
+    return a->start.raw <= pa && pa + npages * PAGE_SIZE <= a->end.raw;
+}
+
+int buddy_free_refused(phys_addr_t pa, uint64_t npages, const char *why, int err)
+{
+    mm_printf("buddy_free: pa %#lx npages %lu: %s\n", (unsigned long)pa.raw,
+              (unsigned long)npages, why);
+    return err;
+}
+
+int buddy_free_refusal(struct buddy *b, phys_addr_t pa, uint64_t npages, uint64_t rel)
+{
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    bool managed = in_managed_ranges(b, pa.raw, npages);
+    unsigned state = npages == 1 && chunk_ready(b, 0, rel) ? fs_get(b, rel) : BUDDY_FS_NONE;
+    mm_spin_unlock_irqrestore(&b->lock, flags);
+    if (!managed)
+        return buddy_free_refused(pa, npages, "outside the managed ranges", -MM_EFAULT);
+    if (state & BUDDY_FS_CACHED) {
+        mm_printf("buddy_free: pa %#lx npages 1: double free (the frame is in CPU %u's cache)\n",
+                  (unsigned long)pa.raw, state & ~BUDDY_FS_CACHED);
+        return -MM_ENOENT;
+    }
+    return buddy_free_refused(pa, npages, "not an allocated block (double free or wrong size)",
+                              -MM_ENOENT);
 }
 
 /* ------------------------------------------------------------ checker */
@@ -109,19 +154,21 @@ static bool block_allocated(const struct buddy *b, unsigned order, uint64_t rel)
     return chunk_ready(b, 0, rel) && fs_get(b, rel) != BUDDY_FS_NONE;
 }
 
-/* Check one free block listed at order k in slot position pos: aligned,
- * marked, back-index naming pos, buddy not free, not allocated, not
- * inside a larger free one. */
-static void check_listed_block(const struct buddy *b, unsigned k, uint64_t pos, uint64_t rel)
+/* Check one free block listed at order k of zone z in slot position pos:
+ * aligned, in that zone, marked, back-index naming pos, buddy not free,
+ * not allocated, not inside a larger free one. */
+static void check_listed_block(const struct buddy *b, unsigned z, unsigned k, uint64_t pos,
+                               uint64_t rel)
 {
     uint32_t i = (uint32_t)pos;
+    bool indexed = (b->indexed_mask[z] >> k) & 1;
     if (rel >= b->span_npages || (rel & ((UINT64_C(1) << k) - 1)) ||
-        !block_bit(b, b->free_bits, k, rel))
-        mm_panic("buddy_check: order %u entry %u = rel %#lx bad or not marked",
-                 k, i, (unsigned long)rel);
-    if ((b->indexed_mask >> k) & 1)
+        !block_bit(b, b->free_bits, k, rel) || zone_of(b, rel) != z)
+        mm_panic("buddy_check: order %u zone %u entry %u = rel %#lx bad, not marked or "
+                 "in the wrong zone", k, z, i, (unsigned long)rel);
+    if (indexed)
         check_back_index(b, k, rel, "buddy_check");
-    if (((b->indexed_mask >> k) & 1) && b->slot_of[rel >> 1] != pos)
+    if (indexed && b->slot_of[rel >> 1] != pos)
         mm_panic("buddy_check: order %u block rel %#lx back-index %#lx, listed at %#lx",
                  k, (unsigned long)rel, (unsigned long)b->slot_of[rel >> 1], (unsigned long)pos);
     if (k < BUDDY_MAX_ORDER && block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
@@ -135,34 +182,50 @@ static void check_listed_block(const struct buddy *b, unsigned k, uint64_t pos, 
                      k, (unsigned long)rel, j);
 }
 
-/* Check the free list of order k against its bitmap and counters; returns
+/* Check the free list of order k in zone z against its counters; returns
  * the blocks listed and adds the list blocks it uses to *nlist_blocks. */
-static uint64_t check_order(const struct buddy *b, unsigned k, uint64_t *nlist_blocks)
+static uint64_t check_list(const struct buddy *b, unsigned z, unsigned k,
+                           uint64_t *nlist_blocks)
 {
+    const struct buddy_list_head *h = &b->list[z][k];
     uint64_t n = 0;
     bool first = true;
-    for (uint64_t pa = b->list_top[k].raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa) {
+    for (uint64_t pa = h->top.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa) {
         struct buddy_list_block *p = list_block(pa);
         bool kept_empty = first && p->count == 0 && p->next_pa == BUDDY_NO_BLOCK;
         if (pa < b->list_pool_base.raw || pa >= pool_end_pa(b) ||
-            p->magic != BUDDY_LIST_MAGIC || p->order != k || (p->count == 0 && !kept_empty) ||
+            p->magic != BUDDY_LIST_MAGIC || p->order != k || p->zone != z ||
+            (p->count == 0 && !kept_empty) ||
             p->count > BUDDY_LIST_CAP || (!first && p->count != BUDDY_LIST_CAP))
-            mm_panic("buddy_check: bad list block %#lx order %u: magic 0x%x order %u count %u",
-                     (unsigned long)pa, k, p->magic, p->order, p->count);
+            mm_panic("buddy_check: bad list block %#lx order %u zone %u: magic 0x%x order %u "
+                     "zone %u count %u", (unsigned long)pa, k, z, p->magic, p->order, p->zone,
+                     p->count);
         uint64_t pos0 = (pa - b->list_pool_base.raw + BUDDY_LIST_HDR) / sizeof(uint32_t);
         for (uint32_t i = 0; i < p->count; i++)
-            check_listed_block(b, k, pos0 + i, p->entry[i]);
+            check_listed_block(b, z, k, pos0 + i, p->entry[i]);
         n += p->count;
         (*nlist_blocks)++;
         first = false;
     }
-    uint64_t marked = count_marked(b, b->free_bits[k], k);
-    bool indexed = (b->indexed_mask >> k) & 1;
-    if (n != b->nfree_blocks[k] || marked != n || ((b->nonempty_mask >> k) & 1) != (n != 0) ||
+    bool indexed = (b->indexed_mask[z] >> k) & 1;
+    if (n != h->nfree || (n != 0 && !((b->nonempty_mask[z] >> k) & 1)) ||
         (!indexed && n > BUDDY_SCAN_MAX) || (indexed && n <= BUDDY_SCAN_MAX / 2))
-        mm_panic("buddy_check: order %u: %lu listed, %lu counted, %lu marked, mask 0x%x, "
-                 "indexed 0x%x", k, (unsigned long)n, (unsigned long)b->nfree_blocks[k],
-                 (unsigned long)marked, b->nonempty_mask, b->indexed_mask);
+        mm_panic("buddy_check: order %u zone %u: %lu listed, %lu counted, mask 0x%x, "
+                 "indexed 0x%x", k, z, (unsigned long)n, (unsigned long)h->nfree,
+                 b->nonempty_mask[z], b->indexed_mask[z]);
+    return n;
+}
+
+/* Check both lists of order k against its bitmap; returns the blocks
+ * listed and adds the list blocks they use to *nlist_blocks. */
+static uint64_t check_order(const struct buddy *b, unsigned k, uint64_t *nlist_blocks)
+{
+    uint64_t n = check_list(b, BUDDY_HIGH, k, nlist_blocks) +
+                 check_list(b, BUDDY_LOW, k, nlist_blocks);
+    uint64_t marked = count_marked(b, b->free_bits[k], k);
+    if (marked != n)
+        mm_panic("buddy_check: order %u: %lu listed, %lu marked free", k, (unsigned long)n,
+                 (unsigned long)marked);
     return n;
 }
 
@@ -234,13 +297,13 @@ void buddy_check(struct buddy *b)
     for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa)
         stacked++;
     uint64_t cached = check_caches(b);
-    if (free_npages != b->free_npages || free_npages + cached > b->total_npages ||
+    if (free_npages != lists_free_npages(b) || free_npages + cached > b->total_npages ||
         blocks_in_lists != b->list_blocks_in_use ||
         blocks_in_lists + stacked != b->list_pool_next ||
         b->list_pool_next > b->list_pool_nblocks)
         mm_panic("buddy_check: free %lu vs %lu (total %lu), list blocks %lu vs %lu, "
                  "stacked %lu, used once %lu of %lu",
-                 (unsigned long)free_npages, (unsigned long)b->free_npages,
+                 (unsigned long)free_npages, (unsigned long)lists_free_npages(b),
                  (unsigned long)b->total_npages, (unsigned long)blocks_in_lists,
                  (unsigned long)b->list_blocks_in_use, (unsigned long)stacked,
                  (unsigned long)b->list_pool_next, (unsigned long)b->list_pool_nblocks);

@@ -32,7 +32,8 @@ struct buddy_list_block {
     uint32_t count;          /* entries used, 1..BUDDY_LIST_CAP while listed (0: a list's
                               * last block, kept empty, see "Free lists" in mm/buddy.c) */
     uint16_t magic;
-    uint16_t order;
+    uint8_t order;           /* the list it belongs to: order and zone (BUDDY_HIGH/LOW) */
+    uint8_t zone;
     uint32_t entry[];
 };
 
@@ -167,6 +168,42 @@ static inline void fs_set(struct buddy *b, uint64_t rel, unsigned state)
     __atomic_store_n(&b->frame_state[rel], (uint8_t)state, __ATOMIC_RELAXED);
 }
 
+/* The zone of the block starting at relative frame rel (BUDDY_LOW below
+ * 4 GiB); a block and its buddies share it (see BUDDY_HIGH in mm/buddy.h). */
+static inline unsigned zone_of(const struct buddy *b, uint64_t rel)
+{
+    return rel < b->high_rel ? BUDDY_LOW : BUDDY_HIGH;
+}
+
+/* Frames in the free lists (the per-CPU caches not counted), from the
+ * per-list counts: O(orders), so no list push or pop keeps a page total. */
+static inline uint64_t lists_free_npages(const struct buddy *b)
+{
+    uint64_t n = 0;
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        n += (b->list[BUDDY_HIGH][k].nfree + b->list[BUDDY_LOW][k].nfree) << k;
+    return n;
+}
+
+/*
+ * The smallest order >= `order` whose list in zone z holds a block, or
+ * BUDDY_NR_ORDERS if none.  nonempty_mask[z] is kept as a superset: a
+ * push sets a list's bit, but a list that empties keeps it (one store
+ * less on every pop that empties a list, and on the push that refills it:
+ * a list of 1 GiB blocks does both on every pair); a stale bit met here is
+ * cleared.  O(orders).  b->lock held.
+ */
+static inline unsigned first_nonempty(struct buddy *b, unsigned z, unsigned order)
+{
+    for (uint32_t avail = b->nonempty_mask[z] >> order; avail; avail &= avail - 1) {
+        unsigned k = order + (unsigned)__builtin_ctz(avail);
+        if (__builtin_expect(b->list[z][k].nfree != 0, 1))
+            return k;
+        b->nonempty_mask[z] &= ~(1u << k);
+    }
+    return BUDDY_NR_ORDERS;
+}
+
 /* ----------------------------------------------------------- back-index */
 
 /*
@@ -201,15 +238,21 @@ static void check_back_index(const struct buddy *b, unsigned order, uint64_t rel
 
 /* ------------------------------------------- calls between the files */
 
-/* mm/buddy.c, with b->lock held: pop a block of exactly `order`
- * (splitting), or -MM_ENOMEM; the caller marks it allocated (alloc bit or
- * frame state).  Give block (order, rel) back, merging. */
-int buddy_alloc_locked(struct buddy *b, unsigned order, uint64_t *rel_out);
+/* mm/buddy.c, with b->lock held: give block (order, rel) back, merging. */
 void buddy_free_merge_locked(struct buddy *b, unsigned order, uint64_t rel);
 
-/* mm/buddy.c: the refusal of buddy_free(b, pa, npages) at relative frame
- * rel that failed its allocated-block check: one log line, the error. */
+/* mm/buddy.c, with b->lock held: take free block (k, rel) (its free bit
+ * set) out of the middle of its list and split it down to `order`, keeping
+ * the lowest part; or pop a block of exactly `order` from zone z's lists
+ * only (splitting), or -MM_ENOMEM.  The caller marks the block allocated. */
+void buddy_take_locked(struct buddy *b, unsigned k, uint64_t rel, unsigned order);
+int buddy_alloc_zone_locked(struct buddy *b, unsigned z, unsigned order, uint64_t *rel_out);
+
+/* mm/buddy_check.c: the refusal of buddy_free(b, pa, npages) at relative
+ * frame rel that failed its allocated-block check (takes b->lock to tell
+ * why); and the one log line of any refused free.  Both return the error. */
 int buddy_free_refusal(struct buddy *b, phys_addr_t pa, uint64_t npages, uint64_t rel);
+int buddy_free_refused(phys_addr_t pa, uint64_t npages, const char *why, int err);
 
 /* mm/buddy_pcp.c: the single-frame paths of buddy_alloc and buddy_free
  * (the count and the range already checked), and the drain of the calling

@@ -8,7 +8,8 @@
  * CPU and no lock and no atomic read-modify-write: nothing but the owner
  * touches its stack.  An empty stack is refilled with BUDDY_PCP_CAP frames
  * under b->lock, taken as whole free blocks of up to that many frames
- * (smallest first, so loose frames are used before larger blocks are
+ * (from the high zone while it has any, else the low one, as buddy_alloc;
+ * smallest first, so loose frames are used before larger blocks are
  * split); a full one gives its BUDDY_PCP_BATCH oldest frames back under
  * the lock, merging them like any free.  To the free lists a cached frame
  * is an allocated one.
@@ -31,9 +32,9 @@
  * (racing on two CPUs in the same instant) can both read ALLOC: telling
  * them apart would take the read-modify-write this design avoids.
  *
- * Accounting.  b->free_npages counts the free lists only; each cache's
- * count is written by its owner (relaxed atomic stores) and summed by
- * buddy_usage: free = lists + caches, so free + used == total holds with
+ * Accounting.  The free lists' frames are counted per list (nfree, see
+ * lists_free_npages); each cache's count is written by its owner (relaxed
+ * atomic stores) and summed by buddy_usage: free = lists + caches, so free + used == total holds with
  * the cached frames in free, and buddy_check verifies every cached frame.
  *
  * Metadata, carved at buddy_init with the rest: MM_MAX_CPUS caches of 320
@@ -87,22 +88,25 @@ static void give_back_locked(struct buddy *b, unsigned cpu, struct buddy_pcp *p,
     }
 }
 
-/* Fill cpu's empty cache with whole free blocks, smallest first; returns
- * the frames it got (0: no free frame at all). */
+/* Fill cpu's empty cache with whole free blocks of one zone, smallest
+ * first; returns the frames it got (0: no free frame at all). */
 __attribute__((noinline))
 static uint32_t pcp_refill(struct buddy *b, unsigned cpu, struct buddy_pcp *p)
 {
     uint32_t n = 0;
     mm_spin_lock(&b->lock);                 /* interrupts are off */
-    while (n < BUDDY_PCP_CAP && b->nonempty_mask) {
-        unsigned order = (unsigned)__builtin_ctz(b->nonempty_mask);
+    /* One zone per refill: high while it has a frame, so that the cache
+     * never hands out a low frame while it holds a high one. */
+    unsigned z = first_nonempty(b, BUDDY_HIGH, 0) < BUDDY_NR_ORDERS ? BUDDY_HIGH : BUDDY_LOW;
+    unsigned order;
+    while (n < BUDDY_PCP_CAP && (order = first_nonempty(b, z, 0)) < BUDDY_NR_ORDERS) {
         unsigned room = 31u - (unsigned)__builtin_clz(BUDDY_PCP_CAP - n);
         if (order > room)
             order = room;
         uint64_t rel;
-        if (buddy_alloc_locked(b, order, &rel))
-            mm_panic("buddy: refill of CPU %u: order %u missing, mask 0x%x",
-                     cpu, order, b->nonempty_mask);
+        if (buddy_alloc_zone_locked(b, z, order, &rel))
+            mm_panic("buddy: refill of CPU %u: order %u zone %u missing, mask 0x%x",
+                     cpu, order, z, b->nonempty_mask[z]);
         for (uint64_t i = UINT64_C(1) << order; i-- > 0;) {
             fs_set(b, rel + i, BUDDY_FS_CACHED | cpu);
             p->entry[n++] = (uint32_t)(rel + i);  /* lowest frame on top */

@@ -55,6 +55,21 @@ struct buddy_usage {
 struct buddy_pcp;
 
 /*
+ * Free-list zones.  A block is high iff its physical address is at or
+ * above 4 GiB (blocks never straddle 4 GiB: it is 1 GiB aligned and no
+ * block is larger); ordinary requests take high blocks while there are
+ * any, so memory below 4 GiB stays for devices (buddy_alloc_below).
+ */
+enum { BUDDY_HIGH = 0, BUDDY_LOW = 1, BUDDY_NR_ZONES = 2 };
+#define BUDDY_LOW_LIMIT   (UINT64_C(1) << 32)      /* first high physical address */
+
+/* One free list: its top list block and how many blocks it holds. */
+struct buddy_list_head {
+    phys_addr_t top;                    /* partly filled top list block, all ones = empty */
+    uint64_t nfree;                     /* blocks listed */
+};
+
+/*
  * The allocator state.  Treat as opaque; it is public only so callers can
  * embed it statically.  It is cache-line aligned: the first line holds the
  * geometry, set by buddy_init and read-only afterwards (the per-CPU fast
@@ -70,6 +85,7 @@ struct buddy {
     uint32_t *slot_of;                  /* back-index per frame pair, see "Free lists" */
     struct buddy_pcp *pcp;              /* MM_MAX_CPUS per-CPU caches */
     uint64_t *chunk_ready_bits;         /* per 1 GiB chunk: its low-order bits are valid */
+    uint64_t high_rel;                  /* first relative frame at or above 4 GiB (<= span) */
     bool ready;
 
     /* ---- protected by lock */
@@ -82,11 +98,14 @@ struct buddy {
     uint64_t *free_bits[BUDDY_NR_ORDERS];   /* block is in the free lists */
     uint64_t *alloc_bits[BUDDY_NR_ORDERS];  /* block was handed out whole */
 
-    /* Per order: top list block (partially filled) of the list-block stack. */
-    phys_addr_t list_top[BUDDY_NR_ORDERS];  /* all ones = list empty */
-    uint64_t nfree_blocks[BUDDY_NR_ORDERS];
-    uint32_t nonempty_mask;             /* bit k set iff nfree_blocks[k] != 0 */
-    uint32_t indexed_mask;              /* bit k: order k's list keeps back-indexes */
+    /* Two free lists per order: BUDDY_HIGH for blocks at or above 4 GiB
+     * (served first), BUDDY_LOW for blocks below (kept for devices).  The
+     * masks of a zone: bit k set if its list of order k may be non-empty
+     * (set whenever it is; see first_nonempty in mm/buddy_impl.h) / iff it
+     * keeps back-indexes.  They come first: every alloc reads them. */
+    uint32_t nonempty_mask[BUDDY_NR_ZONES];
+    uint32_t indexed_mask[BUDDY_NR_ZONES];
+    struct buddy_list_head list[BUDDY_NR_ZONES][BUDDY_NR_ORDERS];
 
     /* Reserved list blocks (2 KiB, two per frame): a bump index plus a
      * stack of returned blocks. */
@@ -98,7 +117,6 @@ struct buddy {
 
     phys_addr_t meta_start, meta_end;   /* the carved metadata range */
     uint64_t total_npages;              /* managed frames, metadata excluded */
-    uint64_t free_npages;               /* in the free lists (caches excluded) */
 
     struct mm_area_list ranges;         /* managed ranges (for foreign frees) */
 #ifdef MM_STEP_COUNT
@@ -119,13 +137,16 @@ struct buddy {
  * -MM_ENOMEM if no single area can hold the metadata.  Metadata: about
  * span / 8 KiB of bitmaps, 3 bytes per frame of the span (one state byte
  * per frame, one 32-bit back-index per frame pair), one 2 KiB list block
- * per 1016 managed frames plus 38 KiB, and MM_MAX_CPUS caches of 320
- * bytes (20 KiB), rounded up to whole frames: about 0.13% of RAM.
+ * per 1016 managed frames plus 38 KiB (76 KiB for a span on both sides
+ * of 4 GiB), and MM_MAX_CPUS caches of 320 bytes (20 KiB), rounded up to
+ * whole frames: about 0.13% of RAM.
  */
 int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
 
 /*
- * Allocate npages contiguous frames aligned to npages * 4 KiB.
+ * Allocate npages contiguous frames aligned to npages * 4 KiB, from
+ * memory at or above 4 GiB while any block there is large enough (then
+ * below 4 GiB), so low memory stays for buddy_alloc_below.
  * npages must be a power of two in 1 .. BUDDY_MAX_NPAGES.  npages == 1 is
  * served from the calling CPU's cache (refilled by a batch under the lock
  * when empty).  A larger request that finds no block drains the calling
@@ -138,7 +159,24 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
 int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out);
 
 /*
- * Return a block obtained from buddy_alloc with the same npages.
+ * Allocate npages contiguous frames aligned to npages * 4 KiB, lying
+ * entirely below physical address `limit` (exclusive: pa + npages * 4 KiB
+ * <= limit), for devices that cannot address more.  limit must be a
+ * power of two, at least npages * 4 KiB (16 MiB, 4 GiB, any).  Never takes
+ * the calling CPU's cache path (a single frame comes from the lists);
+ * drains the calling CPU's cache once before giving up, like buddy_alloc.
+ * Cost independent of the number of free blocks: O(orders) when limit is
+ * 4 GiB or above the span, otherwise a bitmap scan of at most
+ * F / 2^(order+5) + BUDDY_NR_ORDERS words for a range of F frames below
+ * limit (mm/buddy_dma.c).  The block is freed with buddy_free.
+ * Returns 0 and sets *pa_out; -MM_EINVAL (logged) for a bad count or
+ * limit; -MM_ENOMEM (not logged, state unchanged) when no free block of
+ * that size lies below limit.
+ */
+int buddy_alloc_below(struct buddy *b, uint64_t npages, phys_addr_t limit, phys_addr_t *pa_out);
+
+/*
+ * Return a block obtained from buddy_alloc (or buddy_alloc_below) with the same npages.
  * Returns 0; or, with one log line and no state change:
  * -MM_EINVAL (bad count or pa not aligned to npages frames),
  * -MM_EFAULT (pa outside the managed ranges),

@@ -101,7 +101,7 @@ static void line_init(void)
     for (unsigned warm = 0; warm < 2; warm++) {
         printf("  %-10s", warm ? "warm heads" : "cold");
         for (unsigned i = 0; i < 3; i++)
-            printf("  %3llu GiB %8.1f", (unsigned long long)(sizes[i] / GiB),
+            printf("  %3lu GiB %8.1f", (unsigned long)(sizes[i] / GiB),
                    median(us[warm][i], RUNS));
         printf("\n");
     }
@@ -151,11 +151,11 @@ static void table_orders(void)
         uint64_t kib = (UINT64_C(4) << k);
         char size[16];
         if (kib >= 1024 * 1024)
-            snprintf(size, sizeof size, "%llu GiB", (unsigned long long)(kib >> 20));
+            snprintf(size, sizeof size, "%lu GiB", (unsigned long)(kib >> 20));
         else if (kib >= 1024)
-            snprintf(size, sizeof size, "%llu MiB", (unsigned long long)(kib >> 10));
+            snprintf(size, sizeof size, "%lu MiB", (unsigned long)(kib >> 10));
         else
-            snprintf(size, sizeof size, "%llu KiB", (unsigned long long)kib);
+            snprintf(size, sizeof size, "%lu KiB", (unsigned long)kib);
         double r = median(rs[k], SAMPLES), sp = median(ss[k], SAMPLES);
         printf("  %5u  %-10s  %11.1f  %11.1f\n", k, size, r, sp);
         if (k == 0)
@@ -170,11 +170,11 @@ static uint64_t mem_available_bytes(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");
     char line[128];
-    unsigned long long kb = 0;
+    unsigned long kb = 0;
     if (!f)
         return 0;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1)
             break;
     fclose(f);
     return kb * 1024;
@@ -245,7 +245,7 @@ static void table_fragmentation(void)
     double lo = 1e30, hi = 0;
     for (unsigned i = 0; i < nlevels; i++) {
         double m = median(same[i], SAMPLES), mb = median(batch[i], SAMPLES);
-        printf("  %19llu  %10.1f  %11.1f\n", (unsigned long long)levels[i], m, mb);
+        printf("  %19lu  %10.1f  %11.1f\n", (unsigned long)levels[i], m, mb);
         lo = m < lo ? m : lo;
         hi = m > hi ? m : hi;
     }

@@ -1,7 +1,7 @@
 /*
  * fuzz_buddy.c - libFuzzer target for the buddy allocator.
  *
- * The first bytes choose up to three free ranges inside a 4 GiB simulated
+ * The first bytes choose up to three free ranges inside an 8 GiB simulated
  * physical memory (lazily backed): small ones in 64 KiB steps, or whole
  * GiBs, whose chunks stay uninitialised until something below 1 GiB is
  * carved from them; the rest is an operation sequence:
@@ -9,7 +9,11 @@
  *   frees (double, double on another CPU, unaligned, partial, wrong size,
  *   foreign), a full buddy_check, a switch to another of FUZZ_CPUS
  *   simulated CPUs (each with its per-CPU cache of single frames), and a
- *   drain of one CPU's cache.
+ *   drain of one CPU's cache, and an allocation below a power-of-two
+ *   limit (buddy_alloc_below: 4 KiB .. 16 GiB).
+ * Ranges may lie on both sides of 4 GiB (8 GiB simulated): an ordinary
+ * block of 2+ frames from below 4 GiB means no high block of its order or
+ * more was free, and a block from buddy_alloc_below lies below its limit.
  * A model (one byte per frame) checks that blocks never overlap, stay in
  * the ranges, are aligned, that bad frees fail with one log line and no
  * state change, that the usage is exact after every operation (used is
@@ -22,7 +26,7 @@
 #include <mm/buddy.h>
 #include <mm/log.h>
 
-#define SIM_SIZE   (4 * GiB)
+#define SIM_SIZE   (8 * GiB)
 #define NFRAMES    (SIM_SIZE / PAGE_SIZE)
 #define MAX_LIVE   4096
 #define FUZZ_MAX_ORDER 12
@@ -124,25 +128,81 @@ static void bad_free(struct reader *r)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Drain one CPU's cache: the frames move from cached to the lists. */
+static void drain_op(unsigned cpu)
 {
-    static bool sim_ready;
-    if (!sim_ready) {
-        sim_mem_init(SIM_SIZE);
-        sim_ready = true;
-    }
-    harness_quiet = 1;
-    struct reader r = { data, size };
+    struct buddy_usage u0, u1;
+    buddy_usage(&B, &u0);
+    int64_t n = buddy_drain_cpu(&B, cpu);
+    buddy_usage(&B, &u1);
+    if (n < 0 || u1.cached_npages + (uint64_t)n != u0.cached_npages ||
+        u1.free_npages != u0.free_npages)
+        fail("drain moved the wrong number of frames", (uint64_t)n, u0.cached_npages);
+}
 
-    /* Up to three ranges, sorted, disjoint and non-adjacent (a gap of at
-     * least one page) by construction, as buddy_init requires: in 64 KiB
-     * steps, or from the next GiB boundary 1..2 GiB minus a few pages. */
+/* Free high blocks of order k or more in the lists. */
+static uint64_t high_free_blocks(unsigned k)
+{
+    uint64_t n = 0;
+    for (; k < BUDDY_NR_ORDERS; k++)
+        n += B.list[BUDDY_HIGH][k].nfree;
+    return n;
+}
+
+/* Allocate 2^order frames: ordinary (limit 0) or below limit; check the
+ * block against the model and the zone rule, and hold it. */
+static void alloc_op(unsigned order, uint64_t limit)
+{
+    uint64_t npages = UINT64_C(1) << order;
+    phys_addr_t pa;
+    unsigned long lines = harness_log_lines;
+    int rc = limit ? buddy_alloc_below(&B, npages, PA(limit), &pa) : buddy_alloc(&B, npages, &pa);
+    if (limit && limit < npages * PAGE_SIZE) {
+        if (rc != -MM_EINVAL || harness_log_lines - lines != 1)
+            fail("limit below the block size not refused with one line", limit, npages);
+        return;
+    }
+    if (rc == -MM_ENOMEM)
+        return;
+    if (rc)
+        fail("alloc failed", npages, (uint64_t)-rc);
+    if (!is_aligned_u64(pa.raw, npages * PAGE_SIZE) || !in_ranges(pa.raw, npages))
+        fail("block misaligned or outside the ranges", pa.raw, npages);
+    if (limit && pa.raw + npages * PAGE_SIZE > limit)
+        fail("block from buddy_alloc_below crosses its limit", pa.raw, limit);
+    if (!limit && order > 0 && pa.raw < 4 * GiB && high_free_blocks(order) != 0)
+        fail("ordinary block taken below 4 GiB while a high one is free", pa.raw, order);
+    for (uint64_t f = 0; f < npages; f++) {
+        if (frame_state[pa.raw / PAGE_SIZE + f])
+            fail("overlapping block", pa.raw, f);
+        frame_state[pa.raw / PAGE_SIZE + f] = 1;
+    }
+    live[nlive].pa = pa.raw;
+    live[nlive].order = order;
+    nlive++;
+    model_used += npages;
+    if (nlive == MAX_LIVE) {
+        if (buddy_free(&B, pa, npages))
+            fail("free failed", pa.raw, npages);
+        forget_live(nlive - 1);
+    }
+}
+
+/* Up to three ranges, sorted, disjoint and non-adjacent (a gap of at
+ * least one page) by construction, as buddy_init requires: in 64 KiB
+ * steps, or from the next GiB boundary 1..2 GiB minus a few pages, or
+ * starting at or just below 4 GiB. */
+static void read_ranges(struct reader *r, struct mm_area_list *out)
+{
     struct mm_area_list l = { .count = 0 };
-    uint64_t cursor = (uint64_t)(next_byte(&r) % 16) * PAGE_SIZE;
-    unsigned nareas = 1 + next_byte(&r) % 3;
+    uint64_t cursor = (uint64_t)(next_byte(r) % 16) * PAGE_SIZE;
+    unsigned nareas = 1 + next_byte(r) % 3;
     for (unsigned i = 0; i < nareas && cursor < SIM_SIZE; i++) {
-        unsigned shape = next_byte(&r);
-        uint64_t len = ((uint64_t)next_byte(&r) + 1) * 64 * KiB + (next_byte(&r) % 16) * PAGE_SIZE;
+        unsigned shape = next_byte(r);
+        uint64_t len = ((uint64_t)next_byte(r) + 1) * 64 * KiB + (next_byte(r) % 16) * PAGE_SIZE;
+        uint64_t near4g = 4 * GiB - (shape & 0xf) * 64 * KiB;
+        if (shape >= 0xa0 && shape < 0xc0 && cursor < near4g)
+            cursor = near4g;                                /* at or just below 4 GiB */
         if (shape >= 0xc0) {
             cursor = align_up_u64(cursor, GiB);
             len = (1 + (shape & 1)) * GiB - (len % (16 * MiB));
@@ -153,8 +213,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         l.area[l.count].start = PA(cursor);
         l.area[l.count].end = PA(end);
         l.count++;
-        cursor = end + (1 + (uint64_t)next_byte(&r)) * PAGE_SIZE;
+        cursor = end + (1 + (uint64_t)next_byte(r)) * PAGE_SIZE;
     }
+    *out = l;
+}
+
+/* Free every live block, drain the caches: the layout must be the
+ * initial one. */
+static void free_all_and_compare(const uint64_t initial[SNAP_WORDS])
+{
+    while (nlive) {
+        nlive--;
+        if (buddy_free(&B, PA(live[nlive].pa), UINT64_C(1) << live[nlive].order))
+            fail("final free failed", live[nlive].pa, live[nlive].order);
+    }
+    buddy_check(&B);
+    buddy_drain_all(&B);
+    buddy_check(&B);
+    harness_cpu_id = 0;
+    uint64_t final[SNAP_WORDS];
+    snapshot(final);
+    if (memcmp(initial, final, sizeof final))
+        fail("layout after freeing everything differs from the initial one", 0, 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static bool sim_ready;
+    if (!sim_ready) {
+        sim_mem_init(SIM_SIZE);
+        sim_ready = true;
+    }
+    harness_quiet = 1;
+    struct reader r = { data, size };
+
+    struct mm_area_list l;
+    read_ranges(&r, &l);
     if (buddy_init(&B, &l) != 0)
         return 0;
 
@@ -166,32 +260,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     harness_cpu_id = 0;
 
     while (r.n) {
-        unsigned op = next_byte(&r) % 10;
-        if (op < 4) {
+        unsigned op = next_byte(&r) % 11;
+        if (op < 4 || op == 10) {
             unsigned order = next_byte(&r) % (FUZZ_MAX_ORDER + 1);
-            uint64_t npages = UINT64_C(1) << order;
-            phys_addr_t pa;
-            int rc = buddy_alloc(&B, npages, &pa);
-            if (rc == -MM_ENOMEM)
-                continue;
-            if (rc)
-                fail("alloc failed", npages, (uint64_t)-rc);
-            if (!is_aligned_u64(pa.raw, npages * PAGE_SIZE) || !in_ranges(pa.raw, npages))
-                fail("block misaligned or outside the ranges", pa.raw, npages);
-            for (uint64_t f = 0; f < npages; f++) {
-                if (frame_state[pa.raw / PAGE_SIZE + f])
-                    fail("overlapping block", pa.raw, f);
-                frame_state[pa.raw / PAGE_SIZE + f] = 1;
-            }
-            live[nlive].pa = pa.raw;
-            live[nlive].order = order;
-            nlive++;
-            model_used += npages;
-            if (nlive == MAX_LIVE) {
-                if (buddy_free(&B, pa, npages))
-                    fail("free failed", pa.raw, npages);
-                forget_live(nlive - 1);
-            }
+            if (op < 4)
+                alloc_op(order, 0);
+            else
+                alloc_op(order, UINT64_C(1) << (12 + next_byte(&r) % 23));
         } else if (op < 6) {
             if (!nlive)
                 continue;
@@ -207,14 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (op == 8) {
             harness_cpu_id = next_byte(&r) % FUZZ_CPUS;
         } else {
-            unsigned cpu = next_byte(&r) % FUZZ_CPUS;
-            struct buddy_usage u0, u1;
-            buddy_usage(&B, &u0);
-            int64_t n = buddy_drain_cpu(&B, cpu);
-            buddy_usage(&B, &u1);
-            if (n < 0 || u1.cached_npages + (uint64_t)n != u0.cached_npages ||
-                u1.free_npages != u0.free_npages)
-                fail("drain moved the wrong number of frames", (uint64_t)n, u0.cached_npages);
+            drain_op(next_byte(&r) % FUZZ_CPUS);
         }
         struct buddy_usage u;
         buddy_usage(&B, &u);
@@ -223,18 +291,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("usage does not add up", u.used_npages, model_used);
     }
 
-    while (nlive) {
-        nlive--;
-        if (buddy_free(&B, PA(live[nlive].pa), UINT64_C(1) << live[nlive].order))
-            fail("final free failed", live[nlive].pa, live[nlive].order);
-    }
-    buddy_check(&B);
-    buddy_drain_all(&B);
-    buddy_check(&B);
-    harness_cpu_id = 0;
-    uint64_t final[SNAP_WORDS];
-    snapshot(final);
-    if (memcmp(initial, final, sizeof initial))
-        fail("layout after freeing everything differs from the initial one", 0, 0);
+    free_all_and_compare(initial);
     return 0;
 }

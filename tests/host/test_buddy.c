@@ -174,8 +174,8 @@ static void test_metadata_is_small(void)
         /* under 0.25% of the managed RAM (list reserve 2 bytes, back-indexes
          * 2 bytes and frame states 1 byte per frame, bitmaps, caches) */
         CHECK(u.meta_npages * 400 < u.total_npages);
-        printf("# %llu MiB: metadata %llu KiB (%.3f%%)\n",
-               (unsigned long long)(sizes[i] / MiB), (unsigned long long)(u.meta_npages * 4),
+        printf("# %lu MiB: metadata %lu KiB (%.3f%%)\n",
+               (unsigned long)(sizes[i] / MiB), (unsigned long)(u.meta_npages * 4),
                100.0 * (double)u.meta_npages / (double)(sizes[i] / PAGE_SIZE));
         buddy_check(&B);
     }
@@ -202,10 +202,10 @@ static void test_metadata_is_small(void)
         CHECK_EQ(B.list_pool_nblocks, nblocks);
         CHECK(u.meta_npages * PAGE_SIZE >= fixed + 4 * KiB);
         CHECK(u.meta_npages * PAGE_SIZE < fixed + 8 * KiB + 2 * PAGE_SIZE);
-        printf("# %llu KiB managed: metadata %llu KiB (%.3f%%), %llu list blocks\n",
-               (unsigned long long)(managed * 4), (unsigned long long)(u.meta_npages * 4),
+        printf("# %lu KiB managed: metadata %lu KiB (%.3f%%), %lu list blocks\n",
+               (unsigned long)(managed * 4), (unsigned long)(u.meta_npages * 4),
                100.0 * (double)u.meta_npages / (double)managed,
-               (unsigned long long)B.list_pool_nblocks);
+               (unsigned long)B.list_pool_nblocks);
         buddy_check(&B);
     }
 }
@@ -386,18 +386,20 @@ static void test_list_reserve_worst_case(void)
     }
     struct snapshot worst = snap_drained();
     uint64_t blocks = 0, never_used = 0;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
-        bool listed = B.list_top[k].raw != UINT64_MAX;
-        blocks += worst.counts[k] ? (worst.counts[k] + 507) / 508 : listed;
-        never_used += !listed;
-    }
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        for (unsigned z = 0; z < BUDDY_NR_ZONES; z++) {
+            bool listed = B.list[z][k].top.raw != UINT64_MAX;
+            uint64_t n = B.list[z][k].nfree;
+            blocks += n ? (n + 507) / 508 : listed;
+            never_used += !listed;
+        }
     for (unsigned k = 1; k <= 9; k++)
         CHECK_EQ(worst.counts[k], 1);
     CHECK_EQ(B.list_blocks_in_use, blocks);
     CHECK(B.list_blocks_in_use <= B.list_pool_nblocks);
     CHECK(B.list_blocks_in_use + never_used + 1 >= B.list_pool_nblocks);   /* tight */
-    printf("# worst case: %llu list blocks in use of %llu reserved\n",
-           (unsigned long long)B.list_blocks_in_use, (unsigned long long)B.list_pool_nblocks);
+    printf("# worst case: %lu list blocks in use of %lu reserved\n",
+           (unsigned long)B.list_blocks_in_use, (unsigned long)B.list_pool_nblocks);
     buddy_check(&B);
 
     for (uint64_t i = 0; i < n; i++)
@@ -582,8 +584,8 @@ static void test_corrupt_free_block_panics(void)
     buddy_check(&B);
     /* The order-1 list is short: the buddy's entry in its one list block is
      * found by a scan; a damaged entry is caught there. */
-    REQUIRE(!((B.indexed_mask >> 1) & 1));
-    struct buddy_list_block *top = pa_to_ptr(B.list_top[1]);
+    REQUIRE(!((B.indexed_mask[BUDDY_LOW] >> 1) & 1));
+    struct buddy_list_block *top = pa_to_ptr(B.list[BUDDY_LOW][1].top);
     uint64_t rel = pa_to_pfn(buddy) - B.base_pfn;
     for (uint32_t i = 0; i < top->count; i++)
         if (top->entry[i] == rel)
@@ -591,7 +593,7 @@ static void test_corrupt_free_block_panics(void)
     harness_quiet = 1;
     EXPECT_PANIC(buddy_free(&B, a, 2));
     harness_quiet = 0;
-    CHECK(strstr(harness_panic_msg, "buddy_free: free block") != NULL &&
+    CHECK(strstr(harness_panic_msg, "buddy: free block") != NULL &&
           strstr(harness_panic_msg, "missing from its list") != NULL);
 
     /* The allocator is dead after a panic (its lock is held); start over,
@@ -603,7 +605,7 @@ static void test_corrupt_free_block_panics(void)
     for (int i = 0; i < 200; i++)
         if (((pa_to_pfn(held[i]) >> 1) & 1) == 0)
             REQUIRE(buddy_free(&B, held[i], 2) == 0);
-    REQUIRE((B.indexed_mask >> 1) & 1);
+    REQUIRE((B.indexed_mask[BUDDY_LOW] >> 1) & 1);
     buddy_check(&B);
     phys_addr_t victim = PA(UINT64_MAX);
     for (int i = 0; i < 200 && victim.raw == UINT64_MAX; i++)
@@ -875,8 +877,8 @@ static void test_init_touches_few_bitmap_pages(void)
     REQUIRE(init_ranges(2, r) == 0);
     uint64_t start = bitmaps_start_pa(), end = B.meta_end.raw;
     uint64_t touched = resident_pages(start, end);
-    printf("# 64 GiB: bitmaps %llu KiB, %llu pages of them touched by init; %u chunks ready\n",
-           (unsigned long long)((end - start) / KiB), (unsigned long long)touched, chunks_ready());
+    printf("# 64 GiB: bitmaps %lu KiB, %lu pages of them touched by init; %u chunks ready\n",
+           (unsigned long)((end - start) / KiB), (unsigned long)touched, chunks_ready());
     CHECK(end - start > 4 * MiB);                  /* the bitmaps do span 64 GiB */
     /* One chunk's low-order words are 32 KiB at order 0 and 2 x 16 KiB at
      * order 1 down to 2 x 8 B at order 12 (at most ~80 pages counting

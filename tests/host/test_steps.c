@@ -11,6 +11,9 @@
  *    its own page, so 1 Mi would keep about 4 GiB of simulated RAM
  *    resident under ASan; 256 Ki already separates a linear free by
  *    262144 steps against a bound of 76);
+ *  - buddy_alloc_below of 1 and 512 frames below 64 MiB with 1 Ki and
+ *    200 Ki free order-0 blocks above the limit: within the scan bound of
+ *    mm/buddy_dma.c, and no growth;
  *  - VA-range and MMIO-pool create and release with 10, 1000 and 100000
  *    live blocks: at most C * log2(live) + D;
  *  - mapping and unmapping one 4 KiB page with 1 and 100000 pages mapped:
@@ -206,6 +209,103 @@ static void test_buddy_steps_constant(void)
         CHECK(small.free[i] <= BUDDY_OP_BOUND && big.free[i] <= BUDDY_OP_BOUND);
         CHECK(big.alloc[i] <= small.alloc[i] + 2);
         CHECK(big.free[i] <= small.free[i] + 2);
+    }
+}
+
+/* ------------------------------------------------- buddy below a limit */
+
+/* Below BELOW_LIMIT (in a range of BELOW_FRAMES frames of RAM from 0) the
+ * scan of mm/buddy_dma.c reads at most BELOW_FRAMES / 2^(order+5) + one
+ * word per order, plus one chunk-ready bit per GiB and lazy order; then a
+ * removal and a split, a few dozen steps like any op.  Twice if it fails
+ * (the calling CPU's cache is drained and the scan repeated). */
+#define BELOW_LIMIT   (64 * MiB)
+#define BELOW_FRAMES  (BELOW_LIMIT / PAGE_SIZE)
+#define BELOW_BOUND(order) \
+    (2 * ((BELOW_FRAMES >> ((order) + 5)) + BUDDY_NR_ORDERS + 13) + BUDDY_OP_BOUND)
+
+/*
+ * A fresh buddy with every frame below BELOW_LIMIT taken but one 2 MiB
+ * block, and about nfree free order-0 blocks above the limit (2 * nfree
+ * single frames allocated, the lower of each pair freed).
+ */
+static void fragment_above_limit(size_t nfree)
+{
+    static phys_addr_t low[BELOW_FRAMES];
+    fresh_buddy();
+    size_t nlow = 0;
+    phys_addr_t pa;
+    for (unsigned k = 10; k-- > 0;)
+        while (buddy_alloc_below(&B, UINT64_C(1) << k, PA(BELOW_LIMIT), &pa) == 0)
+            if (k == 9)
+                low[nlow++] = pa;
+    phys_addr_t *all = malloc(2 * nfree * sizeof *all);
+    for (size_t i = 0; i < 2 * nfree; i++) {
+        if (buddy_alloc(&B, 1, &all[i]) != 0 || all[i].raw < BELOW_LIMIT)
+            abort();
+        madvise(pa_to_ptr(all[i]), PAGE_SIZE, MADV_DONTNEED);
+    }
+    buddy_drain_all(&B);
+    size_t nfreed = 0;
+    for (size_t i = 0; i < 2 * nfree; i++) {
+        uint64_t pfn = all[i].raw >> PAGE_SHIFT;
+        /* the lower frame of a pair whose upper frame is held */
+        if ((pfn & 1) == 0 && i + 1 < 2 * nfree && all[i + 1].raw == all[i].raw + PAGE_SIZE) {
+            if (buddy_free(&B, all[i], 1) != 0)
+                abort();
+            nfreed++;
+        }
+    }
+    buddy_drain_all(&B);
+    free(all);
+    if (nlow == 0 || buddy_free(&B, low[0], 512) != 0)
+        abort();
+    uint64_t counts[BUDDY_NR_ORDERS];
+    buddy_free_blocks(&B, counts);
+    fprintf(stderr, "  %lu free order-0 blocks above %lu MiB\n", (unsigned long)counts[0],
+            (unsigned long)(BELOW_LIMIT / MiB));
+    CHECK(counts[0] >= nfreed && nfreed >= nfree - nfree / 16);
+}
+
+/* Largest cost of buddy_alloc_below of 2^order frames below BELOW_LIMIT
+ * (then freed) over `rounds` calls. */
+static uint64_t below_cost(unsigned order, unsigned rounds)
+{
+    uint64_t max = 0;
+    for (unsigned r = 0; r < rounds; r++) {
+        phys_addr_t pa;
+        uint64_t before = buddy_steps(&B);
+        if (buddy_alloc_below(&B, UINT64_C(1) << order, PA(BELOW_LIMIT), &pa) != 0 ||
+            pa.raw + (PAGE_SIZE << order) > BELOW_LIMIT)
+            abort();
+        note_max(&max, before, buddy_steps(&B));
+        if (buddy_free(&B, pa, UINT64_C(1) << order) != 0)
+            abort();
+        buddy_drain_all(&B);
+    }
+    return max;
+}
+
+static void test_buddy_below_steps_constant(void)
+{
+    static const unsigned below_orders[] = { 0, 9 };
+    uint64_t cost[2][2];
+    static const size_t nfree[2] = { 1024, 200 * 1024 };
+    for (unsigned s = 0; s < 2; s++) {
+        fragment_above_limit(nfree[s]);
+        for (unsigned i = 0; i < 2; i++)
+            cost[s][i] = below_cost(below_orders[i], 50);
+        buddy_check(&B);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        fprintf(stderr, "  below %lu MiB, order %u: max %lu -> %lu steps (1 Ki -> 200 Ki "
+                "free blocks above; bound %lu)\n", (unsigned long)(BELOW_LIMIT / MiB),
+                below_orders[i], (unsigned long)cost[0][i], (unsigned long)cost[1][i],
+                (unsigned long)BELOW_BOUND(below_orders[i]));
+        CHECK(cost[0][i] >= 1);
+        CHECK(cost[0][i] <= BELOW_BOUND(below_orders[i]));
+        CHECK(cost[1][i] <= BELOW_BOUND(below_orders[i]));
+        CHECK(cost[1][i] <= cost[0][i] + 2);
     }
 }
 
@@ -495,6 +595,7 @@ int main(void)
 {
     sim_mem_init(SIM_BYTES);
     RUN(test_buddy_steps_constant);
+    RUN(test_buddy_below_steps_constant);
     RUN(test_vrange_steps_log);
     RUN(test_mmio_steps_log);
     RUN(test_pt_steps_constant);
