@@ -198,9 +198,10 @@ int buddy_dma_alloc(struct buddy *b, uint64_t size, phys_addr_t max_pa, void **v
                     phys_addr_t *pa_out)
 {
     uint64_t npages = dma_npages(size);
-    if (npages == 0) {
-        mm_printf("buddy_dma_alloc: bad size %#lx (want 1 .. %#lx bytes)\n",
-                  (unsigned long)size, (unsigned long)(BUDDY_MAX_NPAGES * PAGE_SIZE));
+    if (npages == 0 || va_out == NULL || pa_out == NULL) {
+        mm_printf("buddy_dma_alloc: size %#lx (want 1 .. %#lx bytes), va_out %p, pa_out %p: "
+                  "refused\n", (unsigned long)size,
+                  (unsigned long)(BUDDY_MAX_NPAGES * PAGE_SIZE), (void *)va_out, (void *)pa_out);
         return -MM_EINVAL;
     }
     phys_addr_t pa;

@@ -157,6 +157,17 @@ int buddy_pcp_free(struct buddy *b, phys_addr_t pa, uint64_t rel)
         mm_platform_irq_restore(flags);
         return buddy_free_refusal(b, pa, 1, rel);
     }
+    if (rel < b->high_rel && b->high_rel < b->span_npages) {
+        /* A low frame, and there is memory above 4 GiB: straight back to
+         * the low lists, or the cache would hand it to the next ordinary
+         * request while high memory is free (it stays for devices). */
+        mm_spin_lock(&b->lock);
+        fs_set(b, rel, BUDDY_FS_NONE);
+        buddy_free_merge_locked(b, 0, rel);
+        mm_spin_unlock(&b->lock);
+        mm_platform_irq_restore(flags);
+        return 0;
+    }
     struct buddy_pcp *p = &b->pcp[cpu];
     uint32_t n = pcp_count(p);
     if (__builtin_expect(n == BUDDY_PCP_CAP, 0))

@@ -206,9 +206,15 @@ int mm_kstack_free(struct mm_kstack *ks)
     int err = vmalloc_area_claim(&kstack_space, "mm_kstack_free", VA(cur.block_va), &a);
     if (err)
         return err;
-    if (a.user_word != ks->slot + 1 || a.va.raw != cur.base || a.place != VMALLOC_PLACE_STACK)
-        mm_panic("mm_kstack_free: slot %u names block %#lx, whose area is %#lx (word %u)",
-                 ks->slot, (unsigned long)cur.block_va, (unsigned long)a.va.raw, a.user_word);
+    if (a.user_word != ks->slot + 1 || a.va.raw != cur.base || a.place != VMALLOC_PLACE_STACK) {
+        /* Another free of this handle won a race and the block was reused
+         * meanwhile: a caller's double free, refused. */
+        vmalloc_area_unclaim(&kstack_space, &a);
+        mm_printf("mm_kstack_free: slot %u names block %#lx, which now holds another area "
+                  "(%#lx, word %u): freed twice?\n", ks->slot, (unsigned long)cur.block_va,
+                  (unsigned long)a.va.raw, a.user_word);
+        return -MM_EINVAL;
+    }
     struct kstack_slot hidden = cur;
     hidden.top = 0;
     slot_set(ks->slot, &hidden, -1);

@@ -148,7 +148,10 @@ static void cache_stats(struct mm_cache *c, struct mm_cache_stats *st)
         st->cached += __atomic_load_n(&c->cpu[cpu]->count, __ATOMIC_RELAXED);
     st->live = slab_live_objects(c);
     st->bytes_used = st->slabs * st->slab_bytes;
-    st->waste = st->bytes_used - st->live * st->object_size;
+    /* A snapshot taken while other CPUs move objects can count more live
+     * bytes than the slabs hold: no negative waste. */
+    uint64_t live_bytes = st->live * st->object_size;
+    st->waste = st->bytes_used > live_bytes ? st->bytes_used - live_bytes : 0;
 }
 
 int mm_cache_stats(struct mm_cache *c, struct mm_cache_stats *st)

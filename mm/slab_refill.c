@@ -257,12 +257,19 @@ static void slab_put_locked(struct mm_cache *c, void *const *objs, uint32_t n,
     for (uint32_t i = 0; i < n; i++) {
         void *obj = objs[i];
         struct slab *s = slab_of(c, obj);
+        if (s->magic != (SLAB_MAGIC ^ (uint64_t)(uintptr_t)s) || s->cache != c) {
+            /* The second copy of an object freed twice (written after the
+             * first free), whose slab went back to the buddy meanwhile:
+             * caller misuse, not a broken invariant. */
+            mm_printf("slab_put: %p of cache '%s': its slab was given back already "
+                      "(freed twice, written after the first free); dropped\n", obj, c->name);
+            continue;
+        }
         if (s != cur) {
             if (cur != NULL)
                 slab_settle_locked(c, cur, release);
             cur = s;
         }
-        MM_BUG_ON(s->magic != (SLAB_MAGIC ^ (uint64_t)(uintptr_t)s) || s->cache != c);
         uint32_t idx = slab_index(s, obj);
         MM_BUG_ON(idx >= s->nobjs);
         if (obj_state(s, idx) != OBJ_AWAY) {

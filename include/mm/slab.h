@@ -29,8 +29,10 @@
  *    bytes of an object waiting in an array or the depot, followed by a
  *    second free, is not caught at once: the object is pushed twice.  If
  *    it reaches its slab before being handed out, the second copy is
- *    dropped there with a log line; if not, it can be handed out twice.
- *    Debug mode (which also poisons freed objects) closes that hole;
+ *    dropped there with a log line (also when the slab has gone back to
+ *    the buddy meanwhile); if not, or if the slab's block became a new
+ *    slab of the same cache first, it can be handed out twice.  Debug
+ *    mode (which also poisons freed objects) closes that hole;
  *  - a live object whose first word happens to equal its free tag is
  *    refused as a double free: that needs the secret (a 2^-64 chance for
  *    any value not derived from it);
@@ -114,8 +116,9 @@ void *mm_cache_alloc(struct mm_cache *c);
 /*
  * Give obj back to c.  Returns 0, or with one log line and nothing
  * changed: -MM_EINVAL (c or obj NULL, c not a cache, obj belongs to
- * another cache, obj points inside an object), -MM_EFAULT (no slab holds
- * obj, or in debug mode its red zone was overwritten: the report names
+ * another cache whose slabs have c's size, obj points inside an object),
+ * -MM_EFAULT (no slab of c's size holds obj: also an object of a cache
+ * whose slabs have another size; or in debug mode its red zone was overwritten: the report names
  * the first bad byte, and the object stays allocated), -MM_ENOENT (obj is
  * not allocated: a double free; see "Double-free detection" above for
  * its limits).

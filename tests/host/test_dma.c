@@ -219,6 +219,26 @@ static void test_single_frames_prefer_high(void)
     buddy_check(&B);
 }
 
+/* A low frame given back (a 4 KiB DMA buffer, say) goes to the low lists,
+ * not to this CPU's frame cache, from which the next ordinary request
+ * would take it while high memory is free. */
+static void test_freed_low_frame_not_reused_while_high_free(void)
+{
+    static const uint64_t r[][2] = { { 1 * MiB, 64 * MiB }, { 4 * GiB, 4 * GiB + 64 * MiB } };
+    REQUIRE(init_ranges(2, r) == 0);
+    phys_addr_t low, pa;
+    REQUIRE(buddy_alloc_below(&B, 1, PA(16 * MiB), &low) == 0);
+    CHECK(low.raw < 16 * MiB);
+    REQUIRE(buddy_free(&B, low, 1) == 0);
+    for (unsigned i = 0; i < 200; i++) {        /* more than a cache's worth */
+        REQUIRE(buddy_alloc(&B, 1, &pa) == 0);
+        CHECK(pa.raw >= FOUR_GIB);
+        hold(pa.raw, 1);
+    }
+    release_all();
+    buddy_check(&B);
+}
+
 /* Take blocks of 2^k frames below limit until none is left, then single
  * frames: every block below limit, aligned, in RAM, no overlap; at the
  * end every managed frame below limit is held. */
@@ -361,6 +381,8 @@ static void test_dma_buffers(void)
     REFUSED(buddy_dma_alloc(&B, 0, PA(FOUR_GIB), &va, &pa), -MM_EINVAL);
     REFUSED(buddy_dma_alloc(&B, 2 * GiB, PA(FOUR_GIB), &va, &pa), -MM_EINVAL);
     REFUSED(buddy_dma_alloc(&B, 4096, PA(5 * MiB), &va, &pa), -MM_EINVAL);
+    REFUSED(buddy_dma_alloc(&B, 4096, PA(FOUR_GIB), NULL, &pa), -MM_EINVAL);
+    REFUSED(buddy_dma_alloc(&B, 4096, PA(FOUR_GIB), &va, NULL), -MM_EINVAL);
     REFUSED(buddy_dma_free(&B, (void *)(uintptr_t)0x1000, 4096), -MM_EINVAL);
     REFUSED(buddy_dma_free(&B, va, 0), -MM_EINVAL);
     REFUSED(buddy_dma_free(&B, va, 3 * PAGE_SIZE), -MM_ENOENT);   /* 4 pages */
@@ -380,6 +402,7 @@ int main(void)
         return 1;
     RUN(test_ordinary_requests_prefer_high);
     RUN(test_single_frames_prefer_high);
+    RUN(test_freed_low_frame_not_reused_while_high_free);
     RUN(test_below_limits);
     RUN(test_below_takes_from_list_middle);
     RUN(test_below_refusals);
