@@ -47,15 +47,7 @@ static void die(const char *what, int err)
 /* The buddy over simulated memory and a kernel table with three slots. */
 static void setup(void)
 {
-    sim_mem_init(SIM_BYTES);
-    struct mm_area_list l = { .count = 1 };
-    l.area[0].start = PA(1 * MiB);
-    l.area[0].end = PA(SIM_BYTES);
-    int err = buddy_init(&buddy, &l);
-    if (err)
-        die("buddy_init", err);
-    fa = buddy_frame_allocator(&buddy);
-    (void)harness_kernel_table(fa, PA(0x10000));
+    fa = bench_buddy_kernel(&buddy, SIM_BYTES, "bench_aspace");
 }
 
 static double run_create_destroy(void)

@@ -1,7 +1,7 @@
 /*
- * bench_util.h - the timing helpers the host benchmarks share: a
- * monotonic nanosecond clock and the median of a sample array (sorted in
- * place).
+ * bench_util.h - what the host benchmarks share: a monotonic nanosecond
+ * clock, the median of a sample array (sorted in place), and a buddy over
+ * simulated memory with the kernel table set up on it.
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <stdio.h>
+#include <mm/buddy.h>
+#include "harness.h"
 
 static inline uint64_t now_ns(void)
 {
@@ -27,6 +30,26 @@ static inline double median(double *v, unsigned n)
 {
     qsort(v, n, sizeof *v, cmp_double);
     return v[n / 2];
+}
+
+/* A buddy *b over [1 MiB, sim_bytes) of fresh simulated memory and the
+ * kernel table (tables at 0x10000) built with its frames; its frame
+ * allocator.  Exits with a line naming `who` if buddy_init fails. */
+static inline struct frame_allocator *bench_buddy_kernel(struct buddy *b, uint64_t sim_bytes,
+                                                         const char *who)
+{
+    sim_mem_init(sim_bytes);
+    struct mm_area_list l = { .count = 1 };
+    l.area[0].start = PA(1 * MiB);
+    l.area[0].end = PA(sim_bytes);
+    int err = buddy_init(b, &l);
+    if (err) {
+        fprintf(stderr, "%s: buddy_init failed: %d\n", who, err);
+        exit(1);
+    }
+    struct frame_allocator *fa = buddy_frame_allocator(b);
+    (void)harness_kernel_table(fa, PA(0x10000));
+    return fa;
 }
 
 #endif

@@ -35,12 +35,7 @@ static phys_addr_t ktop;
 /* Fresh memory, allocator and kernel table; returns the frames now out. */
 static uint64_t setup(void)
 {
-    sim_mem_fini();
-    sim_mem_init(SIM_SIZE);
-    harness_describe_direct_map();     /* foreign frames are RAM */
-    test_fa_init(&tfa, POOL_START, SIM_SIZE);
-    ktop = harness_kernel_table(&tfa.fa, PA(FOREIGN_PA));
-    harness_cpu_id = 0;
+    ktop = test_fa_fresh_kernel(&tfa, SIM_SIZE, POOL_START, FOREIGN_PA);
     return tfa.outstanding;
 }
 

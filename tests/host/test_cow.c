@@ -40,13 +40,8 @@ static phys_addr_t ktop;
 /* Fresh memory, allocator, count tree and kernel table; the frames out. */
 static uint64_t setup(void)
 {
-    sim_mem_fini();
-    sim_mem_init(SIM_SIZE);
-    harness_describe_direct_map();     /* foreign frames are RAM */
     mm_frameref_reset();
-    test_fa_init(&tfa, POOL_START, SIM_SIZE);
-    ktop = harness_kernel_table(&tfa.fa, PA(FOREIGN_PA));
-    harness_cpu_id = 0;
+    ktop = test_fa_fresh_kernel(&tfa, SIM_SIZE, POOL_START, FOREIGN_PA);
     return tfa.outstanding;
 }
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <mm/frame.h>
+#include "harness.h"
 #include "tlb_model.h"
 
 struct test_fa {
@@ -91,6 +92,25 @@ static inline void test_fa_init(struct test_fa *t, uint64_t pool_start, uint64_t
         test_fa_words(pa)[0] = t->free_head;
         t->free_head = pa;
     }
+}
+
+/*
+ * The common start of a test that maps kernel memory: fresh simulated
+ * memory of sim_size bytes described as RAM by the direct map, *t over
+ * [pool_start, sim_size), the kernel table set up with frames from it
+ * (tables below pool_start at foreign_pa, see harness_kernel_table), the
+ * thread on simulated CPU 0.  Returns the kernel table's top.
+ */
+static inline phys_addr_t test_fa_fresh_kernel(struct test_fa *t, uint64_t sim_size,
+                                               uint64_t pool_start, uint64_t foreign_pa)
+{
+    sim_mem_fini();
+    sim_mem_init(sim_size);
+    harness_describe_direct_map();
+    test_fa_init(t, pool_start, sim_size);
+    phys_addr_t top = harness_kernel_table(&t->fa, PA(foreign_pa));
+    harness_cpu_id = 0;
+    return top;
 }
 
 #endif

@@ -29,12 +29,7 @@ static phys_addr_t ktop;
 
 static uint64_t setup(void)
 {
-    sim_mem_fini();
-    sim_mem_init(SIM_SIZE);
-    harness_describe_direct_map();
-    test_fa_init(&tfa, POOL_START, SIM_SIZE);
-    ktop = harness_kernel_table(&tfa.fa, PA(FOREIGN_PA));
-    harness_cpu_id = 0;
+    ktop = test_fa_fresh_kernel(&tfa, SIM_SIZE, POOL_START, FOREIGN_PA);
     if (mm_kstack_init(&tfa.fa) != 0)
         abort();
     return tfa.outstanding;

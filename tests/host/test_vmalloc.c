@@ -33,12 +33,7 @@ static phys_addr_t ktop;
 /* Fresh memory, allocator, kernel table and vmalloc space; frames out. */
 static uint64_t setup(void)
 {
-    sim_mem_fini();
-    sim_mem_init(SIM_SIZE);
-    harness_describe_direct_map();
-    test_fa_init(&tfa, POOL_START, SIM_SIZE);
-    ktop = harness_kernel_table(&tfa.fa, PA(FOREIGN_PA));
-    harness_cpu_id = 0;
+    ktop = test_fa_fresh_kernel(&tfa, SIM_SIZE, POOL_START, FOREIGN_PA);
     if (vmalloc_space_init(&vs, "vmalloc", MM_VMALLOC_BASE, MM_VMALLOC_END, &tfa.fa) != 0)
         abort();
     return tfa.outstanding;

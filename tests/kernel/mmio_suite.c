@@ -140,6 +140,35 @@ static void case_lapic_registers(struct ktest *t)
     KEXPECT(t, counts_equal(before, after));
 }
 
+/* What eight text cells written at cells[first..] read back as. */
+enum vga_echo { VGA_ECHO_OK, VGA_NO_DEVICE, VGA_ECHO_WRONG };
+
+/* Write the eight characters of text with attribute attr into
+ * cells[first..first+7], read them back, and put the old cells back.  The
+ * store fences drain write-combining buffers (no effect on uncached
+ * mappings).  All ones read back: no device decodes the window. */
+static enum vga_echo vga_round_trip(volatile uint16_t *cells, unsigned first, uint16_t attr,
+                                    const char text[8])
+{
+    enum { N = 8 };
+    uint16_t saved[N];
+    bool all_ones = true, all_ok = true;
+    for (unsigned i = 0; i < N; i++)
+        saved[i] = cells[first + i];
+    for (unsigned i = 0; i < N; i++)
+        cells[first + i] = (uint16_t)(attr | (unsigned char)text[i]);
+    __asm__ volatile("sfence" ::: "memory");
+    for (unsigned i = 0; i < N; i++) {
+        uint16_t got = cells[first + i];
+        all_ones &= got == 0xffffu;
+        all_ok &= got == (uint16_t)(attr | (unsigned char)text[i]);
+    }
+    for (unsigned i = 0; i < N; i++)
+        cells[first + i] = saved[i];
+    __asm__ volatile("sfence" ::: "memory");
+    return all_ok ? VGA_ECHO_OK : all_ones ? VGA_NO_DEVICE : VGA_ECHO_WRONG;
+}
+
 static void case_vga_text_buffer(struct ktest *t)
 {
     uint64_t before[MMIO_NR_ORDERS], after[MMIO_NR_ORDERS];
@@ -152,28 +181,15 @@ static void case_vga_text_buffer(struct ktest *t)
                           VGA_TEXT_PA + VGA_TEXT_BYTES - 2);
 
     /* Bottom-right corner, put back afterwards. */
-    enum { FIRST = 80 * 24 + 72, N = 8 };
-    uint16_t saved[N];
-    bool all_ones = true, all_ok = true;
-    for (unsigned i = 0; i < N; i++)
-        saved[i] = cells[FIRST + i];
-    for (unsigned i = 0; i < N; i++)
-        cells[FIRST + i] = (uint16_t)(0x1f00u | (unsigned char)"mmio ok!"[i]);
-    for (unsigned i = 0; i < N; i++) {
-        uint16_t got = cells[FIRST + i];
-        all_ones &= got == 0xffffu;
-        all_ok &= got == (uint16_t)(0x1f00u | (unsigned char)"mmio ok!"[i]);
-    }
-    for (unsigned i = 0; i < N; i++)
-        cells[FIRST + i] = saved[i];
+    enum vga_echo echo = vga_round_trip(cells, 80 * 24 + 72, 0x1f00u, "mmio ok!");
 
     KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)cells), 0);
     expect_unmapped(t, cells);
     pool_counts(after);
     KEXPECT(t, counts_equal(before, after));
-    if (all_ones)
+    if (echo == VGA_NO_DEVICE)
         KSKIP(t, "no VGA device answers at 0xb8000");
-    KEXPECT(t, all_ok);
+    KEXPECT_EQ(t, echo, VGA_ECHO_OK);
 }
 
 /* The PAT MSR of every online CPU, read on that CPU. */
@@ -222,30 +238,15 @@ static void case_ioremap_wc(struct ktest *t)
                      ((map.flags & PTE_PWT) ? 1u : 0u);
     KEXPECT_EQ(t, mm_pat_entry(arch_rdmsr(MM_MSR_PAT), index), MM_PAT_WC);
 
-    enum { FIRST = 80 * 24 + 64, N = 8 };
-    uint16_t saved[N];
-    bool all_ones = true, all_ok = true;
-    for (unsigned i = 0; i < N; i++)
-        saved[i] = cells[FIRST + i];
-    for (unsigned i = 0; i < N; i++)
-        cells[FIRST + i] = (uint16_t)(0x2f00u | (unsigned char)"wc works"[i]);
-    __asm__ volatile("sfence" ::: "memory");    /* drain the write-combining buffers */
-    for (unsigned i = 0; i < N; i++) {
-        uint16_t got = cells[FIRST + i];
-        all_ones &= got == 0xffffu;
-        all_ok &= got == (uint16_t)(0x2f00u | (unsigned char)"wc works"[i]);
-    }
-    for (unsigned i = 0; i < N; i++)
-        cells[FIRST + i] = saved[i];
-    __asm__ volatile("sfence" ::: "memory");
+    enum vga_echo echo = vga_round_trip(cells, 80 * 24 + 64, 0x2f00u, "wc works");
 
     KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)cells), 0);
     expect_unmapped(t, cells);
     pool_counts(after);
     KEXPECT(t, counts_equal(before, after));
-    if (all_ones)
+    if (echo == VGA_NO_DEVICE)
         KSKIP(t, "no VGA device answers at 0xb8000");
-    KEXPECT(t, all_ok);
+    KEXPECT_EQ(t, echo, VGA_ECHO_OK);
 }
 
 /* Refused requests return an error and change nothing. */
