@@ -40,7 +40,10 @@ endif
 LIB_CFLAGS := -std=c11 -ffreestanding -mcmodel=kernel -mno-red-zone -mgeneral-regs-only \
               -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables \
               -fno-omit-frame-pointer -O2 -g -Wall -Wextra -Werror -Iinclude
-KCFLAGS := $(LIB_CFLAGS) -Ikernel
+# The kernel and its copy of the library take the inline fast-path hooks
+# (kernel/mm-inline/mm_platform_inline.h; see KMM_CFLAGS below).
+KINLINE := -DMM_PLATFORM_INLINE -Ikernel/mm-inline
+KCFLAGS := $(LIB_CFLAGS) $(KINLINE) -Ikernel
 ifneq ($(INJECT),)
   KCFLAGS += -DKTEST_INJECT_$(INJECT)
 endif
@@ -50,10 +53,15 @@ KLDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,max-page-size=0
 MM_SRCS      := $(sort $(wildcard mm/*.c))
 KERNEL_CSRCS := $(sort $(wildcard kernel/*.c)) $(sort $(wildcard tests/kernel/*.c))
 KERNEL_ASRCS := $(sort $(wildcard boot/*.asm kernel/*.asm))
-KHEADERS     := $(wildcard include/mm/*.h kernel/*.h user/*.h)
+KHEADERS     := $(wildcard include/mm/*.h kernel/*.h kernel/mm-inline/*.h user/*.h)
 
 KOBJ_DIR := $(BUILD)/kobj$(if $(INJECT),-$(INJECT))
 MM_OBJS  := $(patsubst %.c,$(BUILD)/lobj/%.o,$(MM_SRCS))
+# The test kernel links its own copy of the library, built with its inline
+# fast-path hooks (kernel/mm-inline/mm_platform_inline.h); build/libmm.a
+# stays generic (out-of-line hooks) for tests/embed and `make install`.
+KMM_CFLAGS := $(LIB_CFLAGS) $(KINLINE)
+KMM_OBJS   := $(patsubst %.c,$(BUILD)/kmmobj/%.o,$(MM_SRCS))
 K_OBJS   := $(patsubst %.c,$(KOBJ_DIR)/%.o,$(KERNEL_CSRCS)) \
             $(patsubst %.asm,$(KOBJ_DIR)/%.o,$(KERNEL_ASRCS)) \
             $(KOBJ_DIR)/user/embed.o
@@ -61,6 +69,7 @@ K_OBJS   := $(patsubst %.c,$(KOBJ_DIR)/%.o,$(KERNEL_CSRCS)) \
 KERNEL_ELF := $(BUILD)/kernel$(if $(INJECT),-$(INJECT)).elf
 KERNEL_ISO := $(BUILD)/kernel$(if $(INJECT),-$(INJECT)).iso
 LIBMM      := $(BUILD)/libmm.a
+LIBMM_K    := $(BUILD)/libmm-kernel.a
 
 .PHONY: all
 all: $(KERNEL_ISO) $(LIBMM)
@@ -68,6 +77,10 @@ all: $(KERNEL_ISO) $(LIBMM)
 $(BUILD)/lobj/%.o: %.c $(wildcard include/mm/*.h mm/*.h)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,CC,$<) $(KCC) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/kmmobj/%.o: %.c $(wildcard include/mm/*.h mm/*.h) kernel/mm-inline/mm_platform_inline.h
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CC,$< [kernel]) $(KCC) $(KMM_CFLAGS) -c $< -o $@
 
 $(KOBJ_DIR)/%.o: %.c $(KHEADERS)
 	@mkdir -p $(dir $@)
@@ -98,8 +111,12 @@ $(LIBMM): $(MM_OBJS)
 	@rm -f $@
 	$(Q)$(call say,AR,$@) $(KAR) rcs $@ $^
 
-$(KERNEL_ELF): $(K_OBJS) $(LIBMM) linker.ld
-	$(Q)$(call say,LD,$@) $(KCC) $(KLDFLAGS) -o $@ $(K_OBJS) $(LIBMM)
+$(LIBMM_K): $(KMM_OBJS)
+	@rm -f $@
+	$(Q)$(call say,AR,$@) $(KAR) rcs $@ $^
+
+$(KERNEL_ELF): $(K_OBJS) $(LIBMM_K) linker.ld
+	$(Q)$(call say,LD,$@) $(KCC) $(KLDFLAGS) -o $@ $(K_OBJS) $(LIBMM_K)
 
 $(KERNEL_ISO): $(KERNEL_ELF) tools/grub.cfg
 	@rm -rf $@.dir && mkdir -p $@.dir/boot/grub
@@ -216,10 +233,12 @@ test-broken-wx: $(LIBMM)
 # ------------------------------------------------------------- host tests
 HOST_CC      ?= gcc
 FUZZ_CC      ?= clang
-HOST_CFLAGS  := -std=c11 -Wall -Wextra -Werror -g -O1 -Iinclude -Itests/host \
-                -DMM_HOST -DMM_STEP_COUNT -fsanitize=address,undefined -fno-omit-frame-pointer \
+# Every host build takes the harness's inlined fast-path hooks
+# (tests/host/mm_platform_inline.h; include/mm/platform.h).
+HOST_PLATFORM := -Iinclude -Itests/host -DMM_HOST -DMM_PLATFORM_INLINE
+HOST_CFLAGS  := -std=c11 -Wall -Wextra -Werror -g -O1 $(HOST_PLATFORM) -DMM_STEP_COUNT -fsanitize=address,undefined -fno-omit-frame-pointer \
                 -fno-sanitize-recover=undefined -pthread
-BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -g -O2 -Iinclude -Itests/host -DMM_HOST -pthread $(if $(BENCH_LTO),-flto -DBENCH_LTO)
+BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -g -O2 $(HOST_PLATFORM) -pthread
 
 MM_HOST_SRCS := $(filter-out mm/arch_x86.c,$(MM_SRCS))
 HARNESS_SRCS := tests/host/harness.c tests/host/arch_host.c tests/host/tlb_model.c
@@ -240,7 +259,7 @@ $(BUILD)/host/test_cow: HOST_TEST_LIBS := -Wl,--wrap=mm_frameref_put
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(HOST_DEPS)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,FUZZCC,$@) $(FUZZ_CC) -std=c11 -g -O1 -Iinclude -Itests/host -DMM_HOST -DMM_FUZZ \
+	$(Q)$(call say,FUZZCC,$@) $(FUZZ_CC) -std=c11 -g -O1 $(HOST_PLATFORM) -DMM_FUZZ \
 	    -fsanitize=fuzzer,address,undefined -o $@ $< $(MM_HOST_SRCS) $(HARNESS_SRCS)
 
 $(BUILD)/bench/%: tests/bench/%.c $(HOST_DEPS)

@@ -1,17 +1,18 @@
 /*
- * platform.c - the test kernel's implementation of the six hooks that the
- * memory subsystem needs (include/mm/platform.h).  This is the only file
- * that defines mm_platform_*; each hook is a thin call into the part of
- * the kernel that owns the work:
+ * platform.c - the test kernel's implementation of the hooks that the
+ * memory subsystem needs (include/mm/platform.h).  Each hook is a thin call
+ * into the part of the kernel that owns the work:
  *
  *   mm_platform_puts          console.c (serial), as a KTAP diagnostic
  *                             while the self-tests run
  *   mm_platform_panic         printk.c panic()
- *   mm_platform_cpu_id        percpu.h smp_cpu_id() (%gs:0)
- *   mm_platform_irq_save      io.h cpu_irq_save() (pushfq; cli)
- *   mm_platform_irq_restore   io.h cpu_irq_restore() (sti if IF was set)
  *   mm_platform_tlb_shootdown smp.c smp_tlb_shootdown() (IPIs to the target
  *                             CPUs, wait for their acks)
+ *
+ * The three fast-path hooks (cpu_id, irq_save, irq_restore) are not here:
+ * the kernel's copy of the library is built with them inline, from
+ * kernel/mm-inline/mm_platform_inline.h (smp_cpu_id, cpu_irq_save and
+ * cpu_irq_restore), so nothing calls an out-of-line version.
  *
  * All of them work with interrupts disabled and none allocates, as the
  * interface requires.  console_write takes the console spinlock with
@@ -44,21 +45,6 @@ void mm_platform_puts(const char *s)
 _Noreturn void mm_platform_panic(const char *msg)
 {
     panic("%s", msg);
-}
-
-unsigned mm_platform_cpu_id(void)
-{
-    return smp_cpu_id();
-}
-
-unsigned long mm_platform_irq_save(void)
-{
-    return cpu_irq_save();
-}
-
-void mm_platform_irq_restore(unsigned long flags)
-{
-    cpu_irq_restore(flags);
 }
 
 void mm_platform_tlb_shootdown(mm_cpumask_t targets, virt_addr_t va, uint64_t npages)

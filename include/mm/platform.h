@@ -17,15 +17,33 @@ void mm_platform_puts(const char *s);
 /* Print msg and stop this CPU (and ideally the machine).  Never returns. */
 _Noreturn void mm_platform_panic(const char *msg);
 
-/* Small dense id of the calling CPU: 0 .. MM_MAX_CPUS-1.  Must be cheap. */
-unsigned mm_platform_cpu_id(void);
-
-/* Disable interrupts on this CPU, returning the previous state. */
-unsigned long mm_platform_irq_save(void);
-/* Restore the state returned by mm_platform_irq_save(). */
-void mm_platform_irq_restore(unsigned long flags);
-
 #define MM_MAX_CPUS 64
+
+/*
+ * The three hooks on every allocator's fast path:
+ *   mm_platform_cpu_id()        small dense id of the calling CPU,
+ *                               0 .. MM_MAX_CPUS-1; must be cheap;
+ *   mm_platform_irq_save()      disable interrupts on this CPU, returning
+ *                               the previous state;
+ *   mm_platform_irq_restore(f)  restore the state irq_save returned.
+ * By default they are ordinary functions the kernel links in, like the
+ * others here.  A kernel may instead supply them as static inline
+ * functions, which saves three calls per kmalloc, kfree or single-frame
+ * operation: compile every mm/ source (and anything else that includes
+ * this header) with -DMM_PLATFORM_INLINE and an include path that holds
+ * its own <mm_platform_inline.h>, defining all three with exactly these
+ * signatures.  The library then references no out-of-line copy of them.
+ * The test kernel's header is kernel/mm-inline/mm_platform_inline.h, the
+ * host harness's tests/host/mm_platform_inline.h (docs/INTEGRATION.md,
+ * section 4).
+ */
+#ifdef MM_PLATFORM_INLINE
+#include <mm_platform_inline.h>
+#else
+unsigned mm_platform_cpu_id(void);
+unsigned long mm_platform_irq_save(void);
+void mm_platform_irq_restore(unsigned long flags);
+#endif
 
 /* A set of CPUs: bit n is the CPU whose mm_platform_cpu_id() is n. */
 typedef uint64_t mm_cpumask_t;

@@ -103,17 +103,12 @@ static int (*je_mallctl)(const char *, void *, size_t *, void *, size_t);
  * as the library allows (kmalloc: a plain call; glibc, mimalloc: through
  * the PLT; jemalloc: through the dlsym'd pointer, the same one indirect
  * jump as a PLT entry).
- * Built with BENCH_LTO=1 (make BENCH_LTO=1 bench: -flto -DBENCH_LTO), the
- * host harness's platform hooks inline into kmalloc and kfree, as a
- * kernel's inline hooks (cli/popf, a per-CPU segment load) would; the
- * two wrappers below then stay real calls, so kmalloc is still called
- * like a library and is not inlined into the loops, which the others
- * cannot be. */
-#ifdef BENCH_LTO
+ * The harness's platform hooks are inline (tests/host/mm_platform_inline.h),
+ * as a kernel's would be with MM_PLATFORM_INLINE.  km_alloc and km_free
+ * stay real calls (noinline), so kmalloc is still called like a library
+ * function and never inlined into the loops, which the others cannot be
+ * either. */
 #define KM_CALL __attribute__((noinline))
-#else
-#define KM_CALL
-#endif
 static KM_CALL void *km_alloc(size_t n) { return kmalloc(n, 0); }
 static KM_CALL void km_free(void *p) { kfree(p); }
 static void *je_alloc(size_t n) { return je_malloc(n); }
@@ -354,11 +349,7 @@ static void print_columns(void)
     printf("columns (each checked to be a distinct allocator):\n");
     printf("  kmalloc   mm/kmalloc.c + mm/slab.c in %s, over a buddy on %lu MiB of simulated RAM\n",
            lib_of((void *)km_alloc), (unsigned long)(SIM_BYTES >> 20));
-#ifdef BENCH_LTO
-    printf("            built with -flto: platform hooks inlined into kmalloc/kfree (BENCH_LTO=1)\n");
-#else
-    printf("            platform hooks are out-of-line calls (6 per pair; BENCH_LTO=1 inlines them)\n");
-#endif
+    printf("            platform hooks inlined (MM_PLATFORM_INLINE, tests/host/mm_platform_inline.h)\n");
     printf("  glibc     malloc/free from %s (glibc %s)\n",
            lib_of(dlsym(RTLD_DEFAULT, "malloc")), gnu_get_libc_version());
     printf("  jemalloc  malloc/free from %s (jemalloc %s)\n", lib_of((void *)je_malloc), ver);

@@ -17,6 +17,10 @@
  * its per-CPU id and send the shootdown to the online CPUs of the target
  * set other than itself (the test kernel's kernel/platform.c and
  * kernel/smp.c show one way).
+ * A kernel that compiles the mm/ sources itself may supply cpu_id,
+ * irq_save and irq_restore as static inline functions instead
+ * (MM_PLATFORM_INLINE, docs/INTEGRATION.md section 4); this example links
+ * the prebuilt libmm.a, so it keeps all six out of line.
  */
 #include <mm/platform.h>
 #include "embed.h"

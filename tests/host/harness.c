@@ -66,27 +66,10 @@ _Noreturn void mm_platform_panic(const char *msg)
     abort();
 }
 
-/* Threads in SMP-style host tests set their own id through this variable. */
+/* The state behind the inlined hooks of mm_platform_inline.h: each thread
+ * of an SMP-style host test sets its own simulated CPU id. */
 __thread unsigned harness_cpu_id;
-
-unsigned mm_platform_cpu_id(void)
-{
-    return harness_cpu_id;
-}
-
-static __thread unsigned long irq_depth_flag = 1;   /* 1 = "enabled" */
-
-unsigned long mm_platform_irq_save(void)
-{
-    unsigned long old = irq_depth_flag;
-    irq_depth_flag = 0;
-    return old;
-}
-
-void mm_platform_irq_restore(unsigned long flags)
-{
-    irq_depth_flag = flags;
-}
+__thread unsigned long harness_irq_enabled = 1;
 
 unsigned long harness_shootdowns;
 uint64_t harness_shootdown_va, harness_shootdown_npages;
