@@ -16,21 +16,28 @@
  * Zones.  Each order has two free lists: blocks at or above 4 GiB (high)
  * and below (low).  buddy_alloc takes the smallest high block that fits
  * and only then a low one, so memory below 4 GiB stays free for devices
- * (buddy_alloc_below in mm/buddy_dma.c).  A 1 GiB request gets its own
- * inlined copy of the alloc and free paths with the order a constant (no
- * split or merge loop, the shifts folded).
+ * (buddy_alloc_below in mm/buddy_dma.c).
+ *
+ * The top tier.  1 GiB blocks (order 18) are not listed: each 1 GiB chunk
+ * of the span has a two-bit state (NONE, FREE, ALLOC) changed by atomic
+ * compare-and-swap, so buddy_alloc and buddy_free of 1 GiB take no lock
+ * (mm/buddy_top.c).  Here, a merge that reaches 1 GiB makes its chunk
+ * FREE, and a smaller request that finds no listed block takes a FREE
+ * chunk (to NONE) and splits it; "order 18" below means that tier.
  *
  * Invariants (buddy_check in mm/buddy_check.c verifies them).
- *  - free_bits[k] (one bit per block of order k over the span) is set iff
- *    that block is in a free list of order k.  It is authoritative: a
+ *  - free_bits[k] (one bit per block of order k <= 17 over the span) is
+ *    set iff that block is in a free list of order k; a free 1 GiB block
+ *    is a FREE chunk of the top tier.  It is authoritative: a
  *    back-index is read only when the bit says the block is free, and is
  *    cross-checked (a mismatch is a broken invariant and panics).
- *  - alloc_bits[k] (k >= 1) is set iff that exact block was returned by
- *    buddy_alloc and not yet freed; for single frames frame_state says
- *    BUDDY_FS_ALLOC.  buddy_free refuses any other block (double free,
+ *  - alloc_bits[k] (1 <= k <= 17) is set iff that exact block was
+ *    returned by buddy_alloc and not yet freed; for single frames
+ *    frame_state says BUDDY_FS_ALLOC, for 1 GiB the chunk is ALLOC.  buddy_free refuses any other block (double free,
  *    partial free, wrong size, never handed out, sitting in a per-CPU
  *    cache) before touching anything.
  *  - No free block has a free buddy: fully coalesced, from init on.
+ *  - A FREE or ALLOC chunk holds no listed, allocated or cached block.
  *  - A listed block is in the list of its zone; nonempty_mask[z] has the
  *    bit of every non-empty list of zone z (stale bits allowed, see
  *    first_nonempty in mm/buddy_impl.h).
@@ -47,6 +54,7 @@
  *
  * Files.  This one: init, alloc and free.  mm/buddy_pcp.c: the per-CPU
  * caches of single frames and the frame-allocator adapter.
+ * mm/buddy_top.c: the top tier of 1 GiB blocks.
  * mm/buddy_dma.c: blocks below a physical limit and DMA buffers.
  * mm/buddy_check.c: the usage, the invariant checker, the per-order counts
  * and the dump.  mm/buddy_impl.h: the metadata layout and the inline
@@ -58,9 +66,10 @@
  * Locking.  b->lock (interrupt-safe spinlock) protects every field of
  * struct buddy after the lock, the bitmaps, the list blocks and the
  * back-indexes.  Every public function takes it, except the single-frame
- * paths (see mm/buddy_pcp.c for the per-CPU caches and the frame states);
- * *_locked functions assert it.  The geometry is set by buddy_init before
- * publication, then read-only.
+ * paths (see mm/buddy_pcp.c for the per-CPU caches and the frame states)
+ * and the 1 GiB ones (the top tier's words change only atomically, see
+ * mm/buddy_top.c); *_locked functions assert it.  The geometry is set by
+ * buddy_init before publication, then read-only.
  */
 #include "buddy_impl.h"
 
@@ -75,9 +84,9 @@ static inline unsigned floor_log2_u64(uint64_t x) { return 63u - (unsigned)__bui
  * set or cleared, and chunk_ready_bits records which chunks are done.
  * Until then every low-order bit of the chunk reads as 0 and its words are
  * never read, so whatever the RAM held is harmless; reading never
- * initialises.  Orders 13..18 (chunks share words) are zeroed at init.  A
- * chunk seeded as one 1 GiB block stays untouched until something smaller
- * is carved from it.  Both bitmaps cost about span / 8 KiB bytes.  The
+ * initialises.  Orders 13..17 (chunks share words) and the top tier are
+ * zeroed at init.  A chunk seeded as one 1 GiB block stays untouched until
+ * something smaller is carved from it.  Both bitmaps cost about span / 8 KiB bytes.  The
  * frame-state bytes follow the same rule (zeroed with the chunk; the ready
  * bit is stored with release order, as the per-CPU paths read it without
  * the lock).
@@ -366,28 +375,63 @@ static inline void split_down(struct buddy *b, unsigned k, unsigned order, uint6
     }
 }
 
-/* Pop a block of exactly `order`, splitting a larger one if needed: from
- * the high lists while they have one of at least `order`, else from the
- * low ones.  The caller marks it (alloc bit, or frame state for a single
- * frame).  Inline in buddy_alloc; buddy_alloc_zone_locked serves one zone
- * for mm/buddy_pcp.c and mm/buddy_dma.c. */
+/* Take a free chunk of zone z from the top tier (FREE -> NONE: the lists
+ * own it now) and split it down to `order`; -MM_ENOMEM if z has none. */
+static int take_top_locked(struct buddy *b, unsigned z, unsigned order, uint64_t *rel_out)
+{
+    uint64_t high = top_high_chunk(b);
+    uint64_t c = z == BUDDY_HIGH ? buddy_top_take(b, high, nchunks(b->span_npages), BUDDY_TOP_NONE)
+                                 : buddy_top_take(b, 0, high, BUDDY_TOP_NONE);
+    if (c == UINT64_MAX)
+        return -MM_ENOMEM;
+    split_down(b, BUDDY_MAX_ORDER, order, c << BUDDY_CHUNK_SHIFT);
+    *rel_out = c << BUDDY_CHUNK_SHIFT;
+    return 0;
+}
+
+/* A block of exactly `order` from zone z: its lists (smallest order that
+ * has one), else its top tier; split down.  Inline in buddy_alloc (below)
+ * and in buddy_alloc_zone_locked, the copy for mm/buddy_pcp.c and
+ * mm/buddy_dma.c. */
 __attribute__((always_inline))
-static inline int alloc_core_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
+static inline int alloc_zone_core(struct buddy *b, unsigned z, unsigned order, uint64_t *rel_out)
 {
     MM_ASSERT_LOCKED(&b->lock);
-    unsigned z = BUDDY_HIGH;
-    unsigned k = first_nonempty(b, BUDDY_HIGH, order);
-    BUDDY_STEP(b, 1);                       /* the order search: two masks */
-    if (k == BUDDY_NR_ORDERS) {
-        z = BUDDY_LOW;
-        k = first_nonempty(b, BUDDY_LOW, order);
-        if (k == BUDDY_NR_ORDERS)
-            return -MM_ENOMEM;
-    }
+    unsigned k = order < BUDDY_MAX_ORDER ? first_nonempty(b, z, order) : BUDDY_NR_ORDERS;
+    BUDDY_STEP(b, 1);                       /* the order search: one mask */
+    if (k == BUDDY_NR_ORDERS)
+        return take_top_locked(b, z, order, rel_out);
     uint64_t rel = list_pop(b, z, k);
     split_down(b, k, order, rel);
     *rel_out = rel;
     return 0;
+}
+
+int buddy_alloc_zone_locked(struct buddy *b, unsigned z, unsigned order, uint64_t *rel_out)
+{
+    return alloc_zone_core(b, z, order, rel_out);
+}
+
+/* A block of exactly `order` (below 1 GiB), splitting a larger one if
+ * needed: from the high zone (lists, then top tier) while it has one of at
+ * least `order`, else from the low one.  The caller marks it. */
+__attribute__((always_inline))
+static inline int alloc_core_locked(struct buddy *b, unsigned order, uint64_t *rel_out)
+{
+    return alloc_zone_core(b, BUDDY_HIGH, order, rel_out) == 0 ? 0 :
+           alloc_zone_core(b, BUDDY_LOW, order, rel_out);
+}
+
+void buddy_mark_alloc_locked(struct buddy *b, unsigned order, uint64_t rel)
+{
+    MM_ASSERT_LOCKED(&b->lock);
+    if (order == 0)
+        fs_set(b, rel, BUDDY_FS_ALLOC);
+    else if (order < BUDDY_MAX_ORDER)
+        ready_bit_set(b->alloc_bits, order, rel);
+    else if (!buddy_top_move(b, rel >> BUDDY_CHUNK_SHIFT, BUDDY_TOP_NONE, BUDDY_TOP_ALLOC))
+        mm_panic("buddy_mark_alloc_locked: chunk %lu taken by the lists is in state %u",
+                 (unsigned long)(rel >> BUDDY_CHUNK_SHIFT), top_get(b, rel >> BUDDY_CHUNK_SHIFT));
 }
 
 /* Give block (rel, order) back to the free lists, merging with free buddies.
@@ -406,7 +450,11 @@ static inline void free_core_locked(struct buddy *b, unsigned order, uint64_t re
         rel &= ~(UINT64_C(1) << order);
         order++;
     }
-    list_push(b, order, rel);
+    if (order < BUDDY_MAX_ORDER)
+        list_push(b, order, rel);
+    else if (!buddy_top_move(b, rel >> BUDDY_CHUNK_SHIFT, BUDDY_TOP_NONE, BUDDY_TOP_FREE))
+        mm_panic("buddy: merged chunk %lu is in state %u, not NONE",
+                 (unsigned long)(rel >> BUDDY_CHUNK_SHIFT), top_get(b, rel >> BUDDY_CHUNK_SHIFT));
 }
 
 void buddy_free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
@@ -417,23 +465,13 @@ void buddy_free_merge_locked(struct buddy *b, unsigned order, uint64_t rel)
 void buddy_take_locked(struct buddy *b, unsigned k, uint64_t rel, unsigned order)
 {
     MM_ASSERT_LOCKED(&b->lock);
-    if (!block_bit(b, b->free_bits, k, rel))
-        mm_panic("buddy_take_locked: block rel %#lx order %u is not free", (unsigned long)rel, k);
-    list_remove(b, k, rel);
+    if (k < BUDDY_MAX_ORDER) {
+        if (!block_bit(b, b->free_bits, k, rel))
+            mm_panic("buddy_take_locked: block rel %#lx order %u is not free",
+                     (unsigned long)rel, k);
+        list_remove(b, k, rel);
+    }
     split_down(b, k, order, rel);
-}
-
-int buddy_alloc_zone_locked(struct buddy *b, unsigned z, unsigned order, uint64_t *rel_out)
-{
-    MM_ASSERT_LOCKED(&b->lock);
-    unsigned k = first_nonempty(b, z, order);
-    BUDDY_STEP(b, 1);
-    if (k == BUDDY_NR_ORDERS)
-        return -MM_ENOMEM;
-    uint64_t rel = list_pop(b, z, k);
-    split_down(b, k, order, rel);
-    *rel_out = rel;
-    return 0;
 }
 
 /* ------------------------------------------------------------ public API */
@@ -446,11 +484,11 @@ static bool order_of_npages(uint64_t npages, unsigned *order_out)
     return true;
 }
 
-/* buddy_alloc of a block of `order` >= 1 under the lock.  Inline twice:
- * with the top order as a constant (no split, the shifts folded: the
- * 1 GiB path) and with any order. */
-__attribute__((always_inline))
-static inline int alloc_block(struct buddy *b, unsigned order, phys_addr_t *pa_out)
+/* buddy_alloc of a block of order 1..17 under the lock.  Out of line (as
+ * is free_block), so that buddy_alloc itself needs no stack frame of its
+ * own on the single-frame and 1 GiB paths. */
+__attribute__((noinline))
+static int alloc_block(struct buddy *b, unsigned order, phys_addr_t *pa_out)
 {
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     uint64_t rel;
@@ -482,15 +520,19 @@ int buddy_alloc(struct buddy *b, uint64_t npages, phys_addr_t *pa_out)
     MM_BUG_ON(!b->ready);
     if (order == 0)
         return buddy_pcp_alloc(b, pa_out);
-    if (order == BUDDY_MAX_ORDER)
-        return alloc_block(b, BUDDY_MAX_ORDER, pa_out);
+    if (order == BUDDY_MAX_ORDER) {
+        uint64_t c = top_alloc_chunk(b);
+        if (__builtin_expect(c == UINT64_MAX, 0))
+            return buddy_top_alloc_retry(b, pa_out);
+        *pa_out = rel_to_pa(b, c << BUDDY_CHUNK_SHIFT);
+        return 0;
+    }
     return alloc_block(b, order, pa_out);
 }
 
-/* buddy_free of block (order >= 1, rel), checked but for its alloc bit.
- * Inline twice, like alloc_block: the top order (no merge) and any. */
-__attribute__((always_inline))
-static inline int free_block(struct buddy *b, phys_addr_t pa, unsigned order, uint64_t rel)
+/* buddy_free of block (order 1..17, rel), checked but for its alloc bit. */
+__attribute__((noinline))
+static int free_block(struct buddy *b, phys_addr_t pa, unsigned order, uint64_t rel)
 {
     /* The large bitmaps of the low orders: start the two words the free
      * reads first on their way while the lock is taken (the bitmap
@@ -525,8 +567,9 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
     if (order == 0)
         return buddy_pcp_free(b, pa, rel);
 
-    if (order == BUDDY_MAX_ORDER)
-        return free_block(b, pa, BUDDY_MAX_ORDER, rel);
+    if (order == BUDDY_MAX_ORDER)           /* the top tier: ALLOC -> FREE, no lock */
+        return buddy_top_move(b, rel >> BUDDY_CHUNK_SHIFT, BUDDY_TOP_ALLOC, BUDDY_TOP_FREE) ? 0 :
+               buddy_free_refusal(b, pa, npages, rel);
     return free_block(b, pa, order, rel);
 }
 
@@ -552,7 +595,7 @@ uint64_t buddy_steps(struct buddy *b)
  * pairs inside larger free blocks start none, so n_0 <= (managed - F)/2 +
  * areas with F = sum_{k>=1} n_k 2^k.  Hence sum_k n_k / C <= X/C + sum_{k>=1}
  * n_k (1 - 2^(k-1)) / C <= X/C, and the lists use at most X/C + one block
- * per list that can be used: floor(X/C) + BUDDY_NR_ORDERS per zone the
+ * per list that can be used: floor(X/C) + BUDDY_NR_LIST_ORDERS per zone the
  * span reaches (the count is an integer), in all about managed / 2032
  * bytes plus 38 KiB, or 76 KiB for a span on both sides of 4 GiB.
  */
@@ -560,7 +603,7 @@ static uint64_t list_reserve_extra(uint64_t base_pfn, uint64_t span_npages)
 {
     uint64_t low_pfn = BUDDY_LOW_LIMIT / PAGE_SIZE;
     bool both = base_pfn < low_pfn && base_pfn + span_npages > low_pfn;
-    return (both ? BUDDY_NR_ZONES : 1) * BUDDY_NR_ORDERS;     /* lists that can be used */
+    return (both ? BUDDY_NR_ZONES : 1) * BUDDY_NR_LIST_ORDERS;    /* lists that can be used */
 }
 
 /* Bytes of the metadata after the bitmaps: the per-CPU caches (cache-line
@@ -572,8 +615,9 @@ static uint64_t tail_meta_bytes(uint64_t span_npages)
 }
 
 /*
- * Metadata placement.  The list block reserve, then the chunk bitmap and
- * both bitmaps right after the last list block (no half frame wasted),
+ * Metadata placement.  The list block reserve, then the chunk bitmap, the
+ * top tier's words and both bitmaps right after the last list block (no
+ * half frame wasted),
  * then the per-CPU caches, the back-indexes and the frame states,
  * rounded up to whole frames and carved from the end of the smallest area
  * that holds it (least damage to large blocks); those frames are neither
@@ -625,8 +669,9 @@ static int plan_span(const struct mm_area_list *l, struct buddy_plan *plan)
  * both bitmaps) and pick the smallest area that holds it. */
 static int plan_metadata(const struct mm_area_list *l, struct buddy_plan *plan)
 {
-    uint64_t bitmap_nwords = chunk_bitmap_words(plan->span_npages);
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)      /* no alloc bits at order 0 */
+    uint64_t bitmap_nwords = chunk_bitmap_words(plan->span_npages) +
+                             top_nwords(plan->span_npages);
+    for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)     /* no alloc bits at order 0 */
         bitmap_nwords += (k > 0 ? 2 : 1) * span_bitmap_words(plan->span_npages, k);
     plan->managed_npages = 0;
     for (unsigned i = 0; i < l->count; i++)
@@ -671,7 +716,7 @@ static void init_geometry(struct buddy *b, const struct mm_area_list *l,
                   low_pfn - plan->base_pfn < plan->span_npages ? low_pfn - plan->base_pfn :
                   plan->span_npages;
     for (unsigned z = 0; z < BUDDY_NR_ZONES; z++)
-        for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)
             b->list[z][k].top = PA(BUDDY_NO_BLOCK);
 
     b->ranges = *l;
@@ -687,8 +732,9 @@ static void init_geometry(struct buddy *b, const struct mm_area_list *l,
     b->total_npages = plan->managed_npages - plan->meta_npages;
 }
 
-/* Step 5: lay the carve out: list blocks, the chunk bitmap, the bitmaps of
- * each order (zero only the eager ones, see "Lazy bitmaps"), the per-CPU
+/* Step 5: lay the carve out: list blocks, the chunk bitmap, the top tier
+ * (all NONE), the bitmaps of each order below 1 GiB (zero only the eager
+ * ones, see "Lazy bitmaps"), the per-CPU
  * caches (zeroed: empty), the back-indexes and the frame states (lazy). */
 static void init_metadata(struct buddy *b, const struct buddy_plan *plan)
 {
@@ -699,7 +745,10 @@ static void init_metadata(struct buddy *b, const struct buddy_plan *plan)
     b->chunk_ready_bits = words;
     __builtin_memset(words, 0, chunk_nwords_total * sizeof *words);
     words += chunk_nwords_total;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++) {
+    b->top_state = words;                       /* every chunk NONE */
+    __builtin_memset(words, 0, top_nwords(b->span_npages) * sizeof *words);
+    words += top_nwords(b->span_npages);
+    for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++) {
         uint64_t nwords = span_bitmap_words(b->span_npages, k);
         uint64_t nbitmaps = k > 0 ? 2 : 1;
         b->free_bits[k] = words;

@@ -8,13 +8,15 @@
  * Algorithm.  buddy_check walks every free list from its top list block
  * and checks each listed block against the bitmaps, its frame state and,
  * for an indexed list, its back-index (which must name exactly the slot it
- * was found in; an unindexed list must be short), then
- * compares what it found with the counters: free blocks per order, the
- * non-empty mask, free pages, and the list block reserve (in the lists +
- * on the empty stack == used once, never past the reserve).  Then every
- * per-CPU cache: each entry in state CACHED | its CPU, inside no free
- * block and not twice in its cache, and as many CACHED bytes in the frame
- * states as entries in the caches (no stale state).  Bitmap bits and states are
+ * was found in; an unindexed list must be short) and against the top
+ * tier (its chunk must be NONE), then checks the top tier (FREE and ALLOC
+ * chunks are whole managed GiB) and compares what it found with the
+ * counters: free blocks per order, the non-empty mask, free pages, and the
+ * list block reserve (in the lists + on the empty stack == used once,
+ * never past the reserve).  Then every per-CPU cache: each entry in state
+ * CACHED | its CPU, inside no free block and no FREE or ALLOC chunk, and
+ * not twice in its cache, and as many CACHED bytes in the frame states as
+ * entries in the caches (no stale state).  Bitmap bits and states are
  * counted chunk by chunk, skipping untouched 1 GiB chunks.  O(free blocks
  * + bitmap size + frames of the touched chunks): for tests and debugging,
  * never on a hot path.
@@ -49,12 +51,29 @@ void buddy_usage(struct buddy *b, struct buddy_usage *u)
 }
 
 
+void buddy_free_blocks_zone(struct buddy *b, unsigned z, uint64_t counts[BUDDY_NR_ORDERS])
+{
+    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+        counts[k] = 0;
+    if (z >= BUDDY_NR_ZONES)
+        return;
+    uint64_t high = top_high_chunk(b);
+    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)
+        counts[k] = b->list[z][k].nfree;
+    counts[BUDDY_MAX_ORDER] = z == BUDDY_HIGH ?
+        buddy_top_count(b, high, nchunks(b->span_npages), BUDDY_TOP_FREE) :
+        buddy_top_count(b, 0, high, BUDDY_TOP_FREE);
+    mm_spin_unlock_irqrestore(&b->lock, flags);
+}
+
 void buddy_free_blocks(struct buddy *b, uint64_t counts[BUDDY_NR_ORDERS])
 {
-    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
+    uint64_t low[BUDDY_NR_ORDERS];
+    buddy_free_blocks_zone(b, BUDDY_HIGH, counts);
+    buddy_free_blocks_zone(b, BUDDY_LOW, low);
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        counts[k] = b->list[BUDDY_HIGH][k].nfree + b->list[BUDDY_LOW][k].nfree;
-    mm_spin_unlock_irqrestore(&b->lock, flags);
+        counts[k] += low[k];
 }
 
 void buddy_dump(struct buddy *b)
@@ -171,15 +190,19 @@ static void check_listed_block(const struct buddy *b, unsigned z, unsigned k, ui
     if (indexed && b->slot_of[rel >> 1] != pos)
         mm_panic("buddy_check: order %u block rel %#lx back-index %#lx, listed at %#lx",
                  k, (unsigned long)rel, (unsigned long)b->slot_of[rel >> 1], (unsigned long)pos);
-    if (k < BUDDY_MAX_ORDER && block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
+    if (block_bit(b, b->free_bits, k, rel ^ (UINT64_C(1) << k)))
         mm_panic("buddy_check: order %u block rel %#lx and its buddy both free",
                  k, (unsigned long)rel);
     if (block_allocated(b, k, rel))
         mm_panic("buddy_check: order %u block rel %#lx free and allocated", k, (unsigned long)rel);
-    for (unsigned j = k + 1; j < BUDDY_NR_ORDERS; j++)
+    for (unsigned j = k + 1; j < BUDDY_NR_LIST_ORDERS; j++)
         if (block_bit(b, b->free_bits, j, rel))
             mm_panic("buddy_check: order %u block rel %#lx inside free order %u",
                      k, (unsigned long)rel, j);
+    unsigned top = top_get(b, rel >> BUDDY_CHUNK_SHIFT);
+    if (top != BUDDY_TOP_NONE)
+        mm_panic("buddy_check: order %u block rel %#lx listed inside chunk %lu of state %u",
+                 k, (unsigned long)rel, (unsigned long)(rel >> BUDDY_CHUNK_SHIFT), top);
 }
 
 /* Check the free list of order k in zone z against its counters; returns
@@ -267,8 +290,9 @@ static uint64_t check_caches(const struct buddy *b)
             uint64_t rel = p->entry[i];
             bool ok = rel < b->span_npages && chunk_ready(b, 0, rel) &&
                       fs_get(b, rel) == (BUDDY_FS_CACHED | cpu);
-            for (unsigned j = 0; ok && j < BUDDY_NR_ORDERS; j++)
+            for (unsigned j = 0; ok && j < BUDDY_NR_LIST_ORDERS; j++)
                 ok = !block_bit(b, b->free_bits, j, rel & ~((UINT64_C(1) << j) - 1));
+            ok = ok && top_get(b, rel >> BUDDY_CHUNK_SHIFT) == BUDDY_TOP_NONE;
             if (!ok)
                 mm_panic("buddy_check: CPU %u cache entry %u: rel %#lx not cached there "
                          "or inside a free block", cpu, i, (unsigned long)rel);
@@ -286,12 +310,34 @@ static uint64_t check_caches(const struct buddy *b)
     return cached;
 }
 
+/* Check the top tier: no chunk in the unused state 3, and a FREE or
+ * ALLOC chunk wholly inside one managed range; returns the FREE chunks. */
+static uint64_t check_top(const struct buddy *b)
+{
+    uint64_t nfree = 0;
+    for (uint64_t c = 0; c < nchunks(b->span_npages); c++) {
+        unsigned st = top_get(b, c);
+        if (st == BUDDY_TOP_NONE)
+            continue;
+        uint64_t pa = rel_to_pa(b, c << BUDDY_CHUNK_SHIFT).raw;
+        if (st > BUDDY_TOP_ALLOC || !in_managed_ranges(b, pa, BUDDY_MAX_NPAGES))
+            mm_panic("buddy_check: chunk %lu (pa %#lx) in state %u is not a managed 1 GiB block",
+                     (unsigned long)c, (unsigned long)pa, st);
+        nfree += st == BUDDY_TOP_FREE;
+    }
+    if (nfree != buddy_top_count(b, 0, nchunks(b->span_npages), BUDDY_TOP_FREE))
+        mm_panic("buddy_check: %lu free chunks, buddy_top_count says %lu", (unsigned long)nfree,
+                 (unsigned long)buddy_top_count(b, 0, nchunks(b->span_npages), BUDDY_TOP_FREE));
+    return nfree;
+}
+
 void buddy_check(struct buddy *b)
 {
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     uint64_t free_npages = 0, blocks_in_lists = 0;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+    for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)
         free_npages += check_order(b, k, &blocks_in_lists) << k;
+    free_npages += check_top(b) << BUDDY_MAX_ORDER;
 
     uint64_t stacked = 0;
     for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa)

@@ -14,9 +14,10 @@
  *    O(orders), like buddy_alloc.
  *  - limit below 4 GiB: the free bitmaps (free_bits[j], one bit per block
  *    of order j, set iff that block is listed) are scanned over [0, limit)
- *    for orders j = order, order+1, .. (smallest first, so small free
+ *    for orders j = order, order+1, .. 17 (smallest first, so small free
  *    blocks are used before large ones are split), word by word; orders
- *    whose low lists are empty are skipped.  The first set bit names a
+ *    whose low lists are empty are skipped; then the top tier's words
+ *    (mm/buddy_top.c) for a free 1 GiB chunk.  The first set bit names a
  *    free block below limit; it leaves the middle of its list in O(1)
  *    (its back-index, or a scan of its short list) and is split down.
  *  - limit above 4 GiB (below the end of the span): the high part
@@ -101,7 +102,7 @@ static uint64_t scan_order(struct buddy *b, unsigned order, uint64_t lo, uint64_
 static int take_in_range(struct buddy *b, unsigned z, unsigned order, uint64_t lo, uint64_t hi,
                          uint64_t *rel_out)
 {
-    for (unsigned j = order; j < BUDDY_NR_ORDERS; j++) {
+    for (unsigned j = order; j < BUDDY_NR_LIST_ORDERS; j++) {
         if (!((b->nonempty_mask[z] >> j) & 1))
             continue;
         uint64_t rel = (hi - lo) >> j ? scan_order(b, j, lo, hi) :
@@ -112,7 +113,18 @@ static int take_in_range(struct buddy *b, unsigned z, unsigned order, uint64_t l
             return 0;
         }
     }
-    return -MM_ENOMEM;
+    /* The top tier: a free chunk wholly in the range, taken (FREE -> NONE)
+     * in the same step as it is found. */
+    uint64_t c = lo >> BUDDY_CHUNK_SHIFT;
+    if ((hi - lo) >> BUDDY_MAX_ORDER)
+        c = buddy_top_take(b, c, hi >> BUDDY_CHUNK_SHIFT, BUDDY_TOP_NONE);
+    else if (!buddy_top_move(b, c, BUDDY_TOP_FREE, BUDDY_TOP_NONE))
+        c = UINT64_MAX;
+    if (c == UINT64_MAX)
+        return -MM_ENOMEM;
+    buddy_take_locked(b, BUDDY_MAX_ORDER, c << BUDDY_CHUNK_SHIFT, order);
+    *rel_out = c << BUDDY_CHUNK_SHIFT;
+    return 0;
 }
 
 /* One attempt under the lock: a block of `order` below limit_rel
@@ -169,12 +181,8 @@ int buddy_alloc_below(struct buddy *b, uint64_t npages, phys_addr_t limit, phys_
         if (!err || drained || buddy_pcp_drain_locked(b, mm_platform_cpu_id()) == 0)
             break;
     }
-    if (!err) {
-        if (order > 0)
-            bit_set(b->alloc_bits[order], rel >> order);
-        else
-            fs_set(b, rel, BUDDY_FS_ALLOC);
-    }
+    if (!err)
+        buddy_mark_alloc_locked(b, order, rel);
     mm_spin_unlock_irqrestore(&b->lock, flags);
     if (err)
         return err;

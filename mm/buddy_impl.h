@@ -13,7 +13,9 @@
  *
  * Locking: everything here reads or writes state protected by b->lock;
  * the caller holds it (the public functions take it), except the
- * frame-state and cache helpers, whose rules are in mm/buddy_pcp.c.
+ * frame-state and cache helpers, whose rules are in mm/buddy_pcp.c, and
+ * the top tier's state words, which are only ever changed by atomic
+ * operations (mm/buddy_top.c).
  */
 #ifndef MM_BUDDY_IMPL_H
 #define MM_BUDDY_IMPL_H
@@ -80,7 +82,8 @@ _Static_assert(BUDDY_MAX_ORDER == PAGE_1G_SHIFT - PAGE_SHIFT, "max order is 1 Gi
 /* Count n steps of work on b (see buddy_steps in mm/buddy.h); nothing
  * unless the build defines MM_STEP_COUNT. */
 #ifdef MM_STEP_COUNT
-#define BUDDY_STEP(b, n)  ((b)->steps += (n))
+/* Atomic: the top tier counts its steps without the lock. */
+#define BUDDY_STEP(b, n)  ((void)__atomic_fetch_add(&(b)->steps, (n), __ATOMIC_RELAXED))
 #else
 #define BUDDY_STEP(b, n)  ((void)(b))
 #endif
@@ -175,19 +178,122 @@ static inline unsigned zone_of(const struct buddy *b, uint64_t rel)
     return rel < b->high_rel ? BUDDY_LOW : BUDDY_HIGH;
 }
 
-/* Frames in the free lists (the per-CPU caches not counted), from the
- * per-list counts: O(orders), so no list push or pop keeps a page total. */
+/* ------------------------------------------------------------ top tier */
+
+/*
+ * The top tier (mm/buddy_top.c): 1 GiB chunk c of the span has the two
+ * bits at 2 * (c % 32) of b->top_state[c / 32], read and written only
+ * with atomic operations.  A chunk not wholly inside one managed range
+ * stays BUDDY_TOP_NONE for ever.
+ */
+#define BUDDY_TOP_NONE      0u   /* split into smaller blocks, or not all managed */
+#define BUDDY_TOP_FREE      1u   /* one free 1 GiB block */
+#define BUDDY_TOP_ALLOC     2u   /* handed out whole by buddy_alloc */
+#define BUDDY_TOP_PER_WORD  32u
+#define BUDDY_TOP_FREE_BITS UINT64_C(0x5555555555555555)   /* the low bit of each pair */
+
+/* Words of the top tier for a span. */
+static inline uint64_t top_nwords(uint64_t span_npages)
+{
+    return (nchunks(span_npages) + BUDDY_TOP_PER_WORD - 1) / BUDDY_TOP_PER_WORD;
+}
+
+/* First chunk of the high zone (nchunks if the span ends below 4 GiB). */
+static inline uint64_t top_high_chunk(const struct buddy *b)
+{
+    return (b->high_rel + (UINT64_C(1) << BUDDY_CHUNK_SHIFT) - 1) >> BUDDY_CHUNK_SHIFT;
+}
+
+/* The state of chunk c, at some moment during the call. */
+static inline unsigned top_get(const struct buddy *b, uint64_t c)
+{
+    uint64_t w = __atomic_load_n(&b->top_state[c / BUDDY_TOP_PER_WORD], __ATOMIC_ACQUIRE);
+    return (unsigned)(w >> (2 * (c % BUDDY_TOP_PER_WORD))) & 3u;
+}
+
+/* The top-tier bits (the FREE bit of each pair) of word w that belong to
+ * chunks [first, end); w must hold at least one of them. */
+static inline uint64_t top_free_mask(uint64_t w, uint64_t first, uint64_t end)
+{
+    uint64_t lo = w * BUDDY_TOP_PER_WORD, mask = BUDDY_TOP_FREE_BITS;
+    if (first > lo)
+        mask &= ~UINT64_C(0) << (2 * (first - lo));
+    if (end - lo < BUDDY_TOP_PER_WORD)
+        mask &= (UINT64_C(1) << (2 * (end - lo))) - 1;
+    return mask;
+}
+
+/* Move the lowest FREE chunk in chunks [first, end) to state `to`
+ * (ALLOC, or NONE for the lists to split it) and return it; UINT64_MAX if
+ * none is free.  One word per 32 chunks is read; a lost race on a word
+ * (another CPU changed it) reads that word again.  Inline: the 1 GiB
+ * alloc path runs it inside buddy_alloc. */
+static inline uint64_t buddy_top_take(struct buddy *b, uint64_t first, uint64_t end, unsigned to)
+{
+    for (uint64_t w = first / BUDDY_TOP_PER_WORD; w * BUDDY_TOP_PER_WORD < end; w++) {
+        uint64_t *word = &b->top_state[w];
+        uint64_t mask = top_free_mask(w, first, end);
+        uint64_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
+        BUDDY_STEP(b, 1);
+        for (uint64_t f; (f = v & mask) != 0;) {
+            unsigned shift = (unsigned)__builtin_ctzll(f);     /* even: a FREE chunk */
+            uint64_t nv = (v & ~(UINT64_C(3) << shift)) | ((uint64_t)to << shift);
+            if (__atomic_compare_exchange_n(word, &v, nv, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED))
+                return w * BUDDY_TOP_PER_WORD + shift / 2;
+            /* v now holds the word another CPU wrote: look again. */
+        }
+    }
+    return UINT64_MAX;
+}
+
+/* Move chunk c from state `from` to `to` and return true, or return false
+ * (nothing changed) if it is not in `from`. */
+static inline bool buddy_top_move(struct buddy *b, uint64_t c, unsigned from, unsigned to)
+{
+    uint64_t *word = &b->top_state[c / BUDDY_TOP_PER_WORD];
+    unsigned shift = 2 * (unsigned)(c % BUDDY_TOP_PER_WORD);
+    uint64_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
+    BUDDY_STEP(b, 1);
+    do {
+        if (((v >> shift) & 3u) != from)
+            return false;
+    } while (!__atomic_compare_exchange_n(word, &v, v ^ ((uint64_t)(from ^ to) << shift), false,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+    return true;
+}
+
+/* buddy_alloc of 1 GiB: the lowest free chunk of the high zone, else of
+ * the low one, now ALLOC; UINT64_MAX if there is none. */
+static inline uint64_t top_alloc_chunk(struct buddy *b)
+{
+    uint64_t high = top_high_chunk(b);
+    uint64_t c = buddy_top_take(b, high, nchunks(b->span_npages), BUDDY_TOP_ALLOC);
+    return c != UINT64_MAX ? c : buddy_top_take(b, 0, high, BUDDY_TOP_ALLOC);
+}
+
+/* mm/buddy_top.c: chunks in [first, end) in `state`; and the second try
+ * of a 1 GiB buddy_alloc that found no free chunk (drains the calling
+ * CPU's cache under b->lock first): 0 and *pa_out, or -MM_ENOMEM. */
+uint64_t buddy_top_count(const struct buddy *b, uint64_t first, uint64_t end, unsigned state);
+int buddy_top_alloc_retry(struct buddy *b, phys_addr_t *pa_out);
+
+/* Frames free in the lists and the top tier (the per-CPU caches not
+ * counted), from the per-list counts and the top tier's words: O(orders +
+ * chunks / 32), so no list push or pop keeps a page total. */
 static inline uint64_t lists_free_npages(const struct buddy *b)
 {
     uint64_t n = 0;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+    for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)
         n += (b->list[BUDDY_HIGH][k].nfree + b->list[BUDDY_LOW][k].nfree) << k;
-    return n;
+    return n + (buddy_top_count(b, 0, nchunks(b->span_npages), BUDDY_TOP_FREE)
+                << BUDDY_MAX_ORDER);
 }
 
 /*
  * The smallest order >= `order` whose list in zone z holds a block, or
- * BUDDY_NR_ORDERS if none.  nonempty_mask[z] is kept as a superset: a
+ * BUDDY_NR_ORDERS if none (the lists end at order 17: a 1 GiB block is
+ * looked for in the top tier, by the caller).  nonempty_mask[z] is kept as a superset: a
  * push sets a list's bit, but a list that empties keeps it (one store
  * less on every pop that empties a list, and on the push that refills it:
  * a list of 1 GiB blocks does both on every pair); a stale bit met here is
@@ -242,11 +348,14 @@ static void check_back_index(const struct buddy *b, unsigned order, uint64_t rel
 void buddy_free_merge_locked(struct buddy *b, unsigned order, uint64_t rel);
 
 /* mm/buddy.c, with b->lock held: take free block (k, rel) (its free bit
- * set) out of the middle of its list and split it down to `order`, keeping
- * the lowest part; or pop a block of exactly `order` from zone z's lists
- * only (splitting), or -MM_ENOMEM.  The caller marks the block allocated. */
+ * set, or for k == BUDDY_MAX_ORDER a chunk the caller has moved from FREE
+ * to NONE) out of the middle of its list and split it down to `order`,
+ * keeping the lowest part; or take a block of exactly `order` from zone
+ * z's lists or top tier only (splitting), or -MM_ENOMEM.  The caller
+ * marks the block allocated (buddy_mark_alloc_locked). */
 void buddy_take_locked(struct buddy *b, unsigned k, uint64_t rel, unsigned order);
 int buddy_alloc_zone_locked(struct buddy *b, unsigned z, unsigned order, uint64_t *rel_out);
+void buddy_mark_alloc_locked(struct buddy *b, unsigned order, uint64_t rel);
 
 /* mm/buddy_check.c: the refusal of buddy_free(b, pa, npages) at relative
  * frame rel that failed its allocated-block check (takes b->lock to tell

@@ -97,19 +97,21 @@ static uint32_t pcp_refill(struct buddy *b, unsigned cpu, struct buddy_pcp *p)
     mm_spin_lock(&b->lock);                 /* interrupts are off */
     /* One zone per refill: high while it has a frame, so that the cache
      * never hands out a low frame while it holds a high one. */
-    unsigned z = first_nonempty(b, BUDDY_HIGH, 0) < BUDDY_NR_ORDERS ? BUDDY_HIGH : BUDDY_LOW;
-    unsigned order;
-    while (n < BUDDY_PCP_CAP && (order = first_nonempty(b, z, 0)) < BUDDY_NR_ORDERS) {
-        unsigned room = 31u - (unsigned)__builtin_clz(BUDDY_PCP_CAP - n);
-        if (order > room)
-            order = room;
-        uint64_t rel;
-        if (buddy_alloc_zone_locked(b, z, order, &rel))
-            mm_panic("buddy: refill of CPU %u: order %u zone %u missing, mask 0x%x",
-                     cpu, order, z, b->nonempty_mask[z]);
-        for (uint64_t i = UINT64_C(1) << order; i-- > 0;) {
-            fs_set(b, rel + i, BUDDY_FS_CACHED | cpu);
-            p->entry[n++] = (uint32_t)(rel + i);  /* lowest frame on top */
+    for (unsigned z = BUDDY_HIGH; n == 0 && z < BUDDY_NR_ZONES; z++) {
+        while (n < BUDDY_PCP_CAP) {
+            unsigned room = 31u - (unsigned)__builtin_clz(BUDDY_PCP_CAP - n);
+            /* The smallest listed block, or (none listed: BUDDY_NR_ORDERS)
+             * a chunk of the top tier, split down to what still fits. */
+            unsigned order = first_nonempty(b, z, 0);
+            if (order > room)
+                order = room;
+            uint64_t rel;
+            if (buddy_alloc_zone_locked(b, z, order, &rel))
+                break;                      /* zone z has no free frame */
+            for (uint64_t i = UINT64_C(1) << order; i-- > 0;) {
+                fs_set(b, rel + i, BUDDY_FS_CACHED | cpu);
+                p->entry[n++] = (uint32_t)(rel + i);  /* lowest frame on top */
+            }
         }
     }
     mm_spin_unlock(&b->lock);

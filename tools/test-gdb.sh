@@ -15,7 +15,7 @@
 # tools/gdb/check_session.py compares the session with the serial log (see
 # there for every check).  Files, next to ISO: gdb-session.out (gdb's
 # output), serial-gdb.log (the kernel's).  Exit status 0 = pass.
-# Environment: TIMEOUT (s, default 120), MEM (512M), SMP (2), CPU (max).
+# Environment: TIMEOUT (s, default 120), MEM (3G: whole free GiB for the top tier), SMP (2), CPU (max).
 set -u
 iso=${1:-}
 elf=${2:-}
@@ -37,7 +37,7 @@ fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 rm -f "$log" "$out"
 start=$(date +%s)
-timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -cdrom "$iso" -boot d -m "${MEM:-512M}" \
+timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -cdrom "$iso" -boot d -m "${MEM:-3G}" \
     -smp "${SMP:-2}" -cpu "${CPU:-max}" -accel tcg -no-reboot -display none \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial "file:$log" -monitor none \
     -gdb "tcp:127.0.0.1:$port" -S </dev/null &

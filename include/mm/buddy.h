@@ -4,8 +4,10 @@
  * Owns all physical RAM that the boot-time bump allocator did not use.  A
  * block of order k is 2^k contiguous frames, aligned to 2^k frames.  Single
  * frames go through the calling CPU's cache (interrupts off, no lock);
- * everything else takes the allocator's interrupt-safe spinlock, so one
- * instance can be shared by all CPUs and by interrupt handlers.
+ * whole 1 GiB blocks through the lock-free top tier (one atomic
+ * compare-and-swap); everything else takes the allocator's interrupt-safe
+ * spinlock, so one instance can be shared by all CPUs and by interrupt
+ * handlers.
  *
  * Counting convention: "total" is the number of frames handed to the
  * buddy minus the frames it keeps for its own metadata (bitmaps, list
@@ -26,6 +28,9 @@
 #define BUDDY_MAX_ORDER   18                       /* 2^18 frames = 1 GiB */
 #define BUDDY_NR_ORDERS   (BUDDY_MAX_ORDER + 1)
 #define BUDDY_MAX_NPAGES  (UINT64_C(1) << BUDDY_MAX_ORDER)
+/* Orders 0..17 have free lists and bitmaps; 1 GiB blocks (order 18) live
+ * in the lock-free top tier instead (mm/buddy_top.c). */
+#define BUDDY_NR_LIST_ORDERS  BUDDY_MAX_ORDER
 
 /*
  * Per-CPU caches of single frames (mm/buddy_pcp.c).  Each CPU id
@@ -86,6 +91,8 @@ struct buddy {
     struct buddy_pcp *pcp;              /* MM_MAX_CPUS per-CPU caches */
     uint64_t *chunk_ready_bits;         /* per 1 GiB chunk: its low-order bits are valid */
     uint64_t high_rel;                  /* first relative frame at or above 4 GiB (<= span) */
+    uint64_t *top_state;                /* the top tier: 2 bits per 1 GiB chunk, changed
+                                         * only by atomic operations (mm/buddy_top.c) */
     bool ready;
 
     /* ---- protected by lock */
@@ -95,8 +102,8 @@ struct buddy {
     /* Per order: one bit per block of that order over the span.  Orders
      * 0..12 are zeroed lazily per 1 GiB chunk (see mm/buddy.c).  Order 0
      * has no alloc bits: frame_state says which frames are allocated. */
-    uint64_t *free_bits[BUDDY_NR_ORDERS];   /* block is in the free lists */
-    uint64_t *alloc_bits[BUDDY_NR_ORDERS];  /* block was handed out whole */
+    uint64_t *free_bits[BUDDY_NR_LIST_ORDERS];   /* block is in the free lists */
+    uint64_t *alloc_bits[BUDDY_NR_LIST_ORDERS];  /* block was handed out whole */
 
     /* Two free lists per order: BUDDY_HIGH for blocks at or above 4 GiB
      * (served first), BUDDY_LOW for blocks below (kept for devices).  The
@@ -105,7 +112,7 @@ struct buddy {
      * keeps back-indexes.  They come first: every alloc reads them. */
     uint32_t nonempty_mask[BUDDY_NR_ZONES];
     uint32_t indexed_mask[BUDDY_NR_ZONES];
-    struct buddy_list_head list[BUDDY_NR_ZONES][BUDDY_NR_ORDERS];
+    struct buddy_list_head list[BUDDY_NR_ZONES][BUDDY_NR_LIST_ORDERS];
 
     /* Reserved list blocks (2 KiB, two per frame): a bump index plus a
      * stack of returned blocks. */
@@ -138,7 +145,8 @@ struct buddy {
  * span / 8 KiB of bitmaps, 3 bytes per frame of the span (one state byte
  * per frame, one 32-bit back-index per frame pair), one 2 KiB list block
  * per 1016 managed frames plus 38 KiB (76 KiB for a span on both sides
- * of 4 GiB), and MM_MAX_CPUS caches of 320 bytes (20 KiB), rounded up to
+ * of 4 GiB), the top tier's 2 bits per GiB, and MM_MAX_CPUS caches of
+ * 320 bytes (20 KiB), rounded up to
  * whole frames: about 0.13% of RAM.
  */
 int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
@@ -149,8 +157,10 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
  * below 4 GiB), so low memory stays for buddy_alloc_below.
  * npages must be a power of two in 1 .. BUDDY_MAX_NPAGES.  npages == 1 is
  * served from the calling CPU's cache (refilled by a batch under the lock
- * when empty).  A larger request that finds no block drains the calling
- * CPU's cache into the lists and tries once more.
+ * when empty); npages == BUDDY_MAX_NPAGES (1 GiB) from the top tier
+ * without the lock (the lowest free 1 GiB block of the zone, found in at
+ * most one 64-bit state word per 32 GiB of span).  A request that finds no
+ * block drains the calling CPU's cache into the lists and tries once more.
  * Returns 0 and sets *pa_out, -MM_EINVAL for a bad count (logged), or
  * -MM_ENOMEM when no block is large enough (not logged, state unchanged).
  * Frames cached on other CPUs are not reached: with free memory almost
@@ -186,7 +196,9 @@ int buddy_alloc_below(struct buddy *b, uint64_t npages, phys_addr_t limit, phys_
  * BUDDY_PCP_BATCH frames back under the lock).  Two frees of the same
  * frame racing on two CPUs at the same moment (a caller bug with no
  * order between them) may both pass; any free ordered after the first is
- * refused.
+ * refused.  npages == BUDDY_MAX_NPAGES (1 GiB) takes no lock: one atomic
+ * compare-and-swap of the block's state, so of two racing frees of one
+ * 1 GiB block exactly one passes.
  */
 int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages);
 
@@ -210,9 +222,12 @@ int64_t buddy_drain_cpu(struct buddy *b, unsigned cpu);
  * the number of frames given back. */
 uint64_t buddy_drain_all(struct buddy *b);
 
-/* Number of free blocks of each order in the free lists (like
- * /proc/buddyinfo); frames in per-CPU caches are not counted. */
+/* Number of free blocks of each order (like /proc/buddyinfo): the free
+ * lists of orders 0..17 and the free 1 GiB blocks of the top tier; frames
+ * in per-CPU caches are not counted.  buddy_free_blocks_zone counts only
+ * the blocks of zone z (BUDDY_HIGH or BUDDY_LOW); other z: all zeros. */
 void buddy_free_blocks(struct buddy *b, uint64_t counts[BUDDY_NR_ORDERS]);
+void buddy_free_blocks_zone(struct buddy *b, unsigned z, uint64_t counts[BUDDY_NR_ORDERS]);
 
 /* Print one line: free block counts per order and the usage. */
 void buddy_dump(struct buddy *b);

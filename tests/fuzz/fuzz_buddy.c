@@ -140,12 +140,13 @@ static void drain_op(unsigned cpu)
         fail("drain moved the wrong number of frames", (uint64_t)n, u0.cached_npages);
 }
 
-/* Free high blocks of order k or more in the lists. */
+/* Free high blocks of order k or more (lists and top tier). */
 static uint64_t high_free_blocks(unsigned k)
 {
-    uint64_t n = 0;
+    uint64_t counts[BUDDY_NR_ORDERS], n = 0;
+    buddy_free_blocks_zone(&B, BUDDY_HIGH, counts);
     for (; k < BUDDY_NR_ORDERS; k++)
-        n += B.list[BUDDY_HIGH][k].nfree;
+        n += counts[k];
     return n;
 }
 

@@ -197,7 +197,7 @@ static void test_metadata_is_small(void)
          * frame, the bitmaps right after the last one, then the caches,
          * the back-indexes (4 bytes per frame pair) and the frame states
          * (one byte per frame of the 64 MiB span) */
-        uint64_t nblocks = (managed / 2 + 1) / 508 + BUDDY_NR_ORDERS;
+        uint64_t nblocks = (managed / 2 + 1) / 508 + BUDDY_NR_LIST_ORDERS;
         uint64_t fixed = nblocks * 2048 + MM_MAX_CPUS * 320 + 3 * (64 * MiB / PAGE_SIZE);
         CHECK_EQ(B.list_pool_nblocks, nblocks);
         CHECK(u.meta_npages * PAGE_SIZE >= fixed + 4 * KiB);
@@ -386,7 +386,7 @@ static void test_list_reserve_worst_case(void)
     }
     struct snapshot worst = snap_drained();
     uint64_t blocks = 0, never_used = 0;
-    for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
+    for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)
         for (unsigned z = 0; z < BUDDY_NR_ZONES; z++) {
             bool listed = B.list[z][k].top.raw != UINT64_MAX;
             uint64_t n = B.list[z][k].nfree;

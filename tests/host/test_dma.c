@@ -53,8 +53,7 @@ static void take_snap(struct snap *s)
     memset(s, 0, sizeof *s);
     buddy_usage(&B, &s->u);
     for (unsigned z = 0; z < BUDDY_NR_ZONES; z++)
-        for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-            s->nfree[z][k] = B.list[z][k].nfree;
+        buddy_free_blocks_zone(&B, z, s->nfree[z]);
 }
 
 static bool snap_same(const struct snap *s)
@@ -123,12 +122,14 @@ static void release_all(void)
     }
 }
 
-/* Free frames of zone z in the free lists (the caches not counted). */
+/* Free frames of zone z in the free lists and the top tier (the caches
+ * not counted). */
 static uint64_t zone_free_frames(unsigned z, unsigned min_order)
 {
-    uint64_t n = 0;
+    uint64_t counts[BUDDY_NR_ORDERS], n = 0;
+    buddy_free_blocks_zone(&B, z, counts);
     for (unsigned k = min_order; k < BUDDY_NR_ORDERS; k++)
-        n += B.list[z][k].nfree << k;
+        n += counts[k] << k;
     return n;
 }
 

@@ -11,6 +11,12 @@
  *   before the case: the allocator coalesced everything back.
  * bad_input: every kind of bad call returns its error and changes nothing.
  * frame_adapter / gib_block: the one-frame adapter and a 1 GiB block.
+ * gib_all_cpus: every CPU at once takes and frees 1 GiB blocks (the
+ *   lock-free top tier) and, every fourth step, a 256 MiB block (which
+ *   splits a chunk under the lock, and merges it back when freed); each
+ *   block is stamped with its CPU at both ends and checked before it is
+ *   freed, so a block handed to two CPUs is caught.  The usage and the
+ *   free block counts must come back exactly.
  *
  * The pattern covers every byte of every block (one 64-bit word derived
  * from its physical address and the round).  Under QEMU TCG the whole
@@ -20,6 +26,7 @@
  */
 #include "ktest.h"
 #include "percpu.h"
+#include "smp.h"
 
 #include <mm/arch.h>
 #include <mm/buddy.h>
@@ -262,8 +269,75 @@ static void gib_block(struct ktest *t)
     expect_same_state(t, &before, &after);
 }
 
+#define GIB_STEPS 300
+
+static unsigned long gib_bad[MM_MAX_CPUS], gib_got[MM_MAX_CPUS];
+
+/* One CPU's share of gib_all_cpus: at most two blocks held at a time. */
+static void gib_cpu(void *arg)
+{
+    struct buddy *b = arg;
+    unsigned me = smp_cpu_id();
+    uint64_t stamp = UINT64_C(0x61b0000000000000) | me;
+    phys_addr_t held[2];
+    uint64_t held_n[2];
+    unsigned n = 0;
+    for (unsigned i = 0; i < GIB_STEPS; i++) {
+        if (n < 2 && (n == 0 || (i & 1))) {
+            uint64_t npages = i % 4 == 3 ? BUDDY_MAX_NPAGES / 4 : BUDDY_MAX_NPAGES;
+            if (buddy_alloc(b, npages, &held[n]) != 0)
+                continue;
+            volatile uint64_t *w = pa_to_ptr(held[n]);
+            w[0] = w[npages * PAGE_SIZE / 8 - 1] = stamp;
+            held_n[n++] = npages;
+            gib_got[me]++;
+        } else {
+            n--;
+            volatile uint64_t *w = pa_to_ptr(held[n]);
+            if (w[0] != stamp || w[held_n[n] * PAGE_SIZE / 8 - 1] != stamp)
+                gib_bad[me]++;
+            w[0] = w[held_n[n] * PAGE_SIZE / 8 - 1] = 0;
+            if (buddy_free(b, held[n], held_n[n]) != 0)
+                gib_bad[me]++;
+        }
+    }
+    while (n > 0) {
+        n--;
+        if (buddy_free(b, held[n], held_n[n]) != 0)
+            gib_bad[me]++;
+    }
+    (void)buddy_drain_cpu(b, me);
+}
+
+static void gib_all_cpus(struct ktest *t)
+{
+    struct buddy *b = get_buddy(t);
+    uint64_t counts[BUDDY_NR_ORDERS];
+    buddy_free_blocks(b, counts);
+    if (counts[BUDDY_MAX_ORDER] < 2)
+        KSKIP(t, "fewer than two free 1 GiB blocks (boot with MEM >= 5G)");
+    smp_call_all(gib_cpu, b);               /* settle every CPU's frame cache */
+    struct state before, after;
+    get_state(b, &before);
+    unsigned ncpus = smp_online_cpus();
+    unsigned long got = 0, bad = 0;
+    for (unsigned c = 0; c < MM_MAX_CPUS; c++)
+        gib_bad[c] = gib_got[c] = 0;
+    smp_call_all(gib_cpu, b);
+    for (unsigned c = 0; c < ncpus; c++) {
+        got += gib_got[c];
+        bad += gib_bad[c];
+    }
+    KEXPECT_EQ(t, bad, 0);
+    KEXPECT(t, got > GIB_STEPS / 2);
+    get_state(b, &after);
+    expect_same_state(t, &before, &after);
+    ktest_log(t, "%u CPUs, %lu blocks of 1 GiB or 256 MiB taken and given back", ncpus, got);
+}
+
 KTEST_SUITE(buddy_suite, "buddy",
             KTEST_CASE(churn),
             KTEST_CASE(bad_input),
             KTEST_CASE(frame_adapter),
-            KTEST_CASE(gib_block));
+            KTEST_CASE(gib_block),
+            KTEST_CASE(gib_all_cpus));

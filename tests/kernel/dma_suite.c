@@ -66,12 +66,13 @@ static bool has_high_ram(const struct buddy *b)
     return b->high_rel < b->span_npages;
 }
 
-/* Free frames below 4 GiB in the free lists. */
-static uint64_t low_free_frames(const struct buddy *b)
+/* Free frames below 4 GiB in the free lists and the top tier. */
+static uint64_t low_free_frames(struct buddy *b)
 {
-    uint64_t n = 0;
+    uint64_t counts[BUDDY_NR_ORDERS], n = 0;
+    buddy_free_blocks_zone(b, BUDDY_LOW, counts);
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        n += b->list[BUDDY_LOW][k].nfree << k;
+        n += counts[k] << k;
     return n;
 }
 
@@ -187,9 +188,10 @@ static void low_kept(struct ktest *t)
         KSKIP(t, "no RAM above 4 GiB (boot with MEM >= 5G)");
     uint64_t chain = 0;
     uint64_t frames = take_all_high(t, b, &chain);
-    uint64_t high_left = 0;
+    uint64_t high_left = 0, counts[BUDDY_NR_ORDERS];
+    buddy_free_blocks_zone(b, BUDDY_HIGH, counts);
     for (unsigned k = 0; k < BUDDY_NR_ORDERS; k++)
-        high_left += b->list[BUDDY_HIGH][k].nfree;
+        high_left += counts[k];
     KEXPECT_EQ(t, high_left, 0);
     ktest_log(t, "took %lu MiB above 4 GiB; %lu MiB free below",
               (unsigned long)(frames * PAGE_SIZE >> 20),

@@ -18,16 +18,42 @@ from mm_util import (PAGE_SIZE, array_len, cstring, deref, first_value,
 # ------------------------------------------------------------------ buddy
 
 
+CHUNK_PAGES = 1 << 18                       # a 1 GiB chunk of the buddy's span
+TOP_PER_WORD = 32                           # two state bits per chunk
+
+
+def buddy_top_free(b):
+    """Free 1 GiB blocks of the top tier (mm/buddy_top.c), as (high, low):
+    the chunks whose two state bits read FREE (1)."""
+    nchunks = (num(b["span_npages"]) + CHUNK_PAGES - 1) // CHUNK_PAGES
+    high_chunk = (num(b["high_rel"]) + CHUNK_PAGES - 1) // CHUNK_PAGES
+    nwords = (nchunks + TOP_PER_WORD - 1) // TOP_PER_WORD
+    raw = read_virt(num(b["top_state"]), nwords * 8)
+    words = struct.unpack("<%dQ" % nwords, raw)
+    high = low = 0
+    for c in range(nchunks):
+        if (words[c // TOP_PER_WORD] >> (2 * (c % TOP_PER_WORD))) & 3 == 1:
+            if c >= high_chunk:
+                high += 1
+            else:
+                low += 1
+    return high, low
+
+
 def buddy_free_counts(b):
-    """Free blocks per order in the free lists, per zone name."""
+    """Free blocks per order, per zone name: the free lists, then (with a
+    top tier) the free 1 GiB blocks as the last order."""
     if has(b, "list"):                      # list[zone][order].nfree
         lists = b["list"]
         zone_names = {0: "high", 1: "low"}
+        top = buddy_top_free(b) if has(b, "top_state") else None
         out = {}
         for z in range(array_len(lists)):
             row = lists[z]
-            out[zone_names.get(z, "zone%d" % z)] = [
-                num(row[k]["nfree"]) for k in range(array_len(row))]
+            counts = [num(row[k]["nfree"]) for k in range(array_len(row))]
+            if top is not None:
+                counts.append(top[z] if z < len(top) else 0)
+            out[zone_names.get(z, "zone%d" % z)] = counts
         return out
     counts = b["nfree_blocks"]              # one list per order
     return {"all": [num(counts[k]) for k in range(array_len(counts))]}
@@ -71,7 +97,7 @@ line in the format of the kernel's buddy_dump."""
         cached = sum(pcp)
         busy = ["cpu%d %d" % (cpu, n) for cpu, n in enumerate(pcp) if n]
         gdb.write("per-CPU caches: %s\n" % (", ".join(busy) if busy else "all empty"))
-        gdb.write("free in lists %d pages (%s), cached %d, used %d\n" % (
+        gdb.write("free in lists and top tier %d pages (%s), cached %d, used %d\n" % (
             listed, format_size(listed * PAGE_SIZE, False), cached, total - listed - cached))
         gdb.write("buddy: free blocks by order: %s; free %d / %d pages (%d in per-CPU caches),"
                   " meta %d\n" % (" ".join(str(n) for n in summed), listed + cached, total,
