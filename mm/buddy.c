@@ -575,16 +575,6 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
 
 /* ----------------------------------------------------------------- init */
 
-#ifdef MM_STEP_COUNT
-uint64_t buddy_steps(struct buddy *b)
-{
-    unsigned long flags = mm_spin_lock_irqsave(&b->lock);
-    uint64_t steps = b->steps;
-    mm_spin_unlock_irqrestore(&b->lock, flags);
-    return steps;
-}
-#endif
-
 /*
  * List blocks needed beyond floor(X / C), X = managed/2 + areas, C = 508
  * entries per list block.  With n free blocks in it, a list (one per

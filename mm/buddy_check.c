@@ -1,9 +1,9 @@
 /*
  * mm/buddy_check.c - inspection of the buddy allocator: the usage, the
  * invariant checker (buddy_check), the per-order free block counts, the
- * one-line dump, and the diagnosis of a refused free (its log line).  The
- * allocator itself is mm/buddy.c; the metadata layout read here is in
- * mm/buddy_impl.h.
+ * one-line dump, the step meter (host tests), and the diagnosis of a
+ * refused free (its log line).  The allocator itself is mm/buddy.c; the
+ * metadata layout read here is in mm/buddy_impl.h.
  *
  * Algorithm.  buddy_check walks every free list from its top list block
  * and checks each listed block against the bitmaps, its frame state and,
@@ -91,6 +91,13 @@ void buddy_dump(struct buddy *b)
               (unsigned long)u.free_npages, (unsigned long)u.total_npages,
               (unsigned long)u.cached_npages, (unsigned long)u.meta_npages);
 }
+
+#ifdef MM_STEP_COUNT
+uint64_t buddy_steps(struct buddy *b)
+{
+    return __atomic_load_n(&b->steps, __ATOMIC_RELAXED);
+}
+#endif
 
 /* ------------------------------------------------- refused frees */
 
