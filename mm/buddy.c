@@ -10,7 +10,8 @@
  * O(orders), independent of fragmentation: every free block has a
  * back-index to its list slot (kept in metadata, never inside the free
  * block), so a buddy leaves the middle of its list in O(1) ("Free lists"
- * below).  Single frames pass through per-CPU caches first
+ * below).  The exception is a zone whose lists are empty: its top tier is
+ * read for a free GiB to split, one state word per 32 GiB of the zone.  Single frames pass through per-CPU caches first
  * (mm/buddy_pcp.c); to this file a cached frame is an allocated one.
  *
  * Zones.  Each order has two free lists: blocks at or above 4 GiB (high)
@@ -198,8 +199,8 @@ static void pool_put(struct buddy *b, uint64_t pa)
  * up to 508 block numbers (32-bit frame numbers relative to the span
  * base).  Only the top
  * list block is partly filled; an emptied top block that is the list's
- * last stays (empty) on the list, so a list that keeps reaching zero, like
- * the 1 GiB list, does not take and return a block each time.
+ * last stays (empty) on the list, so a list that keeps reaching zero does
+ * not take and return a block each time.
  *
  * Removing a block from the middle (its buddy is being freed): the top
  * list block's last entry moves into its slot.  The slot is found in one
@@ -587,7 +588,7 @@ int buddy_free(struct buddy *b, phys_addr_t pa, uint64_t npages)
  * n_k (1 - 2^(k-1)) / C <= X/C, and the lists use at most X/C + one block
  * per list that can be used: floor(X/C) + BUDDY_NR_LIST_ORDERS per zone the
  * span reaches (the count is an integer), in all about managed / 2032
- * bytes plus 38 KiB, or 76 KiB for a span on both sides of 4 GiB.
+ * bytes plus 36 KiB, or 72 KiB for a span on both sides of 4 GiB.
  */
 static uint64_t list_reserve_extra(uint64_t base_pfn, uint64_t span_npages)
 {
@@ -659,8 +660,8 @@ static int plan_span(const struct mm_area_list *l, struct buddy_plan *plan)
  * both bitmaps) and pick the smallest area that holds it. */
 static int plan_metadata(const struct mm_area_list *l, struct buddy_plan *plan)
 {
-    uint64_t bitmap_nwords = chunk_bitmap_words(plan->span_npages) +
-                             top_nwords(plan->span_npages);
+    uint64_t bitmap_nwords = chunk_bitmap_words(plan->span_npages) + BUDDY_CACHE_LINE / 8 +
+                             top_nwords(plan->span_npages);     /* the tier on its own line */
     for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)     /* no alloc bits at order 0 */
         bitmap_nwords += (k > 0 ? 2 : 1) * span_bitmap_words(plan->span_npages, k);
     plan->managed_npages = 0;
@@ -735,6 +736,7 @@ static void init_metadata(struct buddy *b, const struct buddy_plan *plan)
     b->chunk_ready_bits = words;
     __builtin_memset(words, 0, chunk_nwords_total * sizeof *words);
     words += chunk_nwords_total;
+    words = (uint64_t *)(uintptr_t)align_up_u64((uint64_t)(uintptr_t)words, BUDDY_CACHE_LINE);
     b->top_state = words;                       /* every chunk NONE */
     __builtin_memset(words, 0, top_nwords(b->span_npages) * sizeof *words);
     words += top_nwords(b->span_npages);

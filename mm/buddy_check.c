@@ -25,9 +25,11 @@
  * inconsistency panics with "buddy_check:" and the values.
  *
  * Locking.  buddy_check and buddy_free_blocks hold b->lock for their
- * whole walk, so each sees one consistent state; the static helpers run
- * under it.  The per-CPU caches have no lock: buddy_check reads them as
- * they are, so it needs the other CPUs to leave b alone meanwhile.
+ * whole walk, so the lists they see are one consistent state; the static
+ * helpers run under it.  The per-CPU caches and the top tier have no lock
+ * (1 GiB calls change the tier without it): buddy_check reads them as
+ * they are, so it needs the other CPUs to leave b alone meanwhile, and the
+ * 1 GiB count of buddy_free_blocks is of a moment during the call.
  * buddy_dump goes through the public calls, two lock holds, so its counts
  * and its usage may be a moment apart.  buddy_free_refusal takes b->lock
  * (called without it) to read the ranges and the frame state.
@@ -344,19 +346,20 @@ void buddy_check(struct buddy *b)
     uint64_t free_npages = 0, blocks_in_lists = 0;
     for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)
         free_npages += check_order(b, k, &blocks_in_lists) << k;
-    free_npages += check_top(b) << BUDDY_MAX_ORDER;
+    uint64_t top_npages = check_top(b) << BUDDY_MAX_ORDER;
 
     uint64_t stacked = 0;
     for (uint64_t pa = b->list_pool_free.raw; pa != BUDDY_NO_BLOCK; pa = list_block(pa)->next_pa)
         stacked++;
     uint64_t cached = check_caches(b);
-    if (free_npages != lists_free_npages(b) || free_npages + cached > b->total_npages ||
+    if (free_npages != listed_free_npages(b) ||
+        free_npages + top_npages + cached > b->total_npages ||
         blocks_in_lists != b->list_blocks_in_use ||
         blocks_in_lists + stacked != b->list_pool_next ||
         b->list_pool_next > b->list_pool_nblocks)
         mm_panic("buddy_check: free %lu vs %lu (total %lu), list blocks %lu vs %lu, "
                  "stacked %lu, used once %lu of %lu",
-                 (unsigned long)free_npages, (unsigned long)lists_free_npages(b),
+                 (unsigned long)free_npages, (unsigned long)listed_free_npages(b),
                  (unsigned long)b->total_npages, (unsigned long)blocks_in_lists,
                  (unsigned long)b->list_blocks_in_use, (unsigned long)stacked,
                  (unsigned long)b->list_pool_next, (unsigned long)b->list_pool_nblocks);

@@ -30,8 +30,8 @@
  * its first part.
  *
  * Lazy chunks.  A 1 GiB chunk whose low-order bitmaps were never touched
- * (mm/buddy.c, "Lazy bitmaps") holds its free space as one order-18 block
- * or blocks of orders 13..17, whose bitmaps are always valid; the scan of
+ * (mm/buddy.c, "Lazy bitmaps") holds its free space as a FREE chunk of the
+ * top tier or blocks of orders 13..17, whose bitmaps are always valid; the scan of
  * an order below 13 skips such chunks without reading their words.
  *
  * Cost bound.  Scanning a range of F frames reads at most

@@ -184,7 +184,9 @@ static inline unsigned zone_of(const struct buddy *b, uint64_t rel)
  * The top tier (mm/buddy_top.c): 1 GiB chunk c of the span has the two
  * bits at 2 * (c % 32) of b->top_state[c / 32], read and written only
  * with atomic operations.  A chunk not wholly inside one managed range
- * stays BUDDY_TOP_NONE for ever.
+ * stays BUDDY_TOP_NONE for ever.  The words start on a cache line of
+ * their own: a 1 GiB alloc or free writes them, and the chunk-ready bits
+ * before them are read by every single-frame free.
  */
 #define BUDDY_TOP_NONE      0u   /* split into smaller blocks, or not all managed */
 #define BUDDY_TOP_FREE      1u   /* one free 1 GiB block */
@@ -211,8 +213,8 @@ static inline unsigned top_get(const struct buddy *b, uint64_t c)
     return (unsigned)(w >> (2 * (c % BUDDY_TOP_PER_WORD))) & 3u;
 }
 
-/* The top-tier bits (the FREE bit of each pair) of word w that belong to
- * chunks [first, end); w must hold at least one of them. */
+/* The top-tier bits (the low bit of each pair) of word w that belong to
+ * chunks [first, end); first < end, and w holds at least one of them. */
 static inline uint64_t top_free_mask(uint64_t w, uint64_t first, uint64_t end)
 {
     uint64_t lo = w * BUDDY_TOP_PER_WORD, mask = BUDDY_TOP_FREE_BITS;
@@ -230,12 +232,15 @@ static inline uint64_t top_free_mask(uint64_t w, uint64_t first, uint64_t end)
  * alloc path runs it inside buddy_alloc. */
 static inline uint64_t buddy_top_take(struct buddy *b, uint64_t first, uint64_t end, unsigned to)
 {
+    if (first >= end)
+        return UINT64_MAX;                  /* an empty zone */
     for (uint64_t w = first / BUDDY_TOP_PER_WORD; w * BUDDY_TOP_PER_WORD < end; w++) {
         uint64_t *word = &b->top_state[w];
         uint64_t mask = top_free_mask(w, first, end);
         uint64_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
         BUDDY_STEP(b, 1);
-        for (uint64_t f; (f = v & mask) != 0;) {
+        /* FREE pairs: low bit set, high bit clear. */
+        for (uint64_t f; (f = v & ~(v >> 1) & mask) != 0;) {
             unsigned shift = (unsigned)__builtin_ctzll(f);     /* even: a FREE chunk */
             uint64_t nv = (v & ~(UINT64_C(3) << shift)) | ((uint64_t)to << shift);
             if (__atomic_compare_exchange_n(word, &v, nv, false, __ATOMIC_ACQ_REL,
@@ -278,26 +283,33 @@ static inline uint64_t top_alloc_chunk(struct buddy *b)
 uint64_t buddy_top_count(const struct buddy *b, uint64_t first, uint64_t end, unsigned state);
 int buddy_top_alloc_retry(struct buddy *b, phys_addr_t *pa_out);
 
-/* Frames free in the lists and the top tier (the per-CPU caches not
- * counted), from the per-list counts and the top tier's words: O(orders +
- * chunks / 32), so no list push or pop keeps a page total. */
-static inline uint64_t lists_free_npages(const struct buddy *b)
+/* Frames in the free lists, from the per-list counts: O(orders), so no
+ * list push or pop keeps a page total.  b->lock held. */
+static inline uint64_t listed_free_npages(const struct buddy *b)
 {
     uint64_t n = 0;
     for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)
         n += (b->list[BUDDY_HIGH][k].nfree + b->list[BUDDY_LOW][k].nfree) << k;
-    return n + (buddy_top_count(b, 0, nchunks(b->span_npages), BUDDY_TOP_FREE)
-                << BUDDY_MAX_ORDER);
+    return n;
+}
+
+/* Frames free in the lists and the top tier (the per-CPU caches not
+ * counted): O(orders + chunks / 32).  The top tier is read word by word
+ * while 1 GiB calls may change it: exact while no CPU makes one. */
+static inline uint64_t lists_free_npages(const struct buddy *b)
+{
+    return listed_free_npages(b) +
+           (buddy_top_count(b, 0, nchunks(b->span_npages), BUDDY_TOP_FREE) << BUDDY_MAX_ORDER);
 }
 
 /*
  * The smallest order >= `order` whose list in zone z holds a block, or
  * BUDDY_NR_ORDERS if none (the lists end at order 17: a 1 GiB block is
- * looked for in the top tier, by the caller).  nonempty_mask[z] is kept as a superset: a
- * push sets a list's bit, but a list that empties keeps it (one store
- * less on every pop that empties a list, and on the push that refills it:
- * a list of 1 GiB blocks does both on every pair); a stale bit met here is
- * cleared.  O(orders).  b->lock held.
+ * looked for in the top tier, by the caller).  nonempty_mask[z] is kept
+ * as a superset: a push sets a list's bit, but a list that empties keeps
+ * it (one store less on every pop that empties a list, and on the push
+ * that refills it, which a list that keeps reaching zero does on every
+ * pair); a stale bit met here is cleared.  O(orders).  b->lock held.
  */
 static inline unsigned first_nonempty(struct buddy *b, unsigned z, unsigned order)
 {

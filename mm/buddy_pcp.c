@@ -102,12 +102,15 @@ static uint32_t pcp_refill(struct buddy *b, unsigned cpu, struct buddy_pcp *p)
             unsigned room = 31u - (unsigned)__builtin_clz(BUDDY_PCP_CAP - n);
             /* The smallest listed block, or (none listed: BUDDY_NR_ORDERS)
              * a chunk of the top tier, split down to what still fits. */
-            unsigned order = first_nonempty(b, z, 0);
-            if (order > room)
-                order = room;
+            unsigned listed = first_nonempty(b, z, 0);
+            unsigned order = listed > room ? room : listed;
             uint64_t rel;
-            if (buddy_alloc_zone_locked(b, z, order, &rel))
+            if (buddy_alloc_zone_locked(b, z, order, &rel)) {
+                if (listed != BUDDY_NR_ORDERS)
+                    mm_panic("buddy: refill of CPU %u: order %u zone %u listed but missing, "
+                             "mask 0x%x", cpu, listed, z, b->nonempty_mask[z]);
                 break;                      /* zone z has no free frame */
+            }
             for (uint64_t i = UINT64_C(1) << order; i-- > 0;) {
                 fs_set(b, rel + i, BUDDY_FS_CACHED | cpu);
                 p->entry[n++] = (uint32_t)(rel + i);  /* lowest frame on top */

@@ -19,16 +19,20 @@
  * zone, then of the low one, as buddy_alloc does for smaller blocks.
  *
  * The locked paths use the same operations: a smaller allocation that
- * finds no listed block takes a FREE chunk (FREE -> NONE, mm/buddy.c
- * alloc_core_locked) and splits it; a free whose merging reaches 1 GiB,
+ * finds no listed block in its zone takes a FREE chunk (FREE -> NONE,
+ * take_top_locked in mm/buddy.c) and splits it; a free whose merging reaches 1 GiB,
  * and the seeding at init, make a NONE chunk FREE.  A chunk that is NONE
  * is owned by the lists (b->lock): the lock-free paths never touch it.
  *
- * Cost.  Allocation reads the state words of its zone from the first one
- * on until one has a free chunk: one word for a span of up to 32 GiB, at
- * most 512 for the largest span (16 TiB), whatever the number of free
- * blocks.  A free is one word.  The usage and the per-order counts count
- * the FREE chunks over all words (buddy_top_count).
+ * Cost.  Allocation reads the state words of the high zone, then of the
+ * low one, from the first on until one has a free chunk: at most one read
+ * per word plus one (the word where the zones meet is read for both), so
+ * at most two for a span of up to 32 GiB and 513 for the largest (16 TiB),
+ * whatever the number of free blocks; an allocation that finds nothing
+ * drains the CPU's cache and reads them all once more.  A free reads one
+ * word.  A smaller request whose zone has no listed block reads that
+ * zone's words under b->lock the same way.  The usage and the per-order
+ * counts count the FREE chunks over all words (buddy_top_count).
  *
  * Memory order.  The swaps are acquire-release: everything the previous
  * owner of a block wrote happens before the next owner gets it, whether
@@ -41,13 +45,17 @@
  * counts and the retry of a failed allocation.
  *
  * Locking.  None, except buddy_top_alloc_retry, which drains the calling
- * CPU's cache under b->lock (a cached frame may complete a chunk).
+ * CPU's cache under b->lock (a cached frame may complete a chunk).  The
+ * counts read the words one by one: while other CPUs take or free 1 GiB
+ * blocks they are of a moment, not a snapshot.
  */
 #include "buddy_impl.h"
 
 uint64_t buddy_top_count(const struct buddy *b, uint64_t first, uint64_t end, unsigned state)
 {
     uint64_t n = 0;
+    if (first >= end)
+        return 0;
     for (uint64_t w = first / BUDDY_TOP_PER_WORD; w * BUDDY_TOP_PER_WORD < end; w++) {
         uint64_t v = __atomic_load_n(&b->top_state[w], __ATOMIC_RELAXED);
         /* Pairs equal to `state`: complement the bits `state` has clear,

@@ -144,7 +144,7 @@ struct buddy {
  * -MM_ENOMEM if no single area can hold the metadata.  Metadata: about
  * span / 8 KiB of bitmaps, 3 bytes per frame of the span (one state byte
  * per frame, one 32-bit back-index per frame pair), one 2 KiB list block
- * per 1016 managed frames plus 38 KiB (76 KiB for a span on both sides
+ * per 1016 managed frames plus 36 KiB (72 KiB for a span on both sides
  * of 4 GiB), the top tier's 2 bits per GiB, and MM_MAX_CPUS caches of
  * 320 bytes (20 KiB), rounded up to
  * whole frames: about 0.13% of RAM.
@@ -158,8 +158,9 @@ int buddy_init(struct buddy *b, const struct mm_area_list *free_ranges);
  * npages must be a power of two in 1 .. BUDDY_MAX_NPAGES.  npages == 1 is
  * served from the calling CPU's cache (refilled by a batch under the lock
  * when empty); npages == BUDDY_MAX_NPAGES (1 GiB) from the top tier
- * without the lock (the lowest free 1 GiB block of the zone, found in at
- * most one 64-bit state word per 32 GiB of span).  A request that finds no
+ * without the lock (the lowest free 1 GiB block of the high zone, else of
+ * the low one: one 64-bit state word read per 32 GiB of each zone, the
+ * word where the zones meet twice).  A request that finds no
  * block drains the calling CPU's cache into the lists and tries once more.
  * Returns 0 and sets *pa_out, -MM_EINVAL for a bad count (logged), or
  * -MM_ENOMEM when no block is large enough (not logged, state unchanged).

@@ -39,6 +39,11 @@ _Noreturn void mm_platform_panic(const char *msg);
  */
 #ifdef MM_PLATFORM_INLINE
 #include <mm_platform_inline.h>
+/* Declared again here, so a header whose three differ from the contract
+ * (another signature, or not static) fails to compile. */
+static inline unsigned mm_platform_cpu_id(void);
+static inline unsigned long mm_platform_irq_save(void);
+static inline void mm_platform_irq_restore(unsigned long flags);
 #else
 unsigned mm_platform_cpu_id(void);
 unsigned long mm_platform_irq_save(void);
