@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "buddy_test_util.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -21,17 +22,6 @@
 #define SIM_SIZE (2 * GiB)
 #define NCPUS    4
 
-static struct buddy B;
-
-static void init_area(uint64_t start, uint64_t end)
-{
-    struct mm_area_list l = { .count = 1 };
-    l.area[0] = (struct mm_area){ PA(start), PA(end) };
-    if (buddy_init(&B, &l) != 0) {
-        fprintf(stderr, "init_area: buddy_init failed\n");
-        exit(2);
-    }
-}
 
 /* What a refused call must leave as it was (harness.h, REFUSED). */
 struct snap {
@@ -240,15 +230,6 @@ static void test_foreign_and_partial_frees(void)
     REFUSED(buddy_free(&B, PA(blk.raw + 1), 1), -MM_EINVAL);      /* unaligned */
     CHECK_EQ(buddy_free(&B, blk, 4), 0);
     buddy_check(&B);
-}
-
-/* buddy_check must panic with a message containing `what`. */
-static void expect_check_panic(const char *what)
-{
-    harness_quiet = 1;
-    EXPECT_PANIC(buddy_check(&B));
-    harness_quiet = 0;
-    CHECK(strstr(harness_panic_msg, what) != NULL);
 }
 
 /* buddy_check catches a cached frame whose state byte was damaged, a frame

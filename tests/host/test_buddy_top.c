@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "buddy_test_util.h"
 
 #include <pthread.h>
 #include <mm/buddy.h>
@@ -20,18 +21,6 @@
 #define SIM_SIZE (41 * GiB)
 #define NCPUS    4
 
-static struct buddy B;
-
-/* One area [start, end). */
-static void init_area(uint64_t start, uint64_t end)
-{
-    struct mm_area_list l = { .count = 1 };
-    l.area[0] = (struct mm_area){ PA(start), PA(end) };
-    if (buddy_init(&B, &l) != 0) {
-        fprintf(stderr, "init_area: buddy_init failed\n");
-        exit(2);
-    }
-}
 
 /* [1 GiB, 9 GiB) whole, and a small area far enough above it for the
  * metadata carve, so chunks 1..8 are all free 1 GiB blocks. */
@@ -121,26 +110,23 @@ static void test_states_and_zone_order(void)
 
 /* A span that starts at 4 GiB (base 4 GiB, everything high) and one that
  * ends below it (everything low): the zone split still holds. */
-static void test_spans_on_one_side(void)
+static void one_side(uint64_t start, uint64_t end, uint64_t first_gib, unsigned empty_zone)
 {
-    init_area(4 * GiB, 7 * GiB + 4 * MiB);
+    init_area(start, end);
     phys_addr_t pa;
     REQUIRE(buddy_alloc(&B, BUDDY_MAX_NPAGES, &pa) == 0);
-    CHECK_EQ(pa.raw, gib(4).raw);
-    uint64_t low[BUDDY_NR_ORDERS];
-    buddy_free_blocks_zone(&B, BUDDY_LOW, low);
-    CHECK_EQ(low[BUDDY_MAX_ORDER], 0);
+    CHECK_EQ(pa.raw, gib(first_gib).raw);
+    uint64_t counts[BUDDY_NR_ORDERS];
+    buddy_free_blocks_zone(&B, empty_zone, counts);
+    CHECK_EQ(counts[BUDDY_MAX_ORDER], 0);
     CHECK_EQ(buddy_free(&B, pa, BUDDY_MAX_NPAGES), 0);
     buddy_check(&B);
+}
 
-    init_area(1 * GiB, 3 * GiB + 4 * MiB);
-    REQUIRE(buddy_alloc(&B, BUDDY_MAX_NPAGES, &pa) == 0);
-    CHECK_EQ(pa.raw, gib(1).raw);
-    uint64_t high[BUDDY_NR_ORDERS];
-    buddy_free_blocks_zone(&B, BUDDY_HIGH, high);
-    CHECK_EQ(high[BUDDY_MAX_ORDER], 0);
-    CHECK_EQ(buddy_free(&B, pa, BUDDY_MAX_NPAGES), 0);
-    buddy_check(&B);
+static void test_spans_on_one_side(void)
+{
+    one_side(4 * GiB, 7 * GiB + 4 * MiB, 4, BUDDY_LOW);
+    one_side(1 * GiB, 3 * GiB + 4 * MiB, 1, BUDDY_HIGH);
 }
 
 /* ------------------------------------------------------- refused frees */
@@ -330,16 +316,6 @@ static void test_alloc_step_bound(void)
 }
 
 /* ------------------------------------------------------------ checker */
-
-static void expect_check_panic(const char *what)
-{
-    harness_quiet = 1;
-    EXPECT_PANIC(buddy_check(&B));
-    harness_quiet = 0;
-    CHECK(strstr(harness_panic_msg, what) != NULL);
-    if (!strstr(harness_panic_msg, what))
-        fprintf(stderr, "  panic was: %s\n", harness_panic_msg);
-}
 
 /* buddy_check catches the unused state 3, a FREE state over a chunk that
  * has listed blocks, and an ALLOC state on a chunk that is not all managed. */
