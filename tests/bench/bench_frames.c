@@ -9,8 +9,10 @@
  * Rows:
  *  frames order-0 pair        alloc+free of one frame, one thread, ns/pair
  *  frames 2 threads / 1       pairs per second of two threads (simulated
- *                             CPUs 0 and 1) over one thread's, on one
- *                             allocator (a ratio; 2.0 is perfect scaling)
+ *                             CPUs 0 and 1, pinned to host CPUs 0 and 1)
+ *                             over one thread's, on one allocator (a
+ *                             ratio; 2.0 is perfect scaling; the median
+ *                             of five runs)
  *  frames mixed 0-10, 1e4 live  10^4 live blocks of random orders 0..10;
  *                             each step frees a random one and allocates
  *                             a new random order in its place, ns/step
@@ -146,6 +148,7 @@ static void *pair_thread(void *p)
 {
     struct thread_arg *t = p;
     harness_cpu_id = t->cpu;
+    bench_pin_to(t->cpu);
     (void)sample_pairs(t->a, 1, (unsigned)t->pairs);
     return NULL;
 }

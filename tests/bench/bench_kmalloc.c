@@ -219,17 +219,6 @@ static double percentile(double *v, unsigned n, double q)
 
 static unsigned host_cpus;
 
-/* Run the calling thread on host CPU `cpu` (when there are enough). */
-static void pin_to(unsigned cpu)
-{
-    if (host_cpus < 2)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu % host_cpus, &set);
-    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
-
 static uint64_t rss_bytes(void)
 {
     unsigned long size, resident;
@@ -427,14 +416,14 @@ INLINE void pc_consume(free_fn f, struct pc_ring *r)
     static void *tag##_producer(void *arg)                                     \
     {                                                                          \
         harness_cpu_id = 0;                                                    \
-        pin_to(0);                                                             \
+        bench_pin_to(0);                                                             \
         pc_produce(A, arg);                                                    \
         return NULL;                                                           \
     }                                                                          \
     static void *tag##_consumer(void *arg)                                     \
     {                                                                          \
         harness_cpu_id = 1;                                                    \
-        pin_to(1);                                                             \
+        bench_pin_to(1);                                                             \
         pc_consume(F, arg);                                                    \
         return NULL;                                                           \
     }
@@ -479,7 +468,7 @@ static void *mt_thread(void *arg)
     struct mt_arg *m = arg;
     _Alignas(64) char lifo_objs[4][64];
     harness_cpu_id = m->cpu;
-    pin_to(m->cpu);
+    bench_pin_to(m->cpu);
     for (unsigned i = 0; i < 4; i++)
         lifo_free(lifo_objs[i]);
     atomic_fetch_add(m->ready, 1);

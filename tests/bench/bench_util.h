@@ -1,7 +1,8 @@
 /*
  * bench_util.h - what the host benchmarks share: a monotonic nanosecond
- * clock, the median of a sample array (sorted in place), and a buddy over
- * simulated memory with the kernel table set up on it.
+ * clock, the median of a sample array (sorted in place), a buddy over
+ * simulated memory with the kernel table set up on it, and (in files built
+ * with _GNU_SOURCE) pinning a thread to a host CPU.
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
@@ -12,6 +13,26 @@
 #include <stdio.h>
 #include <mm/buddy.h>
 #include "harness.h"
+
+#ifdef _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+/* Run the calling thread on host CPU cpu % (online CPUs), so that two
+ * threads of a scaling row never share one CPU while another idles;
+ * nothing on a one-CPU host. */
+static inline void bench_pin_to(unsigned cpu)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 2)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu % (unsigned)n, &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+#endif
 
 static inline uint64_t now_ns(void)
 {
