@@ -5,9 +5,10 @@
  * physical memory (lazily backed): small ones in 64 KiB steps, or whole
  * GiBs, whose chunks stay uninitialised until something below 1 GiB is
  * carved from them; the rest is an operation sequence:
- *   alloc of an order, free of the i-th live block, one of several bad
- *   frees (double, double on another CPU, unaligned, partial, wrong size,
- *   foreign), a full buddy_check, a switch to another of FUZZ_CPUS
+ *   alloc of an order (0..12, or a whole 1 GiB block from the top tier),
+ *   free of the i-th live block, one of several bad frees (double, double
+ *   on another CPU, unaligned, partial, wrong size, foreign, a GiB that
+ *   was not handed out whole), a full buddy_check, a switch to another of FUZZ_CPUS
  *   simulated CPUs (each with its per-CPU cache of single frames), and a
  *   drain of one CPU's cache, and an allocation below a power-of-two
  *   limit (buddy_alloc_below: 4 KiB .. 16 GiB).
@@ -86,13 +87,21 @@ static void expect_refused(phys_addr_t pa, uint64_t npages)
 
 static void bad_free(struct reader *r)
 {
-    unsigned kind = next_byte(r) % 6;
+    unsigned kind = next_byte(r) % 7;
     unsigned sel = next_byte(r);
     if (kind == 0) {                       /* anywhere, never allocated */
         uint64_t pfn = ((uint64_t)sel << 6 | next_byte(r)) % (NFRAMES * 2);
         if (pfn < NFRAMES && frame_state[pfn])
             return;
         expect_refused(pfn_to_pa(pfn), 1);
+        return;
+    }
+    if (kind == 6) {                       /* a whole GiB, not held as one */
+        uint64_t pa = (uint64_t)(sel % 8) * GiB;
+        for (unsigned i = 0; i < nlive; i++)
+            if (live[i].pa == pa && live[i].order == BUDDY_MAX_ORDER)
+                return;
+        expect_refused(PA(pa), BUDDY_MAX_NPAGES);
         return;
     }
     if (!nlive)
@@ -263,7 +272,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (r.n) {
         unsigned op = next_byte(&r) % 11;
         if (op < 4 || op == 10) {
-            unsigned order = next_byte(&r) % (FUZZ_MAX_ORDER + 1);
+            unsigned order = next_byte(&r) % (FUZZ_MAX_ORDER + 2);
+            if (order > FUZZ_MAX_ORDER)
+                order = BUDDY_MAX_ORDER;           /* the top tier */
             if (op < 4)
                 alloc_op(order, 0);
             else
