@@ -11,8 +11,9 @@
  * back-index to its list slot (kept in metadata, never inside the free
  * block), so a buddy leaves the middle of its list in O(1) ("Free lists"
  * below).  The exception is a zone whose lists are empty: its top tier is
- * read for a free GiB to split, one state word per 32 GiB of the zone.  Single frames pass through per-CPU caches first
- * (mm/buddy_pcp.c); to this file a cached frame is an allocated one.
+ * read for a free GiB to split, one state word per 32 GiB of the zone.
+ * Single frames pass through per-CPU caches first (mm/buddy_pcp.c); to
+ * this file a cached frame is an allocated one.
  *
  * Zones.  Each order has two free lists: blocks at or above 4 GiB (high)
  * and below (low).  buddy_alloc takes the smallest high block that fits
@@ -29,14 +30,15 @@
  * Invariants (buddy_check in mm/buddy_check.c verifies them).
  *  - free_bits[k] (one bit per block of order k <= 17 over the span) is
  *    set iff that block is in a free list of order k; a free 1 GiB block
- *    is a FREE chunk of the top tier.  It is authoritative: a
- *    back-index is read only when the bit says the block is free, and is
- *    cross-checked (a mismatch is a broken invariant and panics).
+ *    is a FREE chunk of the top tier.  It is authoritative: a back-index
+ *    is read only when the bit says the block is free, and is cross-checked
+ *    (a mismatch is a broken invariant and panics).
  *  - alloc_bits[k] (1 <= k <= 17) is set iff that exact block was
  *    returned by buddy_alloc and not yet freed; for single frames
- *    frame_state says BUDDY_FS_ALLOC, for 1 GiB the chunk is ALLOC.  buddy_free refuses any other block (double free,
- *    partial free, wrong size, never handed out, sitting in a per-CPU
- *    cache) before touching anything.
+ *    frame_state says BUDDY_FS_ALLOC, for 1 GiB the chunk is ALLOC.
+ *    buddy_free refuses any other block (double free, partial free, wrong
+ *    size, never handed out, sitting in a per-CPU cache) before touching
+ *    anything.
  *  - No free block has a free buddy: fully coalesced, from init on.
  *  - A FREE or ALLOC chunk holds no listed, allocated or cached block.
  *  - A listed block is in the list of its zone; nonempty_mask[z] has the
@@ -87,8 +89,8 @@ static inline unsigned floor_log2_u64(uint64_t x) { return 63u - (unsigned)__bui
  * never read, so whatever the RAM held is harmless; reading never
  * initialises.  Orders 13..17 (chunks share words) and the top tier are
  * zeroed at init.  A chunk seeded as one 1 GiB block stays untouched until
- * something smaller is carved from it.  Both bitmaps cost about span / 8 KiB bytes.  The
- * frame-state bytes follow the same rule (zeroed with the chunk; the ready
+ * something smaller is carved from it.  Both bitmaps cost about span / 8
+ * KiB bytes.  The frame-state bytes follow the same rule (zeroed with the chunk; the ready
  * bit is stored with release order, as the per-CPU paths read it without
  * the lock).
  */
@@ -380,9 +382,7 @@ static inline void split_down(struct buddy *b, unsigned k, unsigned order, uint6
  * own it now) and split it down to `order`; -MM_ENOMEM if z has none. */
 static int take_top_locked(struct buddy *b, unsigned z, unsigned order, uint64_t *rel_out)
 {
-    uint64_t high = top_high_chunk(b);
-    uint64_t c = z == BUDDY_HIGH ? buddy_top_take(b, high, nchunks(b->span_npages), BUDDY_TOP_NONE)
-                                 : buddy_top_take(b, 0, high, BUDDY_TOP_NONE);
+    uint64_t c = top_take_zone(b, z, BUDDY_TOP_NONE);
     if (c == UINT64_MAX)
         return -MM_ENOMEM;
     split_down(b, BUDDY_MAX_ORDER, order, c << BUDDY_CHUNK_SHIFT);

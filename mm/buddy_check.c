@@ -59,13 +59,12 @@ void buddy_free_blocks_zone(struct buddy *b, unsigned z, uint64_t counts[BUDDY_N
         counts[k] = 0;
     if (z >= BUDDY_NR_ZONES)
         return;
-    uint64_t high = top_high_chunk(b);
+    uint64_t first, end;
+    top_zone_range(b, z, &first, &end);
     unsigned long flags = mm_spin_lock_irqsave(&b->lock);
     for (unsigned k = 0; k < BUDDY_NR_LIST_ORDERS; k++)
         counts[k] = b->list[z][k].nfree;
-    counts[BUDDY_MAX_ORDER] = z == BUDDY_HIGH ?
-        buddy_top_count(b, high, nchunks(b->span_npages), BUDDY_TOP_FREE) :
-        buddy_top_count(b, 0, high, BUDDY_TOP_FREE);
+    counts[BUDDY_MAX_ORDER] = buddy_top_count(b, first, end, BUDDY_TOP_FREE);
     mm_spin_unlock_irqrestore(&b->lock, flags);
 }
 

@@ -268,13 +268,29 @@ static inline bool buddy_top_move(struct buddy *b, uint64_t c, unsigned from, un
     return true;
 }
 
+/* The chunks [*first, *end) of zone z (empty if z has none). */
+static inline void top_zone_range(const struct buddy *b, unsigned z, uint64_t *first,
+                                  uint64_t *end)
+{
+    uint64_t high = top_high_chunk(b);
+    *first = z == BUDDY_HIGH ? high : 0;
+    *end = z == BUDDY_HIGH ? nchunks(b->span_npages) : high;
+}
+
+/* buddy_top_take over the chunks of zone z. */
+static inline uint64_t top_take_zone(struct buddy *b, unsigned z, unsigned to)
+{
+    uint64_t first, end;
+    top_zone_range(b, z, &first, &end);
+    return buddy_top_take(b, first, end, to);
+}
+
 /* buddy_alloc of 1 GiB: the lowest free chunk of the high zone, else of
  * the low one, now ALLOC; UINT64_MAX if there is none. */
 static inline uint64_t top_alloc_chunk(struct buddy *b)
 {
-    uint64_t high = top_high_chunk(b);
-    uint64_t c = buddy_top_take(b, high, nchunks(b->span_npages), BUDDY_TOP_ALLOC);
-    return c != UINT64_MAX ? c : buddy_top_take(b, 0, high, BUDDY_TOP_ALLOC);
+    uint64_t c = top_take_zone(b, BUDDY_HIGH, BUDDY_TOP_ALLOC);
+    return c != UINT64_MAX ? c : top_take_zone(b, BUDDY_LOW, BUDDY_TOP_ALLOC);
 }
 
 /* mm/buddy_top.c: chunks in [first, end) in `state`; and the second try

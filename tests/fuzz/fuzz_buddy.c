@@ -249,11 +249,7 @@ static void free_all_and_compare(const uint64_t initial[SNAP_WORDS])
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool sim_ready;
-    if (!sim_ready) {
-        sim_mem_init(SIM_SIZE);
-        sim_ready = true;
-    }
+    fuzz_sim_once(SIM_SIZE);
     harness_quiet = 1;
     struct reader r = { data, size };
 

@@ -279,11 +279,7 @@ static void run_op(struct reader *r)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool sim_ready;
-    if (!sim_ready) {
-        sim_mem_init(SIM_SIZE);
-        sim_ready = true;
-    }
+    fuzz_sim_once(SIM_SIZE);
     harness_quiet = 1;
     harness_cpu_id = 0;
     struct mm_area_list l = { .count = 2 };

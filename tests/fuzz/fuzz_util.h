@@ -1,9 +1,10 @@
 /*
  * fuzz_util.h - what the libFuzzer targets share: reading the input as a
- * stream of bytes, reporting a violation, and (when FUZZ_SIM_SIZE is
- * defined) a frame allocator over simulated memory that checks every free
- * and can be told to run dry, and that reports its frames to the TLB model
- * (tlb_model.h), which fuzz_tlb_start turns on.
+ * stream of bytes, reporting a violation, simulated memory set up once per
+ * process, and (when FUZZ_SIM_SIZE is defined) a frame allocator over
+ * simulated memory that checks every free and can be told to run dry, and
+ * that reports its frames to the TLB model (tlb_model.h), which
+ * fuzz_tlb_start turns on.
  *
  * Define FUZZ_NAME (the program name for messages) before including it;
  * for the frame allocator also FUZZ_SIM_SIZE (bytes of simulated memory)
@@ -27,6 +28,18 @@ static inline _Noreturn void fail(const char *what, uint64_t a, uint64_t b)
     fprintf(stderr, FUZZ_NAME ": %s (%#lx, %#lx)\n", what, (unsigned long)a,
             (unsigned long)b);
     abort();
+}
+
+/* Simulated memory of `size` bytes, set up on the first call only (every
+ * input of one fuzzer process reuses it); true on that first call. */
+static inline bool fuzz_sim_once(uint64_t size)
+{
+    static bool sim_ready;
+    if (sim_ready)
+        return false;
+    sim_mem_init(size);
+    sim_ready = true;
+    return true;
 }
 
 /* The input, consumed front to back; past its end every byte reads 0. */
@@ -102,12 +115,8 @@ static struct frame_allocator ffa = { ffa_alloc, ffa_free };
  * simulated memory is set up on the first call. */
 static void ffa_reset(void)
 {
-    static bool sim_ready;
-    if (!sim_ready) {
-        sim_mem_init(FUZZ_SIM_SIZE);
+    if (fuzz_sim_once(FUZZ_SIM_SIZE))
         harness_describe_direct_map();   /* the copy helpers copy only RAM */
-        sim_ready = true;
-    }
     memset(fa_is_out, 0, sizeof fa_is_out);
     fa_next = FUZZ_FIRST_PA;
     fa_nstack = fa_out = 0;

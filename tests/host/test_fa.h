@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <mm/frame.h>
+#include <mm/kmapper.h>
+#include <mm/paging.h>
 #include "harness.h"
 #include "tlb_model.h"
 
@@ -111,6 +113,19 @@ static inline phys_addr_t test_fa_fresh_kernel(struct test_fa *t, uint64_t sim_s
     phys_addr_t top = harness_kernel_table(&t->fa, PA(foreign_pa));
     harness_cpu_id = 0;
     return top;
+}
+
+/* The leaf that maps va in the kernel table: 0 and *m, or -MM_ENOENT. */
+static inline int kernel_lookup(uint64_t va, struct pt_mapping *m)
+{
+    struct pt_mapper k = kmapper_peek();
+    return pt_translate(&k, VA(va), m);
+}
+
+static inline bool kernel_is_mapped(uint64_t va)
+{
+    struct pt_mapping m;
+    return kernel_lookup(va, &m) == 0;
 }
 
 #endif

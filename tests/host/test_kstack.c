@@ -35,17 +35,6 @@ static uint64_t setup(void)
     return tfa.outstanding;
 }
 
-static int lookup(uint64_t va, struct pt_mapping *m)
-{
-    struct pt_mapper k = kmapper_peek();
-    return pt_translate(&k, VA(va), m);
-}
-
-static bool is_mapped(uint64_t va)
-{
-    struct pt_mapping m;
-    return lookup(va, &m) == 0;
-}
 
 struct snap {
     uint64_t frames;
@@ -77,14 +66,14 @@ static void test_layout_and_guards(void)
     CHECK_EQ(ks.size, 16 * KiB);
     for (uint64_t va = ks.base.raw; va < ks.top.raw; va += PAGE_SIZE) {
         struct pt_mapping m;
-        REQUIRE(lookup(va, &m) == 0);
+        REQUIRE(kernel_lookup(va, &m) == 0);
         CHECK_EQ(m.flags & (PTE_WRITE | PTE_NX | PTE_USER), PTE_WRITE | PTE_NX);
         CHECK_EQ(((uint8_t *)pa_to_ptr(m.pa))[PAGE_SIZE - 1], 0);
         /* Its frame is RAM, but the stack is not the direct map's page. */
         CHECK(va < MM_DIRECT_MAP_BASE || va >= MM_DIRECT_MAP_END);
     }
-    CHECK(!is_mapped(ks.base.raw - PAGE_SIZE));     /* guard below */
-    CHECK(!is_mapped(ks.top.raw));                  /* guard above */
+    CHECK(!kernel_is_mapped(ks.base.raw - PAGE_SIZE));     /* guard below */
+    CHECK(!kernel_is_mapped(ks.top.raw));                  /* guard above */
     struct mm_kstack_info in;
     CHECK_EQ(mm_kstack_lookup(VA(ks.base.raw - 8), &in), MM_KSTACK_GUARD_BELOW);
     CHECK_EQ(in.cpu, 1);
@@ -92,7 +81,7 @@ static void test_layout_and_guards(void)
     CHECK_EQ(in.base.raw, ks.base.raw);
     CHECK_EQ(in.top.raw, ks.top.raw);
     for (uint64_t va = in.block_va.raw; va < ks.base.raw; va += PAGE_SIZE)
-        CHECK(!is_mapped(va));
+        CHECK(!kernel_is_mapped(va));
     CHECK(in.block_va.raw <= ks.base.raw - PAGE_SIZE);
     CHECK_EQ(in.block_end.raw, ks.top.raw + PAGE_SIZE);
     CHECK_EQ(mm_kstack_lookup(ks.top, &in), MM_KSTACK_GUARD_ABOVE);

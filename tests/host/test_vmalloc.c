@@ -39,23 +39,11 @@ static uint64_t setup(void)
     return tfa.outstanding;
 }
 
-/* The leaf that maps va in the kernel table: 0 and *m, or -MM_ENOENT. */
-static int lookup(uint64_t va, struct pt_mapping *m)
-{
-    struct pt_mapper k = kmapper_peek();
-    return pt_translate(&k, VA(va), m);
-}
-
-static bool is_mapped(uint64_t va)
-{
-    struct pt_mapping m;
-    return lookup(va, &m) == 0;
-}
 
 static uint8_t *bytes_at(uint64_t va)
 {
     struct pt_mapping m;
-    if (lookup(va, &m) != 0)
+    if (kernel_lookup(va, &m) != 0)
         return NULL;
     return pa_to_ptr(m.pa);
 }
@@ -93,22 +81,22 @@ static void test_alloc_maps_zeroed_rw_nx_with_guard(void)
     CHECK(va >= MM_VMALLOC_BASE && va < MM_VMALLOC_END && is_aligned_u64(va, PAGE_SIZE));
     for (uint64_t off = 0; off < 16 * KiB; off += PAGE_SIZE) {
         struct pt_mapping m;
-        REQUIRE(lookup(va + off, &m) == 0);
+        REQUIRE(kernel_lookup(va + off, &m) == 0);
         CHECK_EQ(m.page_size, PAGE_SIZE);
         CHECK_EQ(m.flags & (PTE_PRESENT | PTE_WRITE | PTE_NX | PTE_USER),
                  PTE_PRESENT | PTE_WRITE | PTE_NX);
         uint8_t *b = pa_to_ptr(m.pa);
         CHECK(b[0] == 0 && b[PAGE_SIZE - 1] == 0);      /* the allocator filled 0xa5 */
     }
-    CHECK(!is_mapped(va + 16 * KiB));                   /* the guard page */
+    CHECK(!kernel_is_mapped(va + 16 * KiB));                   /* the guard page */
     /* One byte is one page, and its guard follows at once. */
     void *q = NULL;
     REQUIRE(vmalloc_alloc(&vs, 1, &q) == 0);
-    CHECK(is_mapped(va_of(q)) && !is_mapped(va_of(q) + PAGE_SIZE));
+    CHECK(kernel_is_mapped(va_of(q)) && !kernel_is_mapped(va_of(q) + PAGE_SIZE));
     CHECK(va_of(q) >= va + 16 * KiB + PAGE_SIZE || va_of(q) + 2 * PAGE_SIZE <= va);
     CHECK_EQ(vmalloc_free(&vs, p), 0);
     CHECK_EQ(vmalloc_free(&vs, q), 0);
-    CHECK(!is_mapped(va));
+    CHECK(!kernel_is_mapped(va));
     CHECK_EQ(tfa.outstanding, base);
     CHECK_EQ(tfa.bad_frees, 0);
     CHECK_EQ(vmalloc_check(&vs), 0);
@@ -130,14 +118,14 @@ static void test_frames_not_contiguous_and_big_area(void)
     uint64_t prev = 0;
     for (uint64_t off = 0; off < size; off += PAGE_SIZE) {
         struct pt_mapping m;
-        REQUIRE(lookup(va_of(p) + off, &m) == 0);
+        REQUIRE(kernel_lookup(va_of(p) + off, &m) == 0);
         if (off && m.pa.raw != prev + PAGE_SIZE)
             contiguous = false;
         prev = m.pa.raw;
         memset(pa_to_ptr(m.pa), (int)(off >> PAGE_SHIFT), 8);
     }
     CHECK(!contiguous);
-    CHECK(!is_mapped(va_of(p) + size));
+    CHECK(!kernel_is_mapped(va_of(p) + size));
     for (uint64_t off = 0; off < size; off += PAGE_SIZE)
         CHECK_EQ(bytes_at(va_of(p) + off)[7], (uint8_t)(off >> PAGE_SHIFT));
     CHECK_EQ(vmalloc_free(&vs, p), 0);
@@ -198,7 +186,7 @@ static void test_refused_while_mapper_held(void)
     REFUSED(vmalloc_alloc(&vs, PAGE_SIZE, &out), -MM_EPERM);
     REFUSED(vmalloc_free(&vs, p), -MM_EPERM);
     kmapper_unlock(&km);
-    CHECK(is_mapped(va_of(p)));
+    CHECK(kernel_is_mapped(va_of(p)));
     CHECK_EQ(vmalloc_free(&vs, p), 0);
     CHECK_EQ(tfa.outstanding, base);
 }
@@ -227,7 +215,7 @@ static void enomem_sweep(uint64_t size, uint64_t step_from, bool want_undo)
         err = vmalloc_alloc(&vs, size, &p);
         tfa.budget = UINT64_MAX;
         if (err == 0) {
-            CHECK(is_mapped(va_of(p)) && is_mapped(va_of(p) + size - PAGE_SIZE));
+            CHECK(kernel_is_mapped(va_of(p)) && kernel_is_mapped(va_of(p) + size - PAGE_SIZE));
             CHECK_EQ(vmalloc_free(&vs, p), 0);
             break;
         }
@@ -261,13 +249,13 @@ static void test_vmap_callers_frames(void)
     REQUIRE(vmalloc_map(&vs, fr, 1, MM_PROT_READ | MM_PROT_EXEC, &x) == 0);
     struct pt_mapping m;
     for (unsigned i = 0; i < 3; i++) {
-        REQUIRE(lookup(va_of(r) + i * PAGE_SIZE, &m) == 0);
+        REQUIRE(kernel_lookup(va_of(r) + i * PAGE_SIZE, &m) == 0);
         CHECK_EQ(m.pa.raw, fr[i].raw);
         CHECK_EQ(m.flags & (PTE_WRITE | PTE_NX | PTE_GLOBAL), PTE_NX | PTE_GLOBAL);
     }
     CHECK_EQ(bytes_at(va_of(r) + PAGE_SIZE)[100], 0x3c);     /* not zeroed: the caller's */
-    CHECK(!is_mapped(va_of(r) + 3 * PAGE_SIZE));
-    REQUIRE(lookup(va_of(x), &m) == 0);
+    CHECK(!kernel_is_mapped(va_of(r) + 3 * PAGE_SIZE));
+    REQUIRE(kernel_lookup(va_of(x), &m) == 0);
     CHECK_EQ(m.flags & (PTE_WRITE | PTE_NX), 0);
     CHECK_EQ(vmalloc_free(&vs, r), 0);
     CHECK_EQ(vmalloc_free(&vs, x), 0);
@@ -313,7 +301,7 @@ static void test_many_areas_disjoint_with_guards(void)
         sz[i] = 1 + rng_next(&rng) % (300 * KiB);
         REQUIRE(vmalloc_alloc(&vs, sz[i], &p[i]) == 0);
         uint64_t end = align_up_u64(va_of(p[i]) + sz[i], PAGE_SIZE);
-        CHECK(is_mapped(end - PAGE_SIZE) && !is_mapped(end));
+        CHECK(kernel_is_mapped(end - PAGE_SIZE) && !kernel_is_mapped(end));
         for (unsigned j = 0; j < i; j++) {
             uint64_t ej = align_up_u64(va_of(p[j]) + sz[j], PAGE_SIZE) + PAGE_SIZE;
             CHECK(end + PAGE_SIZE <= va_of(p[j]) || ej <= va_of(p[i]));
@@ -338,7 +326,7 @@ static void test_global_calls(void)
                                MM_VMALLOC_END, &tfa.fa) == 0);
     void *p = mm_vmalloc(20 * KiB);
     REQUIRE(p != NULL);
-    CHECK(is_mapped(va_of(p) + 16 * KiB) && !is_mapped(va_of(p) + 20 * KiB));
+    CHECK(kernel_is_mapped(va_of(p) + 16 * KiB) && !kernel_is_mapped(va_of(p) + 20 * KiB));
     phys_addr_t fr[1] = { PA(FOREIGN_PA) };
     void *q = mm_vmap(fr, 1, MM_PROT_READ | MM_PROT_WRITE);
     REQUIRE(q != NULL);

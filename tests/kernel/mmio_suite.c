@@ -169,9 +169,25 @@ static enum vga_echo vga_round_trip(volatile uint16_t *cells, unsigned first, ui
     return all_ok ? VGA_ECHO_OK : all_ones ? VGA_NO_DEVICE : VGA_ECHO_WRONG;
 }
 
+/* The end of a VGA case: unmap the cells, check that the pool is as it
+ * was before the case (before: pool_counts then), and judge the echo
+ * (skipped when no device answers). */
+static void vga_case_end(struct ktest *t, volatile uint16_t *cells, const uint64_t *before,
+                         enum vga_echo echo)
+{
+    uint64_t after[MMIO_NR_ORDERS];
+    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)cells), 0);
+    expect_unmapped(t, cells);
+    pool_counts(after);
+    KEXPECT(t, counts_equal(before, after));
+    if (echo == VGA_NO_DEVICE)
+        KSKIP(t, "no VGA device answers at 0xb8000");
+    KEXPECT_EQ(t, echo, VGA_ECHO_OK);
+}
+
 static void case_vga_text_buffer(struct ktest *t)
 {
-    uint64_t before[MMIO_NR_ORDERS], after[MMIO_NR_ORDERS];
+    uint64_t before[MMIO_NR_ORDERS];
     pool_counts(before);
     volatile uint16_t *cells = mm_ioremap(PA(VGA_TEXT_PA), VGA_TEXT_BYTES);
     KASSERT(t, cells != NULL);
@@ -183,13 +199,7 @@ static void case_vga_text_buffer(struct ktest *t)
     /* Bottom-right corner, put back afterwards. */
     enum vga_echo echo = vga_round_trip(cells, 80 * 24 + 72, 0x1f00u, "mmio ok!");
 
-    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)cells), 0);
-    expect_unmapped(t, cells);
-    pool_counts(after);
-    KEXPECT(t, counts_equal(before, after));
-    if (echo == VGA_NO_DEVICE)
-        KSKIP(t, "no VGA device answers at 0xb8000");
-    KEXPECT_EQ(t, echo, VGA_ECHO_OK);
+    vga_case_end(t, cells, before, echo);
 }
 
 /* The PAT MSR of every online CPU, read on that CPU. */
@@ -223,7 +233,7 @@ static void case_pat_on_every_cpu(struct ktest *t)
  * the path, not the speed.) */
 static void case_ioremap_wc(struct ktest *t)
 {
-    uint64_t before[MMIO_NR_ORDERS], after[MMIO_NR_ORDERS];
+    uint64_t before[MMIO_NR_ORDERS];
     pool_counts(before);
     volatile uint16_t *cells = mm_ioremap_wc(PA(VGA_TEXT_PA), VGA_TEXT_BYTES);
     KASSERT(t, cells != NULL);
@@ -240,13 +250,7 @@ static void case_ioremap_wc(struct ktest *t)
 
     enum vga_echo echo = vga_round_trip(cells, 80 * 24 + 64, 0x2f00u, "wc works");
 
-    KEXPECT_EQ(t, mm_iounmap((void *)(uintptr_t)cells), 0);
-    expect_unmapped(t, cells);
-    pool_counts(after);
-    KEXPECT(t, counts_equal(before, after));
-    if (echo == VGA_NO_DEVICE)
-        KSKIP(t, "no VGA device answers at 0xb8000");
-    KEXPECT_EQ(t, echo, VGA_ECHO_OK);
+    vga_case_end(t, cells, before, echo);
 }
 
 /* Refused requests return an error and change nothing. */
